@@ -1,0 +1,90 @@
+"""Writes that never leave a half-written file or folder behind.
+
+Everything the project writes goes to a temporary name in the same folder and
+is renamed into place; a rename within one file system is atomic, so a reader
+(or TF Serving watching a folder) sees either the old artefact or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+
+def _temp_path(path: str, suffix: str = "") -> str:
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(folder, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
+                                    suffix=".tmp" + suffix, dir=folder)
+    os.close(handle)
+    # mkstemp makes the file private (0600); artefacts are read by other users
+    # (TF Serving, TensorBoard), so give it the mode a plain open() would.
+    os.chmod(temp, 0o666 & ~_umask())
+    return temp
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes `text` to `path` atomically."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Writes `data` to `path` atomically."""
+    temp = _temp_path(path)
+    try:
+        with open(temp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temp)
+        raise
+
+
+@contextlib.contextmanager
+def replace_file(path: str, suffix: str = "") -> Iterator[str]:
+    """Yields a temporary path; on success it replaces `path`, on error it is removed.
+
+    `suffix` keeps an extension some writers insist on (Keras wants `.weights.h5`).
+    """
+    temp = _temp_path(path, suffix)
+    try:
+        yield temp
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temp)
+        raise
+
+
+@contextlib.contextmanager
+def new_directory(path: str) -> Iterator[str]:
+    """Yields a temporary folder that is renamed to `path` when the block succeeds.
+
+    Raises:
+      FileExistsError: `path` exists already; it is never overwritten.
+    """
+    if os.path.exists(path):
+        raise FileExistsError(f"{path}: exists already; refusing to overwrite it")
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    temp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                            dir=parent)
+    os.chmod(temp, 0o777 & ~_umask())
+    try:
+        yield temp
+        os.rename(temp, path)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise

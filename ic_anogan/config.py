@@ -1,0 +1,156 @@
+"""Frozen configuration dataclasses, one per concern, with JSON round trips.
+
+Every config validates itself on construction, so a bad value fails before any
+work starts, with a message that names the field. The binaries map field names
+one to one onto flag names, so a message naming the field names the flag too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Optional, Type, TypeVar
+
+from ic_anogan import atomic_io
+
+SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range; the message names the field."""
+
+
+def _require(condition: bool, field: str, expected: str, value: Any) -> None:
+    if not condition:
+        raise ConfigError(f"{field}={value!r}: expected {expected}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the DCGAN.
+
+    Attributes:
+      image_size: side of the square grayscale image; sets the number of blocks.
+      latent_dim: size of z.
+      base_filters: filters of the generator's last and discriminator's first block.
+    """
+
+    image_size: int = 64
+    latent_dim: int = 100
+    base_filters: int = 64
+
+    def __post_init__(self):
+        _require(self.image_size in SUPPORTED_IMAGE_SIZES, "image_size",
+                 f"one of {SUPPORTED_IMAGE_SIZES}", self.image_size)
+        _require(isinstance(self.latent_dim, int) and self.latent_dim > 0,
+                 "latent_dim", "a positive integer", self.latent_dim)
+        _require(isinstance(self.base_filters, int) and self.base_filters > 0,
+                 "base_filters", "a positive integer", self.base_filters)
+
+    @property
+    def num_blocks(self) -> int:
+        """Number of stride-2 blocks between 4x4 and the image size."""
+        return int(round(math.log2(self.image_size // 4)))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How the GAN is trained."""
+
+    batch_size: int = 64
+    epochs: int = 25
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    seed: int = 0
+    validation_fraction: float = 0.1
+    # Every this many epochs a short latent search on held-out good images is
+    # logged to TensorBoard; 0 turns it off.
+    monitor_every_epochs: int = 5
+    monitor_images: int = 8
+    monitor_search_steps: int = 50
+
+    def __post_init__(self):
+        _require(self.batch_size > 0, "batch_size", "a positive integer", self.batch_size)
+        _require(self.epochs > 0, "epochs", "a positive integer", self.epochs)
+        _require(self.learning_rate > 0, "learning_rate", "a positive number",
+                 self.learning_rate)
+        _require(0 <= self.beta_1 < 1, "beta_1", "a number in [0, 1)", self.beta_1)
+        _require(0 <= self.validation_fraction < 1, "validation_fraction",
+                 "a number in [0, 1)", self.validation_fraction)
+        _require(self.monitor_every_epochs >= 0, "monitor_every_epochs",
+                 "an integer >= 0", self.monitor_every_epochs)
+        _require(self.monitor_images > 0, "monitor_images", "a positive integer",
+                 self.monitor_images)
+        _require(self.monitor_search_steps > 0, "monitor_search_steps",
+                 "a positive integer", self.monitor_search_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """The AnoGAN latent search (Schlegl et al. 2017).
+
+    Attributes:
+      steps: Γ, gradient steps on z.
+      discrimination_weight: λ in L = (1-λ)·R + λ·D.
+      learning_rate: Adam step size on z.
+      beta_1, beta_2, epsilon: Adam constants.
+      restarts: random starts per image; the start with the lowest final loss wins.
+      clip_z: if set, z is clipped to [-clip_z, clip_z] after every step.
+      seed: seed of the stateless RNG that draws the starting points.
+      jit_compile: compile the search with XLA.
+    """
+
+    steps: int = 500
+    discrimination_weight: float = 0.1
+    learning_rate: float = 0.05
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    restarts: int = 1
+    clip_z: Optional[float] = None
+    seed: int = 0
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        _require(isinstance(self.steps, int) and self.steps >= 0, "search_steps",
+                 "an integer >= 0", self.steps)
+        _require(0.0 <= self.discrimination_weight <= 1.0, "discrimination_weight",
+                 "a number in [0, 1]", self.discrimination_weight)
+        _require(self.learning_rate > 0, "learning_rate", "a positive number",
+                 self.learning_rate)
+        _require(0 <= self.beta_1 < 1 and 0 <= self.beta_2 < 1, "beta_1/beta_2",
+                 "numbers in [0, 1)", (self.beta_1, self.beta_2))
+        _require(self.epsilon > 0, "epsilon", "a positive number", self.epsilon)
+        _require(isinstance(self.restarts, int) and self.restarts > 0, "restarts",
+                 "a positive integer", self.restarts)
+        _require(self.clip_z is None or self.clip_z > 0, "clip_z",
+                 "a positive number or None", self.clip_z)
+
+
+def to_dict(config: Any) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: Type[T], values: dict) -> T:
+    """Builds `cls` from a dict, ignoring unknown keys from newer versions."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Writes JSON atomically (temp file, then rename)."""
+    atomic_io.write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str) -> dict:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: file not found")
+    with open(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e

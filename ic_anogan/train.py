@@ -1,0 +1,407 @@
+"""DCGAN training through `Model.fit`, with checkpoints, resume and TensorBoard.
+
+`GANTrainer` is a `keras.Model` holding G and D with a custom `train_step`, in
+the shape of the Keras GAN guide: loss trackers built in `__init__`, a
+`metrics` property, `compile(d_optimizer=..., g_optimizer=...)`, two tapes and
+a `SeedGenerator`. Losses are summed per example and divided by the global
+batch size, so the same step is right under a `tf.distribute` strategy, where
+the optimizers add up the replicas' gradients.
+
+Checkpoints are one `.npz` per model directory, holding every variable of G,
+D, both optimizers and the noise generator plus the number of finished epochs,
+written atomically at the end of each epoch. A killed run started again with
+the same command restores it and goes on from the next epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from typing import Callable, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ic_anogan import atomic_io, config as config_lib, data as data_lib, losses
+from ic_anogan.config import ModelConfig, TrainConfig
+from ic_anogan.models import Discriminator, FeatureExtractor, Generator, build_models
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_FILE = "checkpoint.npz"
+GENERATOR_FILE = "generator.weights.h5"
+DISCRIMINATOR_FILE = "discriminator.weights.h5"
+HELDOUT_FILE = "heldout.txt"
+HISTORY_FILE = "history.json"
+FORMAT_VERSION = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; training stopped."""
+
+
+class ModelDirError(ValueError):
+    """The model directory is missing, incomplete or holds another run."""
+
+
+class GANTrainer(keras.Model):
+    """Trains a DCGAN generator and discriminator with `fit`."""
+
+    def __init__(self, generator: Generator, discriminator: Discriminator, seed: int = 0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = generator.latent_dim
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.d_real_tracker = keras.metrics.Mean(name="d_real")
+        self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
+
+    def compile(self, d_optimizer: keras.optimizers.Optimizer,
+                g_optimizer: keras.optimizers.Optimizer, **kwargs):
+        super().compile(**kwargs)
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker,
+                self.d_fake_tracker]
+
+    def call(self, z, training=False):
+        return self.generator(z, training=training)
+
+    def train_step(self, real_images):
+        batch = tf.shape(real_images)[0]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        global_batch = tf.cast(batch * replicas, tf.float32)
+
+        z = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        with tf.GradientTape() as tape:
+            fake_images = self.generator(z, training=True)
+            # Real and generated images pass D in separate batches, as in DCGAN,
+            # so batch norm statistics never mix the two.
+            real_logits = self.discriminator(real_images, training=True)
+            fake_logits = self.discriminator(fake_images, training=True)
+            d_loss = tf.reduce_sum(losses.discriminator_loss(real_logits, fake_logits)) / global_batch
+        d_weights = self.discriminator.trainable_weights
+        self.d_optimizer.apply(tape.gradient(d_loss, d_weights), d_weights)
+
+        z = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        with tf.GradientTape() as tape:
+            fake_logits_g = self.discriminator(self.generator(z, training=True), training=True)
+            g_loss = tf.reduce_sum(losses.generator_loss(fake_logits_g)) / global_batch
+        g_weights = self.generator.trainable_weights
+        self.g_optimizer.apply(tape.gradient(g_loss, g_weights), g_weights)
+
+        # Trackers hold the per-replica mean; multiplying back by the replica
+        # count reports the global-batch loss.
+        self.d_loss_tracker.update_state(d_loss * tf.cast(replicas, tf.float32))
+        self.g_loss_tracker.update_state(g_loss * tf.cast(replicas, tf.float32))
+        self.d_real_tracker.update_state(tf.reduce_mean(tf.sigmoid(real_logits)))
+        self.d_fake_tracker.update_state(tf.reduce_mean(tf.sigmoid(fake_logits)))
+        return {m.name: m.result() for m in self.metrics}
+
+
+def make_optimizers(train_config: TrainConfig) -> tuple:
+    """Adam(2e-4, beta_1=0.5) for D and G, as in DCGAN."""
+    return tuple(keras.optimizers.Adam(train_config.learning_rate, beta_1=train_config.beta_1,
+                                       name=name) for name in ("d_adam", "g_adam"))
+
+
+# --------------------------------------------------------------------------
+# Checkpoints.
+
+def _checkpoint_variables(trainer: GANTrainer) -> list:
+    return (list(trainer.generator.weights) + list(trainer.discriminator.weights)
+            + list(trainer.d_optimizer.variables) + list(trainer.g_optimizer.variables)
+            + [trainer.seed_generator.state])
+
+
+def _variable_name(variable) -> str:
+    return getattr(variable, "path", None) or variable.name
+
+
+def build_optimizers(trainer: GANTrainer) -> None:
+    """Creates the optimizer slots now, so they exist before a restore."""
+    trainer.d_optimizer.build(trainer.discriminator.trainable_weights)
+    trainer.g_optimizer.build(trainer.generator.trainable_weights)
+
+
+def save_checkpoint(trainer: GANTrainer, path: str, epoch: int) -> None:
+    """Writes every training variable and the finished-epoch count, atomically."""
+    variables = _checkpoint_variables(trainer)
+    arrays = {f"v{i:04d}": np.asarray(keras.ops.convert_to_numpy(v.value))
+              for i, v in enumerate(variables)}
+    names = np.array([_variable_name(v) for v in variables])
+    with atomic_io.replace_file(path, suffix=".npz") as temp:
+        with open(temp, "wb") as f:
+            np.savez(f, epoch=np.int64(epoch), names=names, **arrays)
+
+
+def restore_checkpoint(trainer: GANTrainer, path: str) -> int:
+    """Restores `save_checkpoint`'s file; returns the number of finished epochs.
+
+    Raises:
+      ModelDirError: the checkpoint does not match the models' variables.
+    """
+    variables = _checkpoint_variables(trainer)
+    with np.load(path) as stored:
+        names = list(stored["names"])
+        if len(names) != len(variables):
+            raise ModelDirError(f"{path}: holds {len(names)} variables, the models have "
+                                f"{len(variables)}; it was written for another configuration")
+        for i, variable in enumerate(variables):
+            value = stored[f"v{i:04d}"]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ModelDirError(f"{path}: variable {names[i]} has shape {value.shape}, "
+                                    f"the model expects {tuple(variable.shape)}")
+            variable.assign(value)
+        return int(stored["epoch"])
+
+
+# --------------------------------------------------------------------------
+# Callbacks.
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the checkpoint after every finished epoch."""
+
+    def __init__(self, trainer: GANTrainer, path: str):
+        super().__init__()
+        self.trainer, self.path = trainer, path
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_checkpoint(self.trainer, self.path, epoch + 1)
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raises `NonFiniteLossError` at the first NaN or infinite loss.
+
+    Raising mid-epoch means the epoch's checkpoint is never written, so the
+    last good checkpoint stays as it was.
+    """
+
+    def __init__(self, checkpoint_path: str):
+        super().__init__()
+        self.checkpoint_path = checkpoint_path
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name in ("d_loss", "g_loss"):
+            value = (logs or {}).get(name)
+            if value is not None and not math.isfinite(float(value)):
+                kept = (f"the last good checkpoint ({self.checkpoint_path}) is intact"
+                        if os.path.exists(self.checkpoint_path) else "no checkpoint was written")
+                raise NonFiniteLossError(
+                    f"{name} became {float(value)} at epoch {self.epoch + 1}, batch {batch + 1}; "
+                    f"training stopped and {kept}. Lower --learning_rate or check the images.")
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Logs a grid of G(z) for a fixed z to TensorBoard after every epoch."""
+
+    def __init__(self, generator: Generator, log_dir: str, count: int = 16, seed: int = 0):
+        super().__init__()
+        self.generator = generator
+        self.z = tf.random.stateless_normal((count, generator.latent_dim), seed=[seed, 7])
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        images = self.generator(self.z, training=False)
+        with self.writer.as_default():
+            tf.summary.image("generated_samples", image_grid(images), step=epoch + 1)
+        self.writer.flush()
+
+
+def image_grid(images: tf.Tensor, columns: Optional[int] = None) -> tf.Tensor:
+    """[N, H, W, 1] in [-1, 1] -> one [1, rows*H, columns*W, 1] image in [0, 1]."""
+    images = (tf.convert_to_tensor(images) + 1.0) / 2.0
+    n = int(images.shape[0])
+    columns = columns or int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / columns))
+    pad = rows * columns - n
+    if pad:
+        images = tf.concat([images, tf.zeros([pad] + images.shape[1:].as_list())], 0)
+    h, w = int(images.shape[1]), int(images.shape[2])
+    grid = tf.reshape(images, [rows, columns, h, w, 1])
+    grid = tf.transpose(grid, [0, 2, 1, 3, 4])
+    return tf.clip_by_value(tf.reshape(grid, [1, rows * h, columns * w, 1]), 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------
+# Model directory.
+
+@dataclasses.dataclass
+class TrainedModel:
+    """What scoring needs from a model directory."""
+
+    model_dir: str
+    model_config: ModelConfig
+    generator: Generator
+    discriminator: Discriminator
+    features: FeatureExtractor
+    metadata: dict
+
+
+def _run_description(model_config: ModelConfig, train_config: TrainConfig,
+                     data_spec: Optional[str]) -> dict:
+    return {"format_version": FORMAT_VERSION, "model": config_lib.to_dict(model_config),
+            "train": config_lib.to_dict(train_config), "data": {"spec": data_spec or "synthetic"}}
+
+
+def _check_same_run(model_dir: str, wanted: dict) -> None:
+    stored = config_lib.read_json(os.path.join(model_dir, CONFIG_FILE))
+    for section in ("model", "train", "data"):
+        for key, value in wanted[section].items():
+            if section == "train" and key == "epochs":
+                continue  # more epochs may be asked for on resume
+            if stored.get(section, {}).get(key) != value:
+                raise ModelDirError(
+                    f"{model_dir}: holds a run with {section}.{key}="
+                    f"{stored.get(section, {}).get(key)!r}, this command asks for {value!r}; "
+                    f"use another --model_dir or the original flags")
+
+
+def load_trained_model(model_dir: str, image_size: Optional[int] = None) -> TrainedModel:
+    """Loads G, D and f(.) from a model directory written by `train`.
+
+    Args:
+      model_dir: the directory.
+      image_size: if given, the size the caller's images have; must match the model's.
+
+    Raises:
+      ModelDirError: missing directory or files, or another image size.
+    """
+    if not os.path.isdir(model_dir):
+        raise ModelDirError(f"{model_dir}: model directory not found (train one with "
+                            f"train_main.py --model_dir={model_dir})")
+    for name in (CONFIG_FILE, GENERATOR_FILE, DISCRIMINATOR_FILE):
+        if not os.path.exists(os.path.join(model_dir, name)):
+            raise ModelDirError(f"{model_dir}: {name} missing; is training finished?")
+    metadata = config_lib.read_json(os.path.join(model_dir, CONFIG_FILE))
+    model_config = config_lib.from_dict(ModelConfig, metadata["model"])
+    if image_size is not None and image_size != model_config.image_size:
+        raise ModelDirError(f"{model_dir}: model trained at image size {model_config.image_size}, "
+                            f"asked to score {image_size}x{image_size} images")
+    generator, discriminator, features = build_models(model_config)
+    generator.load_weights(os.path.join(model_dir, GENERATOR_FILE))
+    discriminator.load_weights(os.path.join(model_dir, DISCRIMINATOR_FILE))
+    return TrainedModel(model_dir, model_config, generator, discriminator, features, metadata)
+
+
+def _write_weights(model: keras.Model, path: str) -> None:
+    with atomic_io.replace_file(path, suffix=".weights.h5") as temp:
+        model.save_weights(temp)
+
+
+# --------------------------------------------------------------------------
+# The training entry point.
+
+@dataclasses.dataclass
+class TrainResult:
+    model_dir: str
+    log_dir: str
+    epochs_run: int
+    history: dict
+    train_images: int
+    heldout: data_lib.ImageSet
+    seconds: float
+
+
+def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
+          train_config: TrainConfig, data_spec: Optional[str] = None,
+          skip_corrupt: bool = False, synthetic_count: int = 3277,
+          strategy: Optional[tf.distribute.Strategy] = None,
+          extra_callbacks: Sequence[Callable[..., keras.callbacks.Callback]] = (),
+          verbose: int = 1) -> TrainResult:
+    """Trains the DCGAN on the good images of `data_spec` and writes `model_dir`.
+
+    Args:
+      model_dir: where weights, config, checkpoint and held-out list go; a
+        directory holding a checkpoint of the same run is resumed.
+      log_dir: TensorBoard log directory.
+      model_config, train_config: sizes and training settings.
+      data_spec: a source spec (see `data.resolve_source`); None = synthetic.
+      skip_corrupt: skip unreadable image files instead of failing.
+      synthetic_count: number of synthetic good images when data_spec is None.
+      strategy: a tf.distribute strategy; default: TF's current one.
+      extra_callbacks: factories called as f(trainer=..., heldout=..., log_dir=...)
+        that return callbacks (the scoring package adds its monitor this way).
+      verbose: Keras progress bar verbosity.
+
+    Raises:
+      data.DataError, ModelDirError, NonFiniteLossError.
+    """
+    start = time.time()
+    strategy = strategy or tf.distribute.get_strategy()
+    description = _run_description(model_config, train_config, data_spec)
+    os.makedirs(model_dir, exist_ok=True)
+    checkpoint_path = os.path.join(model_dir, CHECKPOINT_FILE)
+    resuming = os.path.exists(checkpoint_path)
+    if resuming:
+        _check_same_run(model_dir, description)
+
+    images = data_lib.load_training_set(data_spec, model_config.image_size, skip_corrupt,
+                                        seed=train_config.seed, synthetic_count=synthetic_count)
+    train_set, heldout = data_lib.split_holdout(images, train_config.validation_fraction,
+                                                train_config.seed)
+    global_batch = train_config.batch_size * strategy.num_replicas_in_sync
+    if len(train_set) < global_batch:
+        raise data_lib.DataError(
+            f"{data_spec or 'synthetic'}: {len(train_set)} training images after the "
+            f"hold-out, fewer than one batch of {global_batch}; lower --batch_size")
+    log.info("training on %s; holding out %d for validation and calibration",
+             data_lib.describe(train_set), len(heldout))
+    description["data"].update(train_images=len(train_set), heldout_images=len(heldout),
+                               skipped_files=[p for p, _ in images.skipped])
+    if not resuming:
+        config_lib.write_json(os.path.join(model_dir, CONFIG_FILE), description)
+    atomic_io.write_text(os.path.join(model_dir, HELDOUT_FILE),
+                         "".join(i + "\n" for i in heldout.ids))
+
+    keras.utils.set_random_seed(train_config.seed)
+    with strategy.scope():
+        generator, discriminator, _ = build_models(model_config, seed=train_config.seed)
+        trainer = GANTrainer(generator, discriminator, seed=train_config.seed)
+        d_optimizer, g_optimizer = make_optimizers(train_config)
+        trainer.compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer)
+        build_optimizers(trainer)
+    initial_epoch = restore_checkpoint(trainer, checkpoint_path) if resuming else 0
+    if resuming:
+        log.info("resuming %s after epoch %d", model_dir, initial_epoch)
+
+    dataset = data_lib.make_dataset(train_set.images, global_batch, shuffle=True,
+                                    seed=train_config.seed + initial_epoch)
+    callbacks = [
+        StopOnNonFiniteLoss(checkpoint_path),
+        EpochCheckpoint(trainer, checkpoint_path),
+        keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", write_graph=False),
+        SampleGrid(generator, log_dir, seed=train_config.seed),
+    ]
+    callbacks += [factory(trainer=trainer, heldout=heldout, log_dir=log_dir)
+                  for factory in extra_callbacks]
+    history: dict = {}
+    if initial_epoch < train_config.epochs:
+        result = trainer.fit(dataset, epochs=train_config.epochs, initial_epoch=initial_epoch,
+                             callbacks=callbacks, verbose=verbose)
+        history = {k: [float(v) for v in values] for k, values in result.history.items()}
+
+    _write_weights(generator, os.path.join(model_dir, GENERATOR_FILE))
+    _write_weights(discriminator, os.path.join(model_dir, DISCRIMINATOR_FILE))
+    history_path = os.path.join(model_dir, HISTORY_FILE)
+    previous = config_lib.read_json(history_path) if os.path.exists(history_path) else {}
+    merged = {k: previous.get(k, []) + history.get(k, [])
+              for k in sorted(set(previous) | set(history))}
+    config_lib.write_json(history_path, merged)
+    return TrainResult(model_dir, log_dir, train_config.epochs - initial_epoch, merged,
+                       len(train_set), heldout, time.time() - start)
