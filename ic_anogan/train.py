@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from ic_anogan import atomic_io, config as config_lib, data as data_lib, losses
-from ic_anogan.config import ModelConfig, TrainConfig
+from ic_anogan.config import ModelConfig, SearchConfig, TrainConfig
 from ic_anogan.models import Discriminator, FeatureExtractor, Generator, build_models
 
 log = logging.getLogger(__name__)
@@ -321,6 +321,7 @@ class TrainResult:
 def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
           train_config: TrainConfig, data_spec: Optional[str] = None,
           skip_corrupt: bool = False, synthetic_count: int = 3277,
+          search_config: SearchConfig = SearchConfig(),
           strategy: Optional[tf.distribute.Strategy] = None,
           extra_callbacks: Sequence[Callable[..., keras.callbacks.Callback]] = (),
           verbose: int = 1) -> TrainResult:
@@ -334,9 +335,11 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
       data_spec: a source spec (see `data.resolve_source`); None = synthetic.
       skip_corrupt: skip unreadable image files instead of failing.
       synthetic_count: number of synthetic good images when data_spec is None.
+      search_config: λ and learning rate of the monitoring search (its steps
+        come from train_config.monitor_search_steps).
       strategy: a tf.distribute strategy; default: TF's current one.
       extra_callbacks: factories called as f(trainer=..., heldout=..., log_dir=...)
-        that return callbacks (the scoring package adds its monitor this way).
+        that return more callbacks (e.g. to stop a run at a given epoch).
       verbose: Keras progress bar verbosity.
 
     Raises:
@@ -388,12 +391,19 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
         keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", write_graph=False),
         SampleGrid(generator, log_dir, seed=train_config.seed),
     ]
+    if train_config.monitor_every_epochs and len(heldout):
+        from ic_anogan.monitor import SearchMonitor  # the search is not needed otherwise
+        monitor_config = dataclasses.replace(search_config, steps=train_config.monitor_search_steps,
+                                             restarts=1)
+        callbacks.append(SearchMonitor(generator, discriminator,
+                                       heldout.images[:train_config.monitor_images], log_dir,
+                                       train_config.monitor_every_epochs, monitor_config))
     callbacks += [factory(trainer=trainer, heldout=heldout, log_dir=log_dir)
                   for factory in extra_callbacks]
     history: dict = {}
     if initial_epoch < train_config.epochs:
         result = trainer.fit(dataset, epochs=train_config.epochs, initial_epoch=initial_epoch,
-                             callbacks=callbacks, verbose=verbose)
+                             callbacks=callbacks, verbose=verbose, shuffle=False)
         history = {k: [float(v) for v in values] for k, values in result.history.items()}
 
     _write_weights(generator, os.path.join(model_dir, GENERATOR_FILE))

@@ -1,0 +1,69 @@
+"""Helpers shared by the two binaries: logging set-up, progress, strategies.
+
+Nothing here defines flags; flags live only in train_main.py and score_main.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tensorflow as tf
+
+
+def setup_logging() -> None:
+    """Routes the library's `logging` records to stderr at INFO."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    logging.getLogger("ic_anogan").setLevel(logging.INFO)
+
+
+def default_log_dir(model_dir: str, suffix: str = "") -> str:
+    """tensorboard_logs/<run name>, the run name being the model directory's name."""
+    name = os.path.basename(os.path.normpath(model_dir)) or "run"
+    return os.path.join("tensorboard_logs", name + suffix)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """A tf.distribute strategy by name: auto, default, mirrored or multi_worker.
+
+    auto: MultiWorkerMirrored when TF_CONFIG names several workers, Mirrored
+    when TF sees more than one GPU, else TF's default (one device).
+    """
+    if name == "auto":
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        if len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1:
+            name = "multi_worker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"--strategy={name}: expected auto, default, mirrored or multi_worker")
+
+
+class StepProgress:
+    """A text progress bar over image·steps for the search (stderr)."""
+
+    def __init__(self, total: int, label: str):
+        from keras.utils import Progbar  # keras is imported by then anyway
+        self.total = max(int(total), 1)
+        self.bar = Progbar(self.total, unit_name="img·step", stateful_metrics=None,
+                           verbose=1 if sys.stderr.isatty() else 2)
+        self.label = label
+        self._last_print = 0
+
+    def __call__(self, done: int) -> None:
+        if self.bar.verbose == 1:
+            self.bar.update(done)
+        elif done >= self.total or done - self._last_print >= self.total / 10:
+            # Not a terminal: one line per tenth, not a redraw per chunk.
+            self._last_print = done
+            print(f"{self.label}: {done}/{self.total} img·steps "
+                  f"({100.0 * done / self.total:.0f}%)", file=sys.stderr, flush=True)

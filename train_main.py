@@ -1,0 +1,130 @@
+"""Trains an AnoGAN model on good images and calibrates its decision threshold.
+
+    python train_main.py --model_dir=models/line3 --data_dir=/path/to/good_images
+
+Without --data_dir it trains on the built-in synthetic IC packages. The model
+directory ends up holding everything score_main.py needs: weights, the
+resolved config, the held-out good file list and the calibrated threshold.
+Started again with the same flags, an interrupted run resumes.
+"""
+
+import logging
+
+from absl import app, flags
+
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Where the trained model is written.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Good images: a folder (recursive), an MVTec-style root (train/good), "
+    "or idx:FOLDER:CLASS. Default: the built-in synthetic IC packages.")
+# absl.logging defines --log_dir for log files, which these binaries never
+# write; the flag is taken over for the TensorBoard directory, as users expect.
+if "log_dir" in flags.FLAGS:
+    delattr(flags.FLAGS, "log_dir")
+_LOG_DIR = flags.DEFINE_string("log_dir", None,
+                               "TensorBoard directory; default tensorboard_logs/<model name>.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Image side: 16, 32, 64, 128 or 256.")
+_LATENT_DIM = flags.DEFINE_integer("latent_dim", 100, "Size of z.")
+_BASE_FILTERS = flags.DEFINE_integer("base_filters", 64, "Filters of the outermost blocks.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per training step (per replica).")
+_EPOCHS = flags.DEFINE_integer("epochs", 25, "Training epochs.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 2e-4, "Adam learning rate for G and D.")
+_BETA_1 = flags.DEFINE_float("beta_1", 0.5, "Adam beta_1 for G and D.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed for weights, noise, shuffling and the split.")
+_VALIDATION_FRACTION = flags.DEFINE_float(
+    "validation_fraction", 0.1, "Good images held out (never trained on) for validation and "
+    "threshold calibration.")
+_SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False,
+                                  "Skip unreadable image files (and count them) instead of failing.")
+_SYNTHETIC_TRAIN_COUNT = flags.DEFINE_integer(
+    "synthetic_train_count", 3277, "Good synthetic images to render when --data_dir is unset.")
+_STRATEGY = flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker"],
+                              "tf.distribute strategy.")
+_MONITOR_EVERY = flags.DEFINE_integer(
+    "monitor_every_epochs", 5, "Log a short search on held-out good images every N epochs (0: off).")
+_MONITOR_STEPS = flags.DEFINE_integer("monitor_search_steps", 50, "Steps of that search.")
+# Calibration: how the held-out good images are scored after training.
+_CALIBRATE = flags.DEFINE_bool("calibrate", True,
+                               "After training, score the held-out images and store the threshold.")
+_SEARCH_STEPS = flags.DEFINE_integer("search_steps", 500, "Γ: latent search steps.")
+_DISCRIMINATION_WEIGHT = flags.DEFINE_float("discrimination_weight", 0.1, "λ of the search.")
+_SEARCH_LEARNING_RATE = flags.DEFINE_float("search_learning_rate", 0.05,
+                                           "Adam learning rate of the latent search.")
+_RESTARTS = flags.DEFINE_integer("restarts", 1, "Random starts per image in the search.")
+_CLIP_Z = flags.DEFINE_float("clip_z", None, "Clip z to [-clip_z, clip_z] during the search.")
+_SEARCH_SEED = flags.DEFINE_integer("search_seed", 0, "Seed of the search's starting points.")
+_SEARCH_BATCH_SIZE = flags.DEFINE_integer("search_batch_size", 64, "Images per search call.")
+_PERCENTILE = flags.DEFINE_float("calibration_percentile", 99.0,
+                                 "Threshold = this percentile of held-out good scores.")
+
+flags.mark_flags_as_required(["model_dir"])
+for _flag in ("latent_dim", "base_filters", "batch_size", "epochs", "synthetic_train_count",
+              "monitor_search_steps", "restarts", "search_batch_size"):
+    flags.register_validator(_flag, lambda v: v is not None and v > 0,
+                             message="must be a positive integer")
+for _flag in ("search_steps", "monitor_every_epochs"):
+    flags.register_validator(_flag, lambda v: v is not None and v >= 0,
+                             message="must be an integer >= 0")
+flags.register_validator("image_size", lambda v: v in (16, 32, 64, 128, 256),
+                         message="must be one of 16, 32, 64, 128, 256")
+flags.register_validator("validation_fraction", lambda v: 0 <= v < 1,
+                         message="must be in [0, 1)")
+flags.register_validator("learning_rate", lambda v: v > 0, message="must be positive")
+flags.register_validator("search_learning_rate", lambda v: v > 0, message="must be positive")
+flags.register_validator("discrimination_weight", lambda v: 0 <= v <= 1,
+                         message="must be in [0, 1]")
+flags.register_validator("calibration_percentile", lambda v: 0 < v <= 100,
+                         message="must be in (0, 100]")
+flags.register_validator("clip_z", lambda v: v is None or v > 0, message="must be positive")
+
+
+def main(argv):
+    del argv
+    # Heavy imports after flag parsing, so --help and flag errors are instant.
+    from ic_anogan import cli, config, data, scoring, train
+    cli.setup_logging()
+    log = logging.getLogger("train_main")
+
+    model_config = config.ModelConfig(_IMAGE_SIZE.value, _LATENT_DIM.value, _BASE_FILTERS.value)
+    train_config = config.TrainConfig(
+        batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, learning_rate=_LEARNING_RATE.value,
+        beta_1=_BETA_1.value, seed=_SEED.value, validation_fraction=_VALIDATION_FRACTION.value,
+        monitor_every_epochs=_MONITOR_EVERY.value, monitor_search_steps=_MONITOR_STEPS.value)
+    search_config = config.SearchConfig(
+        steps=_SEARCH_STEPS.value, discrimination_weight=_DISCRIMINATION_WEIGHT.value,
+        learning_rate=_SEARCH_LEARNING_RATE.value, restarts=_RESTARTS.value,
+        clip_z=_CLIP_Z.value, seed=_SEARCH_SEED.value)
+    log_dir = _LOG_DIR.value or cli.default_log_dir(_MODEL_DIR.value)
+    log.info("model %s", config.to_dict(model_config))
+    log.info("training %s", config.to_dict(train_config))
+    log.info("TensorBoard: tensorboard --logdir %s", log_dir)
+
+    try:
+        result = train.train(
+            model_dir=_MODEL_DIR.value, log_dir=log_dir, model_config=model_config,
+            train_config=train_config, data_spec=_DATA_DIR.value,
+            skip_corrupt=_SKIP_CORRUPT.value, synthetic_count=_SYNTHETIC_TRAIN_COUNT.value,
+            search_config=search_config, strategy=cli.make_strategy(_STRATEGY.value))
+    except (data.DataError, train.ModelDirError, train.NonFiniteLossError) as e:
+        log.error("%s", e)
+        return 1
+    last = {k: v[-1] for k, v in result.history.items() if v}
+    log.info("trained %d epochs in %.0f s; last epoch: %s", result.epochs_run, result.seconds,
+             ", ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
+
+    if _CALIBRATE.value and len(result.heldout):
+        model = train.load_trained_model(_MODEL_DIR.value)
+        progress = cli.StepProgress(len(result.heldout) * search_config.steps, "calibration")
+        record = scoring.calibrate(
+            model, result.heldout, search_config, _PERCENTILE.value, _SEARCH_BATCH_SIZE.value,
+            source=f"held-out {len(result.heldout)} good images of {_DATA_DIR.value or 'synthetic'}",
+            progress=progress, chunk_steps=max(1, search_config.steps // 10))
+        log.info("calibrated on %d held-out good images: threshold %.4f (%gth percentile)",
+                 record["count"], record["threshold"], record["percentile"])
+    elif _CALIBRATE.value:
+        log.warning("no held-out images (--validation_fraction=0): threshold not calibrated")
+    print(f"model written to {_MODEL_DIR.value}; TensorBoard logs in {log_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
