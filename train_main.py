@@ -9,6 +9,7 @@ Started again with the same flags, an interrupted run resumes.
 """
 
 import logging
+import sys
 
 from absl import app, flags
 
@@ -103,7 +104,9 @@ def main(argv):
             model_dir=_MODEL_DIR.value, log_dir=log_dir, model_config=model_config,
             train_config=train_config, data_spec=_DATA_DIR.value,
             skip_corrupt=_SKIP_CORRUPT.value, synthetic_count=_SYNTHETIC_TRAIN_COUNT.value,
-            search_config=search_config, strategy=cli.make_strategy(_STRATEGY.value))
+            search_config=search_config, strategy=cli.make_strategy(_STRATEGY.value),
+            # A redrawn bar per epoch on a terminal; one line per epoch in a log file.
+            verbose=1 if sys.stdout.isatty() else 2)
     except (data.DataError, train.ModelDirError, train.NonFiniteLossError) as e:
         log.error("%s", e)
         return 1

@@ -94,8 +94,10 @@ class LatentSearch(tf.Module):
 
     def initial_latents(self) -> tf.Tensor:
         """The R starting points [R, latent_dim], from a stateless RNG and the seed."""
-        z0 = tf.random.stateless_normal([self.config.restarts, self.latent_dim],
-                                        seed=[self.config.seed, 0x5EA4C8])
+        # One stream per restart, so restart r is the same point whatever R is:
+        # adding restarts can only add candidates, never change the first one.
+        z0 = tf.stack([tf.random.stateless_normal([self.latent_dim], seed=[self.config.seed, r])
+                       for r in range(self.config.restarts)])
         return self._clip(z0)
 
     def _clip(self, z: tf.Tensor) -> tf.Tensor:

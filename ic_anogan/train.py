@@ -75,8 +75,11 @@ class GANTrainer(keras.Model):
         return [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker,
                 self.d_fake_tracker]
 
-    def call(self, z, training=False):
-        return self.generator(z, training=training)
+    def call(self, images, training=False):
+        # fit() feeds batches of images; under a distribution strategy it
+        # builds the model by calling it on one, so the trainer's own forward
+        # pass is the discriminator's verdict on real images.
+        return self.discriminator(images, training=training)
 
     def train_step(self, real_images):
         batch = tf.shape(real_images)[0]
@@ -138,7 +141,7 @@ def build_optimizers(trainer: GANTrainer) -> None:
 def save_checkpoint(trainer: GANTrainer, path: str, epoch: int) -> None:
     """Writes every training variable and the finished-epoch count, atomically."""
     variables = _checkpoint_variables(trainer)
-    arrays = {f"v{i:04d}": np.asarray(keras.ops.convert_to_numpy(v.value))
+    arrays = {f"v{i:04d}": np.asarray(v.numpy())
               for i, v in enumerate(variables)}
     names = np.array([_variable_name(v) for v in variables])
     with atomic_io.replace_file(path, suffix=".npz") as temp:

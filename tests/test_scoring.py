@@ -1,0 +1,157 @@
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import run_main, write_image
+from ic_anogan import calibration, data, plots, scoring, train
+from ic_anogan.config import SearchConfig
+from ic_anogan.search import LatentSearch
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _png(path):
+    with open(path, "rb") as f:
+        head = f.read(8)
+    return head == PNG_MAGIC and os.path.getsize(path) > 1000
+
+
+def test_figures_are_written(tmp_path, rng):
+    scores = np.concatenate([rng.normal(0, 1, 30), rng.normal(2, 1, 20)])
+    labels = np.array([0] * 30 + [1] * 20)
+    types = ["good"] * 30 + ["short_fill"] * 10 + ["void"] * 10
+    assert _png(plots.score_histogram(scores, types, str(tmp_path / "h.png"), threshold=1.5))
+    assert _png(plots.roc_pr_curves(labels, scores, str(tmp_path / "r.png")))
+    images = rng.uniform(-1, 1, (3, 16, 16, 1))
+    assert _png(plots.reconstruction_grid(images, images * 0.5, np.abs(images * 0.5),
+                                          ["a", "b", "c"], str(tmp_path / "g.png")))
+    assert sorted(os.listdir(tmp_path)) == ["g.png", "h.png", "r.png"]  # no temp files left
+
+
+def test_run_search_batches_and_reports_progress(trained_model_dir):
+    model = train.load_trained_model(trained_model_dir["model_dir"])
+    search = LatentSearch(model.generator, model.features, SearchConfig(steps=6))
+    images = trained_model_dir["result"].heldout.images
+    seen = []
+    out = scoring.run_search(search, images, batch_size=3, chunk_steps=4, progress=seen.append)
+    assert seen == [4 * 3, 6 * 3, 18 + 4 * 1, 18 + 6 * 1]
+    whole = scoring.run_search(search, images, batch_size=64)
+    np.testing.assert_allclose(out["anomaly_score"], whole["anomaly_score"], rtol=1e-4)
+
+
+def test_calibration_is_stored_and_reread(trained_model_dir):
+    record = calibration.read(trained_model_dir["model_dir"])
+    assert record["count"] == 4 and record["percentile"] == 99.0
+    assert record["threshold"] == pytest.approx(np.percentile(record["scores"], 99))
+    assert calibration.stored_search_config(record) == SearchConfig(steps=5)
+    assert calibration.mismatched_settings(record, SearchConfig(steps=5)) == []
+    assert calibration.mismatched_settings(record, SearchConfig(steps=9)) == ["steps"]
+
+
+def test_report_files(trained_model_dir, tmp_path):
+    model = train.load_trained_model(trained_model_dir["model_dir"])
+    images = data.load_scoring_set(None, 16, synthetic_counts={"good": 6, "short_fill": 4,
+                                                               "void": 2})
+    search = LatentSearch(model.generator, model.features, SearchConfig(steps=4))
+    outputs = scoring.run_search(search, images.images, 8)
+    report = scoring.write_report(str(tmp_path / "out"), images, outputs, threshold=100.0,
+                                  log_dir=str(tmp_path / "tb"))
+    rows = list(csv.DictReader(open(report.scores_csv)))
+    assert list(rows[0]) == list(scoring.CSV_COLUMNS)
+    assert len(rows) == 12 and rows[0]["label"] == "0" and rows[-1]["defect_type"] == "void"
+    assert all(r["is_anomaly"] == str(int(float(r["anomaly_score"]) > 100.0)) for r in rows)
+    stored = json.load(open(report.metrics_json))
+    assert stored["counts"] == {"good": 6, "short_fill": 4, "void": 2}
+    assert 0 <= stored["auroc"] <= 1 and 0 <= stored["pixel_auroc"] <= 1
+    assert set(os.listdir(tmp_path / "out")) == {
+        "scores.csv", "metrics.json", "roc_pr.png", "score_histogram.png",
+        "grid_most_anomalous.png", "grid_good_sample.png"}
+    assert all(_png(f) for f in report.figures)
+    from test_train import _tags
+    assert {"anomaly_score/all", "anomaly_score/good", "anomaly_score/short_fill",
+            "metrics/auroc", "metrics/pixel_auroc", "pr_curve/pr_curves",
+            "reconstructions/most_anomalous", "reconstructions/good_sample"} <= _tags(
+                str(tmp_path / "tb" / "score"))
+
+
+def test_unlabelled_folder_gets_empty_labels(trained_model_dir, tmp_path, rng):
+    for i in range(3):
+        write_image(str(tmp_path / "in" / f"{i}.png"),
+                    rng.integers(0, 256, (40, 40), dtype=np.uint8))
+    model = train.load_trained_model(trained_model_dir["model_dir"])
+    images = data.load_scoring_set(str(tmp_path / "in"), 16)
+    outputs = scoring.run_search(LatentSearch(model.generator, model.features,
+                                              SearchConfig(steps=2)), images.images, 8)
+    report = scoring.write_report(str(tmp_path / "out"), images, outputs, threshold=None)
+    rows = list(csv.DictReader(open(report.scores_csv)))
+    assert [r["label"] for r in rows] == ["", "", ""]
+    assert report.metrics_json is None
+    assert not os.path.exists(tmp_path / "out" / "metrics.json")
+
+
+def test_score_main_end_to_end(trained_model_dir, tmp_path):
+    out = tmp_path / "out"
+    done = run_main("score_main.py", f"--model_dir={trained_model_dir['model_dir']}",
+                    f"--output_dir={out}", f"--log_dir={tmp_path / 'tb'}",
+                    "--synthetic_counts=good:8,short_fill:6", "--batch_size=8")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "AUROC" in done.stdout and f"scores: {out}/scores.csv" in done.stdout
+    stored = json.load(open(out / "metrics.json"))
+    assert stored["search"]["steps"] == 5  # the calibrated settings by default
+    assert stored["counts"] == {"good": 8, "short_fill": 6}
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    record = calibration.read(trained_model_dir["model_dir"])
+    assert all(r["is_anomaly"] == str(int(float(r["anomaly_score"]) > record["threshold"]))
+               for r in rows)
+
+
+def test_score_main_recalibrates_and_overrides(trained_model_dir, tmp_path, rng):
+    import shutil
+    model_dir = str(tmp_path / "model")
+    shutil.copytree(trained_model_dir["model_dir"], model_dir)
+    for i in range(4):
+        write_image(str(tmp_path / "good" / f"{i}.png"),
+                    rng.integers(0, 256, (16, 16), dtype=np.uint8))
+    done = run_main("score_main.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'o'}",
+                    f"--log_dir={tmp_path / 'tb'}", f"--calibrate_dir={tmp_path / 'good'}",
+                    "--search_steps=3", "--calibration_percentile=50",
+                    "--synthetic_counts=good:4,void:4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = calibration.read(model_dir)
+    assert record["source"] == str(tmp_path / "good") and record["percentile"] == 50.0
+    assert record["search"]["steps"] == 3
+    other = run_main("score_main.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'p'}",
+                     f"--log_dir={tmp_path / 'tb'}", "--synthetic_counts=good:2,void:2",
+                     "--search_steps=2")
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert "calibrated with other search settings (steps)" in other.stderr
+    fixed = run_main("score_main.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'q'}",
+                     f"--log_dir={tmp_path / 'tb'}", "--threshold=1e9",
+                     "--synthetic_counts=good:2,void:2")
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "q" / "scores.csv")))
+    assert [r["is_anomaly"] for r in rows] == ["0"] * 4
+
+
+def test_score_main_bad_inputs(trained_model_dir, tmp_path):
+    model_dir = trained_model_dir["model_dir"]
+    cases = [
+        ([f"--model_dir={tmp_path / 'none'}"], "none: model directory not found"),
+        ([f"--model_dir={model_dir}", "--threshold=abc"], "--threshold='abc': expected a number"),
+        ([f"--model_dir={model_dir}", f"--data_dir={tmp_path / 'missing'}"],
+         "missing: folder not found"),
+        ([f"--model_dir={model_dir}", "--synthetic_counts=good:2,crack:1"],
+         "unknown defect type 'crack'"),
+        ([f"--model_dir={model_dir}", "--batch_size=0"], "--batch_size=0: must be a positive"),
+    ]
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_bytes(b"not a png")
+    cases.append(([f"--model_dir={model_dir}", f"--data_dir={tmp_path / 'bad'}"],
+                  "x.png: not a decodable"))
+    for args, message in cases:
+        done = run_main("score_main.py", f"--output_dir={tmp_path / 'o'}", *args)
+        assert done.returncode != 0 and message in done.stderr, (args, done.stderr[-2000:])
+    assert not os.path.exists(tmp_path / "o")  # nothing written on failure

@@ -1,0 +1,239 @@
+import glob
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, TINY, run_main
+from ic_anogan import data, train
+from ic_anogan.config import ModelConfig, TrainConfig
+
+
+def _tiny_trainer(seed=0):
+    from ic_anogan.models import build_models
+    generator, discriminator, _ = build_models(ModelConfig(**TINY), seed=seed)
+    trainer = train.GANTrainer(generator, discriminator, seed=seed)
+    trainer.compile(*train.make_optimizers(TrainConfig()))
+    train.build_optimizers(trainer)
+    return trainer
+
+
+def _weights(model):
+    return [w.numpy().copy() for w in model.trainable_weights]
+
+
+def test_one_train_step_changes_both_networks():
+    trainer = _tiny_trainer()
+    g_before, d_before = _weights(trainer.generator), _weights(trainer.discriminator)
+    batch = tf.random.stateless_uniform([8, 16, 16, 1], seed=[1, 2], minval=-1, maxval=1)
+    logs = trainer.train_step(batch)
+    assert set(logs) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    for before, after in ((g_before, _weights(trainer.generator)),
+                          (d_before, _weights(trainer.discriminator))):
+        assert all(not np.array_equal(b, a) for b, a in zip(before, after))
+
+
+def test_checkpoint_round_trip(tmp_path):
+    trainer = _tiny_trainer()
+    trainer.train_step(tf.zeros([4, 16, 16, 1]))
+    path = str(tmp_path / "checkpoint.npz")
+    train.save_checkpoint(trainer, path, epoch=3)
+    saved = [v.numpy().copy() for v in train._checkpoint_variables(trainer)]
+    trainer.train_step(tf.ones([4, 16, 16, 1]))
+    assert train.restore_checkpoint(trainer, path) == 3
+    for before, variable in zip(saved, train._checkpoint_variables(trainer)):
+        np.testing.assert_array_equal(before, variable.numpy())
+    other = train.GANTrainer(*__import__("ic_anogan.models", fromlist=["x"]).build_models(
+        ModelConfig(16, 8, 8))[:2])
+    other.compile(*train.make_optimizers(TrainConfig()))
+    train.build_optimizers(other)
+    with pytest.raises(train.ModelDirError, match="shape"):
+        train.restore_checkpoint(other, path)
+
+
+def test_model_dir_holds_what_scoring_needs(trained_model_dir):
+    model_dir = trained_model_dir["model_dir"]
+    assert sorted(os.listdir(model_dir)) == sorted([
+        "calibration.json", "checkpoint.npz", "config.json", "discriminator.weights.h5",
+        "generator.weights.h5", "heldout.txt", "history.json"])
+    stored = json.load(open(os.path.join(model_dir, "config.json")))
+    assert stored["model"] == TINY
+    assert stored["data"]["train_images"] == 36 and stored["data"]["heldout_images"] == 4
+    heldout = open(os.path.join(model_dir, "heldout.txt")).read().split()
+    assert heldout == trained_model_dir["result"].heldout.ids and len(heldout) == 4
+    history = json.load(open(os.path.join(model_dir, "history.json")))
+    assert len(history["d_loss"]) == 2 and all(np.isfinite(history["g_loss"]))
+    loaded = train.load_trained_model(model_dir)
+    assert loaded.model_config == ModelConfig(**TINY)
+    with pytest.raises(train.ModelDirError, match="trained at image size 16"):
+        train.load_trained_model(model_dir, image_size=64)
+
+
+def test_missing_model_dir_errors(tmp_path):
+    with pytest.raises(train.ModelDirError, match="nowhere: model directory not found"):
+        train.load_trained_model(str(tmp_path / "nowhere"))
+    (tmp_path / "half").mkdir()
+    with pytest.raises(train.ModelDirError, match="config.json missing"):
+        train.load_trained_model(str(tmp_path / "half"))
+
+
+def _tags(folder):
+    tags = set()
+    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def test_tensorboard_tags(trained_model_dir):
+    log_dir = trained_model_dir["log_dir"]
+    assert {"epoch_d_loss", "epoch_g_loss", "epoch_d_real", "epoch_d_fake"} <= _tags(
+        os.path.join(log_dir, "train"))
+    assert _tags(os.path.join(log_dir, "images")) == {"generated_samples"}
+    assert _tags(os.path.join(log_dir, "monitor")) == {"monitor/heldout_anomaly_score",
+                                                       "monitor/reconstructions"}
+
+
+def _hash(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def _tiny_train(tmp_path, epochs, **kwargs):
+    return train.train(model_dir=str(tmp_path / "model"), log_dir=str(tmp_path / "logs"),
+                       model_config=ModelConfig(**TINY),
+                       train_config=TrainConfig(batch_size=8, epochs=epochs,
+                                                monitor_every_epochs=0),
+                       synthetic_count=20, verbose=0, **kwargs)
+
+
+def test_killed_run_resumes_from_last_epoch(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, keras
+        from ic_anogan import train
+        from ic_anogan.config import ModelConfig, TrainConfig
+
+        class Kill(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == 1:
+                    os._exit(3)  # like a kill -9 after epoch 2's checkpoint
+
+        train.train(model_dir={str(tmp_path / 'model')!r}, log_dir={str(tmp_path / 'logs')!r},
+                    model_config=ModelConfig(**{TINY!r}),
+                    train_config=TrainConfig(batch_size=8, epochs=4, monitor_every_epochs=0),
+                    synthetic_count=20, verbose=0,
+                    extra_callbacks=[lambda **_: Kill()])
+    """)
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == 3, killed.stderr[-2000:]
+    checkpoint = str(tmp_path / "model" / "checkpoint.npz")
+    assert int(np.load(checkpoint)["epoch"]) == 2
+    assert not os.path.exists(tmp_path / "model" / "generator.weights.h5")
+
+    epochs_seen = []
+    recorder = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs=None: epochs_seen.append(epoch))
+    result = _tiny_train(tmp_path, epochs=4, extra_callbacks=[lambda **_: recorder])
+    assert epochs_seen == [2, 3] and result.epochs_run == 2
+    assert int(np.load(checkpoint)["epoch"]) == 4
+    # Started again once more, there is nothing left to do.
+    assert _tiny_train(tmp_path, epochs=4).epochs_run == 0
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    _tiny_train(tmp_path, epochs=1)
+    with pytest.raises(train.ModelDirError, match="model.base_filters=4, this command asks for 8"):
+        train.train(model_dir=str(tmp_path / "model"), log_dir=str(tmp_path / "logs"),
+                    model_config=ModelConfig(16, 8, 8),
+                    train_config=TrainConfig(batch_size=8, epochs=2, monitor_every_epochs=0),
+                    synthetic_count=20, verbose=0)
+
+
+class _PoisonGenerator(keras.callbacks.Callback):
+    def __init__(self, trainer):
+        super().__init__()
+        self.trainer = trainer
+
+    def on_train_batch_begin(self, batch, logs=None):
+        kernel = self.trainer.generator.to_image.kernel
+        kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
+    _tiny_train(tmp_path, epochs=1)
+    checkpoint = str(tmp_path / "model" / "checkpoint.npz")
+    before = _hash(checkpoint)
+    with pytest.raises(train.NonFiniteLossError,
+                       match=r"loss became nan at epoch 2, batch 1; .*checkpoint .* is intact"):
+        _tiny_train(tmp_path, epochs=2,
+                    extra_callbacks=[lambda trainer, **_: _PoisonGenerator(trainer)])
+    assert _hash(checkpoint) == before
+
+
+def test_too_few_images_for_a_batch(tmp_path):
+    with pytest.raises(data.DataError, match="fewer than one batch of 64"):
+        train.train(model_dir=str(tmp_path / "m"), log_dir=str(tmp_path / "l"),
+                    model_config=ModelConfig(**TINY), train_config=TrainConfig(batch_size=64),
+                    synthetic_count=20, verbose=0)
+
+
+def test_mirrored_strategy_on_two_cpu_devices(tmp_path):
+    script = textwrap.dedent(f"""
+        import json, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from ic_anogan import train
+        from ic_anogan.config import ModelConfig, TrainConfig
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        result = train.train(model_dir={str(tmp_path / 'model')!r},
+                             log_dir={str(tmp_path / 'logs')!r},
+                             model_config=ModelConfig(**{TINY!r}),
+                             train_config=TrainConfig(batch_size=4, epochs=2,
+                                                      monitor_every_epochs=1,
+                                                      monitor_search_steps=2),
+                             synthetic_count=20, strategy=strategy, verbose=0)
+        print("RESULT", json.dumps({{"replicas": strategy.num_replicas_in_sync,
+                                    "history": result.history}}))
+    """)
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")][0]
+    result = json.loads(line[len("RESULT "):])
+    assert result["replicas"] == 2
+    # 18 training images, global batch 2 x 4 = 8: two steps per epoch, finite losses
+    # on the scale of a single-device run (BCE of a fresh GAN is near 2 ln 2 and ln 2).
+    assert len(result["history"]["d_loss"]) == 2
+    assert all(0.1 < v < 5 for v in result["history"]["d_loss"] + result["history"]["g_loss"])
+    assert os.path.exists(tmp_path / "model" / "generator.weights.h5")
+
+
+def test_train_main_end_to_end_and_flag_errors(tmp_path):
+    done = run_main("train_main.py", f"--model_dir={tmp_path / 'm'}",
+                    f"--log_dir={tmp_path / 'logs'}", "--image_size=16", "--latent_dim=8",
+                    "--base_filters=4", "--batch_size=8", "--epochs=1",
+                    "--synthetic_train_count=20", "--search_steps=3",
+                    "--monitor_every_epochs=0")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "calibrated on 2 held-out good images" in done.stderr
+    assert os.path.exists(tmp_path / "m" / "calibration.json")
+    for flag, message in (("--image_size=48", "--image_size=48: must be one of 16, 32"),
+                          ("--batch_size=-1", "--batch_size=-1: must be a positive integer"),
+                          ("--validation_fraction=1.5", "validation_fraction=1.5: must be in")):
+        bad = run_main("train_main.py", f"--model_dir={tmp_path / 'x'}", flag)
+        assert bad.returncode != 0 and message in bad.stderr, bad.stderr[-2000:]
+        assert not os.path.exists(tmp_path / "x")
+    missing = run_main("train_main.py", f"--model_dir={tmp_path / 'y'}",
+                       f"--data_dir={tmp_path / 'no_such_folder'}")
+    assert missing.returncode == 1 and "no_such_folder: folder not found" in missing.stderr
