@@ -1,0 +1,54 @@
+"""Scoring through an exported SavedModel, as a TF Serving client would.
+
+`score_main.py --saved_model` uses this instead of the Python search, so the
+same report can be produced from the artefact that is deployed. Images that
+came from files are sent as their encoded bytes (`score_encoded`, exactly
+what a REST client sends); images without a file (synthetic, IDX) are sent as
+model inputs (`score_float`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from ic_anogan import data as data_lib
+from ic_anogan.export import ExportError, read_settings
+
+
+class ExportedModel:
+    """A loaded export with its baked-in settings."""
+
+    def __init__(self, saved_model_dir: str):
+        if not os.path.isdir(saved_model_dir):
+            raise ExportError(f"{saved_model_dir}: SavedModel folder not found (expected "
+                              "EXPORT_DIR/<version>)")
+        self.settings = read_settings(saved_model_dir)
+        self.loaded = tf.saved_model.load(saved_model_dir)
+        self.image_size = int(self.settings["model"]["image_size"])
+        threshold = self.settings["threshold"]
+        self.threshold = None if threshold is None else float(threshold)
+
+    def score(self, images: data_lib.ImageSet, batch_size: int,
+              progress: Optional[Callable[[int], None]] = None) -> dict:
+        """Scores an ImageSet; returns outputs in `scoring.run_search`'s form."""
+        steps = int(self.settings["search"]["steps"])
+        from_files = all(os.path.isfile(i) for i in images.ids)
+        parts = []
+        for begin in range(0, len(images), batch_size):
+            end = min(begin + batch_size, len(images))
+            if from_files:
+                payload = tf.constant([open(p, "rb").read() for p in images.ids[begin:end]])
+                result = self.loaded.signatures["score_encoded"](image_bytes=payload)
+            else:
+                result = self.loaded.signatures["score_float"](
+                    images=tf.constant(images.images[begin:end]))
+            part = {k: v.numpy() for k, v in result.items()}
+            part["reconstruction"] = part["reconstruction"].astype(np.float32) / 127.5 - 1.0
+            parts.append(part)
+            if progress:
+                progress(end * steps)
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
