@@ -49,6 +49,9 @@ _PERCENTILE = flags.DEFINE_float("calibration_percentile", 99.0,
                                  "With --calibrate_dir: threshold = this percentile.")
 _SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False,
                                   "Skip unreadable image files (and count them) instead of failing.")
+_SYNTHETIC_SPLIT = flags.DEFINE_enum(
+    "synthetic_split", "test", ["test", "validation"],
+    "Synthetic split to score when --data_dir is unset; tune settings on 'validation'.")
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", None, "Export a SavedModel with the search built in (for TF Serving) to "
     "EXPORT_DIR/<next version>/ using the search settings and threshold in force, then exit.")
@@ -168,7 +171,8 @@ def main(argv):
                 chunk_steps=_CHUNK_STEPS.value or max(1, search_config.steps // 20))
         if not _EXPORT_DIR.value:
             images = data.load_scoring_set(_DATA_DIR.value, image_size, _SKIP_CORRUPT.value,
-                                           synthetic_counts=synthetic_counts)
+                                           synthetic_counts=synthetic_counts,
+                                           synthetic_split=_SYNTHETIC_SPLIT.value)
     except (data.DataError, calibration.CalibrationError, ValueError) as e:
         log.error("%s", e)
         return 1

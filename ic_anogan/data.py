@@ -425,13 +425,18 @@ def load_training_set(spec: Optional[str], image_size: int, skip_corrupt: bool =
 
 
 def load_scoring_set(spec: Optional[str], image_size: int, skip_corrupt: bool = False,
-                     seed: int = 0, synthetic_counts: Optional[dict] = None) -> ImageSet:
-    """The images to score for a source spec, labelled where the source knows labels."""
+                     seed: int = 0, synthetic_counts: Optional[dict] = None,
+                     synthetic_split: str = "test") -> ImageSet:
+    """The images to score for a source spec, labelled where the source knows labels.
+
+    `synthetic_split` = "validation" gives synthetic images of their own, for
+    tuning without touching the test split.
+    """
     source = resolve_source(spec)
     if source.kind == "synthetic":
         from ic_anogan import synthetic
         counts = synthetic_counts or synthetic.STUDY_TEST_COUNTS
-        return synthetic.render_set("test", image_size, seed=seed, **counts)
+        return synthetic.render_set(synthetic_split, image_size, seed=seed, **counts)
     if source.kind == "idx":
         return load_idx(source.path, "test", source.normal_class, image_size, False)
     if source.kind == "mvtec":

@@ -101,7 +101,7 @@ class Discriminator(keras.Model):
         config = ModelConfig(image_size, 1, base_filters)
         self.image_size, self.base_filters, self.seed = image_size, base_filters, seed
         blocks = config.num_blocks
-        # First block without batch norm (Radford et al.).
+        # First block without batch norm (Radford et al.), so it has a bias.
         self.convs = [layers.Conv2D(base_filters, 4, strides=2, padding="same",
                                     use_bias=True, kernel_initializer=_kernel_init(seed),
                                     name="down_conv1")]
@@ -137,9 +137,14 @@ class Discriminator(keras.Model):
         h = images
         for conv, norm in zip(self.convs, self.norms):
             h = conv(h)
-            if norm is not None:
-                h = norm(h, training=training)
-            h = keras.ops.leaky_relu(h, negative_slope=0.2)
+            if norm is None:
+                # LeakyReLU(0.2) written as max(h, 0.2h): with the fused op here,
+                # grappler's remapper tries to fuse Conv2D+BiasAdd+LeakyRelu in
+                # the search's gradient loop, fails and logs an error on every
+                # trace. Same values and gradients (slope 1 above 0, 0.2 below).
+                h = keras.ops.maximum(h, 0.2 * h)
+            else:
+                h = keras.ops.leaky_relu(norm(h, training=training), negative_slope=0.2)
         return h
 
     def head(self, features):

@@ -24,7 +24,7 @@ _DEFECT_COLOURS = ["tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink
 
 def _save(figure, path: str) -> str:
     with atomic_io.replace_file(path, suffix=".png") as temp:
-        figure.savefig(temp, dpi=110, bbox_inches="tight", format="png")
+        figure.savefig(temp, dpi=110, format="png")
     plt.close(figure)
     return path
 
@@ -80,7 +80,8 @@ def reconstruction_grid(images: np.ndarray, reconstructions: np.ndarray,
     n = len(images)
     if n == 0:
         raise ValueError("reconstruction_grid: no images")
-    figure, axes = plt.subplots(n, 3, figsize=(6, 2.05 * n), squeeze=False)
+    figure, axes = plt.subplots(n, 3, figsize=(5.4, 1.85 * n + 0.4), squeeze=False,
+                                layout="constrained")
     map_max = float(np.max(anomaly_maps)) or 1.0
     for row in range(n):
         panels = [(images[row], "query", "gray", (-1, 1)),

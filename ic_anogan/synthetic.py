@@ -20,6 +20,7 @@ index), so image k is the same whatever the number of images asked for.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 from typing import Optional
 
@@ -305,17 +306,20 @@ def render_set(split: str, image_size: int, good: int = 0, seed: int = 0,
     """
     if split not in _SPLIT_CODES:
         raise ValueError(f"split must be one of {tuple(_SPLIT_CODES)}, got {split!r}")
-    images, masks, ids, labels, types = [], [], [], [], []
-    for defect, count in _counts(good, defects).items():
-        for i in range(count):
-            image, mask = render_package(_rng(seed, split, defect, i), image_size, defect)
-            images.append(image)
-            masks.append(mask)
-            ids.append(f"synthetic:{split}:{defect}:{i}")
-            labels.append(0 if defect == GOOD else 1)
-            types.append(defect)
-    if not images:
+    plan = [(defect, i) for defect, count in _counts(good, defects).items()
+            for i in range(count)]
+    if not plan:
         raise ValueError("render_set: asked for zero images")
+    # numpy and PIL release the GIL for most of a render, so threads help.
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        rendered = list(pool.map(
+            lambda item: render_package(_rng(seed, split, item[0], item[1]), image_size,
+                                        item[0]), plan))
+    images = [image for image, _ in rendered]
+    masks = [mask for _, mask in rendered]
+    ids = [f"synthetic:{split}:{defect}:{i}" for defect, i in plan]
+    labels = [0 if defect == GOOD else 1 for defect, _ in plan]
+    types = [defect for defect, _ in plan]
     pixels = np.stack(images).astype(np.float32)[..., None] / 127.5 - 1.0
     mask_array = (np.stack(masks)[..., None] > 0).astype(np.float32)
     has_mask = np.array([t != GOOD for t in types])
