@@ -52,6 +52,9 @@ _SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False,
 _SYNTHETIC_SPLIT = flags.DEFINE_enum(
     "synthetic_split", "test", ["test", "validation"],
     "Synthetic split to score when --data_dir is unset; tune settings on 'validation'.")
+_SYNTHETIC_PACKAGE = flags.DEFINE_enum(
+    "synthetic_package", None, ["sop", "qfp", "mixed"],
+    "Synthetic package type when --data_dir is unset; default: the one the model was trained on.")
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", None, "Export a SavedModel with the search built in (for TF Serving) to "
     "EXPORT_DIR/<next version>/ using the search settings and threshold in force, then exit.")
@@ -160,6 +163,8 @@ def main(argv):
         return 1
 
     search_config = _search_settings(record) if model else None
+    trained_on = (model.metadata.get("data", {}) if model else {}).get("synthetic_package")
+    package = _SYNTHETIC_PACKAGE.value or trained_on or "mixed"
     try:
         if _CALIBRATE_DIR.value:
             good = data.load_training_set(_CALIBRATE_DIR.value, image_size, _SKIP_CORRUPT.value)
@@ -172,7 +177,8 @@ def main(argv):
         if not _EXPORT_DIR.value:
             images = data.load_scoring_set(_DATA_DIR.value, image_size, _SKIP_CORRUPT.value,
                                            synthetic_counts=synthetic_counts,
-                                           synthetic_split=_SYNTHETIC_SPLIT.value)
+                                           synthetic_split=_SYNTHETIC_SPLIT.value,
+                                           synthetic_package=package)
     except (data.DataError, calibration.CalibrationError, ValueError) as e:
         log.error("%s", e)
         return 1

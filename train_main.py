@@ -38,6 +38,9 @@ _SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False,
                                   "Skip unreadable image files (and count them) instead of failing.")
 _SYNTHETIC_TRAIN_COUNT = flags.DEFINE_integer(
     "synthetic_train_count", 3277, "Good synthetic images to render when --data_dir is unset.")
+_SYNTHETIC_PACKAGE = flags.DEFINE_enum(
+    "synthetic_package", "mixed", ["sop", "qfp", "mixed"],
+    "Synthetic package type when --data_dir is unset: one type, as a line model sees, or a mix.")
 _STRATEGY = flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker"],
                               "tf.distribute strategy.")
 _MONITOR_EVERY = flags.DEFINE_integer(
@@ -104,6 +107,7 @@ def main(argv):
             model_dir=_MODEL_DIR.value, log_dir=log_dir, model_config=model_config,
             train_config=train_config, data_spec=_DATA_DIR.value,
             skip_corrupt=_SKIP_CORRUPT.value, synthetic_count=_SYNTHETIC_TRAIN_COUNT.value,
+            synthetic_package=_SYNTHETIC_PACKAGE.value,
             search_config=search_config, strategy=cli.make_strategy(_STRATEGY.value),
             # A redrawn bar per epoch on a terminal; one line per epoch in a log file.
             verbose=1 if sys.stdout.isatty() else 2)

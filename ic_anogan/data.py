@@ -411,12 +411,14 @@ def resolve_source(spec: Optional[str]) -> Source:
 
 
 def load_training_set(spec: Optional[str], image_size: int, skip_corrupt: bool = False,
-                      seed: int = 0, synthetic_count: int = 3277) -> ImageSet:
+                      seed: int = 0, synthetic_count: int = 3277,
+                      synthetic_package: str = "mixed") -> ImageSet:
     """The good images to train on for a source spec."""
     source = resolve_source(spec)
     if source.kind == "synthetic":
         from ic_anogan import synthetic  # deferred: only this source renders
-        return synthetic.render_set("train", image_size, good=synthetic_count, seed=seed)
+        return synthetic.render_set("train", image_size, good=synthetic_count, seed=seed,
+                                    package=synthetic_package)
     if source.kind == "idx":
         return load_idx(source.path, "train", source.normal_class, image_size, True)
     if source.kind == "mvtec":
@@ -426,7 +428,8 @@ def load_training_set(spec: Optional[str], image_size: int, skip_corrupt: bool =
 
 def load_scoring_set(spec: Optional[str], image_size: int, skip_corrupt: bool = False,
                      seed: int = 0, synthetic_counts: Optional[dict] = None,
-                     synthetic_split: str = "test") -> ImageSet:
+                     synthetic_split: str = "test", synthetic_package: str = "mixed"
+                     ) -> ImageSet:
     """The images to score for a source spec, labelled where the source knows labels.
 
     `synthetic_split` = "validation" gives synthetic images of their own, for
@@ -436,7 +439,8 @@ def load_scoring_set(spec: Optional[str], image_size: int, skip_corrupt: bool = 
     if source.kind == "synthetic":
         from ic_anogan import synthetic
         counts = synthetic_counts or synthetic.STUDY_TEST_COUNTS
-        return synthetic.render_set(synthetic_split, image_size, seed=seed, **counts)
+        return synthetic.render_set(synthetic_split, image_size, seed=seed,
+                                    package=synthetic_package, **counts)
     if source.kind == "idx":
         return load_idx(source.path, "test", source.normal_class, image_size, False)
     if source.kind == "mvtec":

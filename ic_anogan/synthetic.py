@@ -31,6 +31,9 @@ from ic_anogan import atomic_io
 from ic_anogan.data import GOOD, ImageSet
 
 DEFECT_TYPES = ("short_fill", "void", "chipped_edge", "scratch")
+# A production line inspects one package type per model; "mixed" draws SOP
+# (60%) and QFP (40%) packages, a harder, two-mode distribution.
+PACKAGES = ("sop", "qfp", "mixed")
 # The source study: 3277 good images to train on, 1100 unseen good and 755
 # short-fill images to test on.
 STUDY_TRAIN_GOOD = 3277
@@ -76,10 +79,11 @@ def _font(size: int) -> ImageFont.ImageFont:
 class _Scene:
     """One package drawn at high resolution as float layers in [0, 1]."""
 
-    def __init__(self, rng: np.random.Generator, size: int):
+    def __init__(self, rng: np.random.Generator, size: int, package: str):
         self.rng, self.size = rng, size
         r = size
-        self.kind = "qfp" if rng.uniform() < 0.4 else "sop"
+        draw = rng.uniform()  # drawn for every package, so the streams stay aligned
+        self.kind = package if package != "mixed" else ("qfp" if draw < 0.4 else "sop")
         jitter = lambda: rng.uniform(0.97, 1.03)  # noqa: E731 - tiny local helper
         if self.kind == "sop":
             self.body_w, self.body_h = 0.60 * r * jitter(), 0.40 * r * jitter()
@@ -177,8 +181,8 @@ def _edge_point(rng: np.random.Generator, scene: _Scene, corner: bool) -> tuple:
     return scene.x1, scene.y0 + t * scene.body_h
 
 
-def _render_highres(rng: np.random.Generator, size: int, defect: str) -> tuple:
-    scene = _Scene(rng, size)
+def _render_highres(rng: np.random.Generator, size: int, defect: str, package: str) -> tuple:
+    scene = _Scene(rng, size, package)
     leads = scene.leads()
     lead_mask = (leads > 0).astype(np.float32)
     body = scene.body.copy()
@@ -255,20 +259,23 @@ def _render_highres(rng: np.random.Generator, size: int, defect: str) -> tuple:
     return place(image, fill), place(mask, 0.0)
 
 
-def render_package(rng: np.random.Generator, image_size: int, defect: str = GOOD
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def render_package(rng: np.random.Generator, image_size: int, defect: str = GOOD,
+                   package: str = "mixed") -> tuple[np.ndarray, np.ndarray]:
     """Renders one package.
 
     Args:
       rng: the image's own random stream.
       image_size: output side in pixels.
       defect: "good" or one of DEFECT_TYPES.
+      package: "sop", "qfp" or "mixed".
 
     Returns:
       (image uint8 [S, S], mask uint8 [S, S] with 255 on the defect).
     """
+    if package not in PACKAGES:
+        raise ValueError(f"unknown package {package!r}; expected one of {PACKAGES}")
     high = image_size * _SUPERSAMPLE
-    image, mask = _render_highres(rng, high, defect)
+    image, mask = _render_highres(rng, high, defect, package)
     # Box downsampling: each output pixel averages its 4x4 sensor footprint.
     shape = (image_size, _SUPERSAMPLE, image_size, _SUPERSAMPLE)
     image = image.reshape(shape).mean(axis=(1, 3))
@@ -294,7 +301,7 @@ def _counts(good: int, defects: dict) -> dict:
 
 
 def render_set(split: str, image_size: int, good: int = 0, seed: int = 0,
-               **defects: int) -> ImageSet:
+               package: str = "mixed", **defects: int) -> ImageSet:
     """Renders an `ImageSet` in memory.
 
     Args:
@@ -302,6 +309,7 @@ def render_set(split: str, image_size: int, good: int = 0, seed: int = 0,
       image_size: output side in pixels.
       good: number of good images.
       seed: dataset seed.
+      package: "sop", "qfp" or "mixed".
       **defects: number of images per defect type, e.g. short_fill=755.
     """
     if split not in _SPLIT_CODES:
@@ -314,7 +322,7 @@ def render_set(split: str, image_size: int, good: int = 0, seed: int = 0,
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         rendered = list(pool.map(
             lambda item: render_package(_rng(seed, split, item[0], item[1]), image_size,
-                                        item[0]), plan))
+                                        item[0], package), plan))
     images = [image for image, _ in rendered]
     masks = [mask for _, mask in rendered]
     ids = [f"synthetic:{split}:{defect}:{i}" for defect, i in plan]
@@ -328,7 +336,7 @@ def render_set(split: str, image_size: int, good: int = 0, seed: int = 0,
 
 
 def write_mvtec(root: str, image_size: int = 64, train_good: int = STUDY_TRAIN_GOOD,
-                test_counts: Optional[dict] = None, seed: int = 0) -> str:
+                test_counts: Optional[dict] = None, seed: int = 0, package: str = "mixed") -> str:
     """Writes an MVTec-AD-style folder: train/good, test/<type>, ground_truth/<type>.
 
     The folder is assembled under a temporary name and renamed, so an
@@ -346,7 +354,8 @@ def write_mvtec(root: str, image_size: int = 64, train_good: int = STUDY_TRAIN_G
             folder = os.path.join(temp, split, defect)
             os.makedirs(folder, exist_ok=True)
             for i in range(count):
-                image, mask = render_package(_rng(seed, split, defect, i), image_size, defect)
+                image, mask = render_package(_rng(seed, split, defect, i), image_size, defect,
+                                             package)
                 name = f"{i:04d}.png"
                 Image.fromarray(image).save(os.path.join(folder, name))
                 if defect != GOOD:

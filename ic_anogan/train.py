@@ -174,14 +174,23 @@ def restore_checkpoint(trainer: GANTrainer, path: str) -> int:
 # Callbacks.
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves the checkpoint after every finished epoch."""
+    """Saves the checkpoint, then appends the epoch's logs to history.json.
 
-    def __init__(self, trainer: GANTrainer, path: str):
+    The history is cut to the checkpoint's epoch count before appending, so
+    a run killed between the two writes and resumed never repeats an epoch.
+    """
+
+    def __init__(self, trainer: GANTrainer, path: str, history_path: str):
         super().__init__()
-        self.trainer, self.path = trainer, path
+        self.trainer, self.path, self.history_path = trainer, path, history_path
 
     def on_epoch_end(self, epoch, logs=None):
         save_checkpoint(self.trainer, self.path, epoch + 1)
+        history = (config_lib.read_json(self.history_path)
+                   if os.path.exists(self.history_path) else {})
+        for key, value in (logs or {}).items():
+            history[key] = history.get(key, [])[:epoch] + [float(value)]
+        config_lib.write_json(self.history_path, history)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -324,6 +333,7 @@ class TrainResult:
 def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
           train_config: TrainConfig, data_spec: Optional[str] = None,
           skip_corrupt: bool = False, synthetic_count: int = 3277,
+          synthetic_package: str = "mixed",
           search_config: SearchConfig = SearchConfig(),
           strategy: Optional[tf.distribute.Strategy] = None,
           extra_callbacks: Sequence[Callable[..., keras.callbacks.Callback]] = (),
@@ -338,6 +348,7 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
       data_spec: a source spec (see `data.resolve_source`); None = synthetic.
       skip_corrupt: skip unreadable image files instead of failing.
       synthetic_count: number of synthetic good images when data_spec is None.
+      synthetic_package: "sop", "qfp" or "mixed" synthetic packages.
       search_config: λ and learning rate of the monitoring search (its steps
         come from train_config.monitor_search_steps).
       strategy: a tf.distribute strategy; default: TF's current one.
@@ -351,6 +362,8 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
     start = time.time()
     strategy = strategy or tf.distribute.get_strategy()
     description = _run_description(model_config, train_config, data_spec)
+    if data_lib.resolve_source(data_spec).kind == "synthetic":
+        description["data"]["synthetic_package"] = synthetic_package
     os.makedirs(model_dir, exist_ok=True)
     checkpoint_path = os.path.join(model_dir, CHECKPOINT_FILE)
     resuming = os.path.exists(checkpoint_path)
@@ -358,7 +371,8 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
         _check_same_run(model_dir, description)
 
     images = data_lib.load_training_set(data_spec, model_config.image_size, skip_corrupt,
-                                        seed=train_config.seed, synthetic_count=synthetic_count)
+                                        seed=train_config.seed, synthetic_count=synthetic_count,
+                                        synthetic_package=synthetic_package)
     train_set, heldout = data_lib.split_holdout(images, train_config.validation_fraction,
                                                 train_config.seed)
     global_batch = train_config.batch_size * strategy.num_replicas_in_sync
@@ -370,8 +384,9 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
              data_lib.describe(train_set), len(heldout))
     description["data"].update(train_images=len(train_set), heldout_images=len(heldout),
                                skipped_files=[p for p, _ in images.skipped])
-    if not resuming:
-        config_lib.write_json(os.path.join(model_dir, CONFIG_FILE), description)
+    # Rewritten on resume too: only train.epochs may differ, and it should
+    # say how long the model was finally trained.
+    config_lib.write_json(os.path.join(model_dir, CONFIG_FILE), description)
     atomic_io.write_text(os.path.join(model_dir, HELDOUT_FILE),
                          "".join(i + "\n" for i in heldout.ids))
 
@@ -386,11 +401,12 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
     if resuming:
         log.info("resuming %s after epoch %d", model_dir, initial_epoch)
 
+    history_path = os.path.join(model_dir, HISTORY_FILE)
     dataset = data_lib.make_dataset(train_set.images, global_batch, shuffle=True,
                                     seed=train_config.seed + initial_epoch)
     callbacks = [
         StopOnNonFiniteLoss(checkpoint_path),
-        EpochCheckpoint(trainer, checkpoint_path),
+        EpochCheckpoint(trainer, checkpoint_path, history_path),
         keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", write_graph=False),
         SampleGrid(generator, log_dir, seed=train_config.seed),
     ]
@@ -403,18 +419,12 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
                                        train_config.monitor_every_epochs, monitor_config))
     callbacks += [factory(trainer=trainer, heldout=heldout, log_dir=log_dir)
                   for factory in extra_callbacks]
-    history: dict = {}
     if initial_epoch < train_config.epochs:
-        result = trainer.fit(dataset, epochs=train_config.epochs, initial_epoch=initial_epoch,
-                             callbacks=callbacks, verbose=verbose, shuffle=False)
-        history = {k: [float(v) for v in values] for k, values in result.history.items()}
+        trainer.fit(dataset, epochs=train_config.epochs, initial_epoch=initial_epoch,
+                    callbacks=callbacks, verbose=verbose, shuffle=False)
 
     _write_weights(generator, os.path.join(model_dir, GENERATOR_FILE))
     _write_weights(discriminator, os.path.join(model_dir, DISCRIMINATOR_FILE))
-    history_path = os.path.join(model_dir, HISTORY_FILE)
-    previous = config_lib.read_json(history_path) if os.path.exists(history_path) else {}
-    merged = {k: previous.get(k, []) + history.get(k, [])
-              for k in sorted(set(previous) | set(history))}
-    config_lib.write_json(history_path, merged)
-    return TrainResult(model_dir, log_dir, train_config.epochs - initial_epoch, merged,
+    history = config_lib.read_json(history_path) if os.path.exists(history_path) else {}
+    return TrainResult(model_dir, log_dir, max(train_config.epochs - initial_epoch, 0), history,
                        len(train_set), heldout, time.time() - start)

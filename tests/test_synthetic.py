@@ -55,3 +55,15 @@ def test_write_mvtec_layout_loads_back(tmp_path):
     np.testing.assert_array_equal(loaded.masks, rendered.masks)
     with pytest.raises(FileExistsError):
         synthetic.write_mvtec(root, 32, train_good=1, test_counts={})
+
+
+def test_package_types():
+    sop = synthetic.render_set("train", 32, good=4, seed=2, package="sop")
+    qfp = synthetic.render_set("train", 32, good=4, seed=2, package="qfp")
+    assert not np.array_equal(sop.images, qfp.images)
+    # QFP leads stick out left and right of the body; SOP has none there.
+    def side_brightness(images):
+        return images[:, 12:20, 4:7].mean()
+    assert side_brightness(qfp.images) > side_brightness(sop.images)
+    with pytest.raises(ValueError, match="unknown package 'bga'"):
+        synthetic.render_set("train", 32, good=1, package="bga")

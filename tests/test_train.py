@@ -145,6 +145,9 @@ def test_killed_run_resumes_from_last_epoch(tmp_path):
     result = _tiny_train(tmp_path, epochs=4, extra_callbacks=[lambda **_: recorder])
     assert epochs_seen == [2, 3] and result.epochs_run == 2
     assert int(np.load(checkpoint)["epoch"]) == 4
+    # The history keeps the killed run's two epochs and the resumed two.
+    history = json.load(open(tmp_path / "model" / "history.json"))
+    assert len(history["d_loss"]) == 4 and result.history == history
     # Started again once more, there is nothing left to do.
     assert _tiny_train(tmp_path, epochs=4).epochs_run == 0
 
