@@ -164,7 +164,7 @@ def main(argv):
 
     search_config = _search_settings(record) if model else None
     trained_on = (model.metadata.get("data", {}) if model else {}).get("synthetic_package")
-    package = _SYNTHETIC_PACKAGE.value or trained_on or "mixed"
+    package = _SYNTHETIC_PACKAGE.value or trained_on or "sop"
     try:
         if _CALIBRATE_DIR.value:
             good = data.load_training_set(_CALIBRATE_DIR.value, image_size, _SKIP_CORRUPT.value)

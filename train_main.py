@@ -39,7 +39,7 @@ _SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False,
 _SYNTHETIC_TRAIN_COUNT = flags.DEFINE_integer(
     "synthetic_train_count", 3277, "Good synthetic images to render when --data_dir is unset.")
 _SYNTHETIC_PACKAGE = flags.DEFINE_enum(
-    "synthetic_package", "mixed", ["sop", "qfp", "mixed"],
+    "synthetic_package", "sop", ["sop", "qfp", "mixed"],
     "Synthetic package type when --data_dir is unset: one type, as a line model sees, or a mix.")
 _STRATEGY = flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker"],
                               "tf.distribute strategy.")

@@ -412,7 +412,7 @@ def resolve_source(spec: Optional[str]) -> Source:
 
 def load_training_set(spec: Optional[str], image_size: int, skip_corrupt: bool = False,
                       seed: int = 0, synthetic_count: int = 3277,
-                      synthetic_package: str = "mixed") -> ImageSet:
+                      synthetic_package: str = "sop") -> ImageSet:
     """The good images to train on for a source spec."""
     source = resolve_source(spec)
     if source.kind == "synthetic":
@@ -428,7 +428,7 @@ def load_training_set(spec: Optional[str], image_size: int, skip_corrupt: bool =
 
 def load_scoring_set(spec: Optional[str], image_size: int, skip_corrupt: bool = False,
                      seed: int = 0, synthetic_counts: Optional[dict] = None,
-                     synthetic_split: str = "test", synthetic_package: str = "mixed"
+                     synthetic_split: str = "test", synthetic_package: str = "sop"
                      ) -> ImageSet:
     """The images to score for a source spec, labelled where the source knows labels.
 

@@ -14,6 +14,9 @@ Defects, each with an exact pixel mask:
   * chipped_edge: a fractured, lighter flake missing from a body edge.
   * scratch: a thin bright line scraped across the body.
 
+One package type per dataset by default (SOP), as a line trains one model per
+product; "qfp" and "mixed" (60% SOP, 40% QFP) are there too.
+
 Every image is drawn from its own random stream, seeded by (seed, split, type,
 index), so image k is the same whatever the number of images asked for.
 """
@@ -260,7 +263,7 @@ def _render_highres(rng: np.random.Generator, size: int, defect: str, package: s
 
 
 def render_package(rng: np.random.Generator, image_size: int, defect: str = GOOD,
-                   package: str = "mixed") -> tuple[np.ndarray, np.ndarray]:
+                   package: str = "sop") -> tuple[np.ndarray, np.ndarray]:
     """Renders one package.
 
     Args:
@@ -301,7 +304,7 @@ def _counts(good: int, defects: dict) -> dict:
 
 
 def render_set(split: str, image_size: int, good: int = 0, seed: int = 0,
-               package: str = "mixed", **defects: int) -> ImageSet:
+               package: str = "sop", **defects: int) -> ImageSet:
     """Renders an `ImageSet` in memory.
 
     Args:
@@ -336,7 +339,7 @@ def render_set(split: str, image_size: int, good: int = 0, seed: int = 0,
 
 
 def write_mvtec(root: str, image_size: int = 64, train_good: int = STUDY_TRAIN_GOOD,
-                test_counts: Optional[dict] = None, seed: int = 0, package: str = "mixed") -> str:
+                test_counts: Optional[dict] = None, seed: int = 0, package: str = "sop") -> str:
     """Writes an MVTec-AD-style folder: train/good, test/<type>, ground_truth/<type>.
 
     The folder is assembled under a temporary name and renamed, so an

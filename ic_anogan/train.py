@@ -333,7 +333,7 @@ class TrainResult:
 def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
           train_config: TrainConfig, data_spec: Optional[str] = None,
           skip_corrupt: bool = False, synthetic_count: int = 3277,
-          synthetic_package: str = "mixed",
+          synthetic_package: str = "sop",
           search_config: SearchConfig = SearchConfig(),
           strategy: Optional[tf.distribute.Strategy] = None,
           extra_callbacks: Sequence[Callable[..., keras.callbacks.Callback]] = (),
