@@ -142,6 +142,8 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--jit_compile", action="store_true")
+    parser.add_argument("--no_fold", action="store_true",
+                        help="run the Keras layers with batch norm instead of the folded forms")
     parser.add_argument("--saved_model", default=None,
                         help="measure an export (EXPORT_DIR/<version>) instead of the library; "
                              "its own steps apply (pass the same --steps)")
@@ -153,7 +155,7 @@ def main() -> None:
         -1, 1, (args.batch_size, args.image_size, args.image_size, 1)).astype(np.float32)
     print(f"search: image {args.image_size}, base_filters {args.base_filters}, "
           f"latent {args.latent_dim}, batch {args.batch_size}, steps {args.steps}, "
-          f"restarts {args.restarts}, xla {args.jit_compile}, "
+          f"restarts {args.restarts}, xla {args.jit_compile}, fold_bn {not args.no_fold}, "
           f"threads intra={tf.config.threading.get_intra_op_parallelism_threads()} "
           f"cpus={os.cpu_count()}, tf {tf.__version__}")
     if args.saved_model:
@@ -161,7 +163,8 @@ def main() -> None:
     else:
         generator, _, features = build_models(config, seed=0)
         search = LatentSearch(generator, features, SearchConfig(
-            steps=args.steps, restarts=args.restarts, jit_compile=args.jit_compile))
+            steps=args.steps, restarts=args.restarts, jit_compile=args.jit_compile,
+            fold_batch_norm=not args.no_fold))
         rates = search_rate(search, images, args.repeats)
     # Restarts multiply the work: report searches (image·restart·steps) per second too.
     median = statistics.median(rates)

@@ -102,6 +102,8 @@ class SearchConfig:
       clip_z: if set, z is clipped to [-clip_z, clip_z] after every step.
       seed: seed of the stateless RNG that draws the starting points.
       jit_compile: compile the search with XLA.
+      fold_batch_norm: evaluate G and f with batch norm folded into the
+        convolutions (same function, faster); off runs the Keras layers.
     """
 
     steps: int = 500
@@ -114,6 +116,7 @@ class SearchConfig:
     clip_z: Optional[float] = None
     seed: int = 0
     jit_compile: bool = False
+    fold_batch_norm: bool = True
 
     def __post_init__(self):
         _require(isinstance(self.steps, int) and self.steps >= 0, "search_steps",

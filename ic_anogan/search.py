@@ -43,7 +43,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from ic_anogan import losses
+from ic_anogan import folded, losses
 from ic_anogan.config import SearchConfig
 from ic_anogan.models import FeatureExtractor, Generator
 
@@ -111,12 +111,26 @@ class LatentSearch(tf.Module):
             return tensor
         return tf.repeat(tensor, self.config.restarts, axis=0)
 
-    def per_image_terms(self, images: tf.Tensor, image_features: tf.Tensor, z: tf.Tensor):
+    def networks(self) -> tuple:
+        """(G, f) as the search evaluates them: frozen, batch norm in inference mode.
+
+        With `fold_batch_norm` the BN layers are folded into the convolutions
+        (folded.py): the same functions, fewer passes over the activations.
+        Called once per graph call, outside the step loop.
+        """
+        if self.config.fold_batch_norm:
+            return (folded.fold_generator(self.generator),
+                    folded.fold_features(self.features.discriminator))
+        return (lambda z: self.generator(z, training=False),
+                lambda x: self.features(x, training=False))
+
+    def per_image_terms(self, images: tf.Tensor, image_features: tf.Tensor, z: tf.Tensor,
+                        networks: Optional[tuple] = None):
         """(anomaly, residual, discrimination, reconstruction) at z; one row per z."""
-        reconstruction = self.generator(z, training=False)
+        generate, features = networks or self.networks()
+        reconstruction = generate(z)
         residual = losses.residual_score(images, reconstruction)
-        discrimination = losses.discrimination_score(
-            image_features, self.features(reconstruction, training=False))
+        discrimination = losses.discrimination_score(image_features, features(reconstruction))
         anomaly = losses.anomaly_score(residual, discrimination,
                                        self.config.discrimination_weight)
         return anomaly, residual, discrimination, reconstruction
@@ -129,14 +143,15 @@ class LatentSearch(tf.Module):
 
     def _advance_impl(self, images, z, first_moment, second_moment, step, num_steps):
         c = self.config
+        networks = self.networks()
         targets = self._repeat(images)
-        target_features = self.features(targets, training=False)
+        target_features = networks[1](targets)
         beta_1, beta_2 = tf.constant(c.beta_1, tf.float32), tf.constant(c.beta_2, tf.float32)
 
         def body(i, z, m, v):
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(z)
-                anomaly = self.per_image_terms(targets, target_features, z)[0]
+                anomaly = self.per_image_terms(targets, target_features, z, networks)[0]
                 # Summed, not averaged: every z gets its own image's gradient.
                 total = tf.reduce_sum(anomaly)
             gradient = tape.gradient(total, z)
@@ -156,9 +171,10 @@ class LatentSearch(tf.Module):
 
     def _finish_impl(self, images, z):
         restarts = self.config.restarts
+        networks = self.networks()
         targets = self._repeat(images)
         anomaly, residual, discrimination, reconstruction = self.per_image_terms(
-            targets, self.features(targets, training=False), z)
+            targets, networks[1](targets), z, networks)
         # Keep, per image, the restart with the lowest final loss.
         best = tf.argmin(tf.reshape(anomaly, [-1, restarts]), axis=1, output_type=tf.int32)
         rows = tf.range(tf.shape(images)[0]) * restarts + best
