@@ -39,17 +39,11 @@ def write_text(path: str, text: str) -> None:
 
 def write_bytes(path: str, data: bytes) -> None:
     """Writes `data` to `path` atomically."""
-    temp = _temp_path(path)
-    try:
+    with replace_file(path) as temp:
         with open(temp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temp)
-        raise
 
 
 @contextlib.contextmanager
