@@ -148,7 +148,13 @@ def main() -> None:
                         help="measure an export (EXPORT_DIR/<version>) instead of the library; "
                              "its own steps apply (pass the same --steps)")
     parser.add_argument("--no_ceiling", action="store_true")
+    parser.add_argument("--inter_op_threads", type=int, default=0,
+                        help="TF inter-op threads (0 = TF's default)")
+    parser.add_argument("--intra_op_threads", type=int, default=0,
+                        help="TF intra-op threads (0 = TF's default: all cores)")
     args = parser.parse_args()
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
 
     config = ModelConfig(args.image_size, args.latent_dim, args.base_filters)
     images = np.random.default_rng(0).uniform(
@@ -157,6 +163,7 @@ def main() -> None:
           f"latent {args.latent_dim}, batch {args.batch_size}, steps {args.steps}, "
           f"restarts {args.restarts}, xla {args.jit_compile}, fold_bn {not args.no_fold}, "
           f"threads intra={tf.config.threading.get_intra_op_parallelism_threads()} "
+          f"inter={tf.config.threading.get_inter_op_parallelism_threads()} "
           f"cpus={os.cpu_count()}, tf {tf.__version__}")
     if args.saved_model:
         rates = saved_model_rate(args.saved_model, images, args.repeats, args.steps)
