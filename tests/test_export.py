@@ -234,3 +234,26 @@ def test_score_main_exports_and_scores_through_the_export(trained_model_dir, tmp
     bad = run_main("score_main.py", f"--saved_model={tmp_path / 'serving' / '1'}",
                    "--search_steps=9")
     assert bad.returncode != 0 and "baked-in settings" in bad.stderr
+
+
+def test_score_main_through_the_export_on_image_files(trained_model_dir, tmp_path):
+    """Files go through score_encoded, decoded and resized in the graph."""
+    rng = np.random.default_rng(11)
+    (tmp_path / "images").mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(
+            tmp_path / "images" / f"part_{i}.png")
+    model_dir = trained_model_dir["model_dir"]
+    assert run_main("score_main.py", f"--model_dir={model_dir}",
+                    f"--export_dir={tmp_path / 'serving'}").returncode == 0
+    common = [f"--data_dir={tmp_path / 'images'}", f"--log_dir={tmp_path / 'tb'}"]
+    direct = run_main("score_main.py", f"--model_dir={model_dir}",
+                      f"--output_dir={tmp_path / 'direct'}", *common)
+    served = run_main("score_main.py", f"--saved_model={tmp_path / 'serving' / '1'}",
+                      f"--output_dir={tmp_path / 'served'}", *common)
+    assert direct.returncode == 0 and served.returncode == 0, served.stderr[-3000:]
+    rows = [list(csv.DictReader(open(tmp_path / d / "scores.csv"))) for d in ("direct", "served")]
+    assert len(rows[0]) == len(rows[1]) == 3
+    for a, b in zip(*rows):
+        assert a["path"] == b["path"] and a["label"] == b["label"] == ""
+        assert float(a["anomaly_score"]) == pytest.approx(float(b["anomaly_score"]), rel=1e-4)
