@@ -215,22 +215,30 @@ def test_warmup_records(exported):
     assert export.prediction_log("s", {"x": np.zeros((1, 2), np.uint8)}).startswith(b"\x32")
 
 
-def test_score_main_exports_and_scores_through_the_export(trained_model_dir, tmp_path):
-    model_dir = trained_model_dir["model_dir"]
+def _score_directly_and_through_the_export(model_dir, tmp_path, *common):
+    """Exports, then scores with the Python search and with the export; returns both CSVs."""
     exported = run_main("score_main.py", f"--model_dir={model_dir}",
                         f"--export_dir={tmp_path / 'serving'}")
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert f"exported SavedModel to {tmp_path / 'serving' / '1'}" in exported.stdout
-    common = ["--synthetic_counts=good:4,short_fill:3", f"--log_dir={tmp_path / 'tb'}"]
     direct = run_main("score_main.py", f"--model_dir={model_dir}",
                       f"--output_dir={tmp_path / 'direct'}", *common)
     served = run_main("score_main.py", f"--saved_model={tmp_path / 'serving' / '1'}",
                       f"--output_dir={tmp_path / 'served'}", *common)
     assert direct.returncode == 0 and served.returncode == 0, served.stderr[-3000:]
     rows = [list(csv.DictReader(open(tmp_path / d / "scores.csv"))) for d in ("direct", "served")]
+    assert len(rows[0]) == len(rows[1])
     for a, b in zip(*rows):
-        assert a["path"] == b["path"] and a["is_anomaly"] == b["is_anomaly"]
+        assert (a["path"], a["label"], a["is_anomaly"]) == (b["path"], b["label"], b["is_anomaly"])
         assert float(a["anomaly_score"]) == pytest.approx(float(b["anomaly_score"]), rel=1e-4)
+    return rows
+
+
+def test_score_main_exports_and_scores_through_the_export(trained_model_dir, tmp_path):
+    rows = _score_directly_and_through_the_export(
+        trained_model_dir["model_dir"], tmp_path, "--synthetic_counts=good:4,short_fill:3",
+        f"--log_dir={tmp_path / 'tb'}")
+    assert len(rows[0]) == 7
     bad = run_main("score_main.py", f"--saved_model={tmp_path / 'serving' / '1'}",
                    "--search_steps=9")
     assert bad.returncode != 0 and "baked-in settings" in bad.stderr
@@ -243,17 +251,7 @@ def test_score_main_through_the_export_on_image_files(trained_model_dir, tmp_pat
     for i in range(3):
         Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(
             tmp_path / "images" / f"part_{i}.png")
-    model_dir = trained_model_dir["model_dir"]
-    assert run_main("score_main.py", f"--model_dir={model_dir}",
-                    f"--export_dir={tmp_path / 'serving'}").returncode == 0
-    common = [f"--data_dir={tmp_path / 'images'}", f"--log_dir={tmp_path / 'tb'}"]
-    direct = run_main("score_main.py", f"--model_dir={model_dir}",
-                      f"--output_dir={tmp_path / 'direct'}", *common)
-    served = run_main("score_main.py", f"--saved_model={tmp_path / 'serving' / '1'}",
-                      f"--output_dir={tmp_path / 'served'}", *common)
-    assert direct.returncode == 0 and served.returncode == 0, served.stderr[-3000:]
-    rows = [list(csv.DictReader(open(tmp_path / d / "scores.csv"))) for d in ("direct", "served")]
-    assert len(rows[0]) == len(rows[1]) == 3
-    for a, b in zip(*rows):
-        assert a["path"] == b["path"] and a["label"] == b["label"] == ""
-        assert float(a["anomaly_score"]) == pytest.approx(float(b["anomaly_score"]), rel=1e-4)
+    rows = _score_directly_and_through_the_export(
+        trained_model_dir["model_dir"], tmp_path, f"--data_dir={tmp_path / 'images'}",
+        f"--log_dir={tmp_path / 'tb'}")
+    assert len(rows[0]) == 3 and all(r["label"] == "" for r in rows[1])
