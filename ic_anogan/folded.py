@@ -74,18 +74,20 @@ def fold_features(discriminator: Discriminator) -> Callable[[tf.Tensor], tf.Tens
     for conv, norm in zip(discriminator.convs, discriminator.norms):
         kernel = _value(conv.kernel)
         if norm is None:
-            layers.append((kernel, _value(conv.bias), True))
+            layers.append((kernel, _value(conv.bias)))
         else:
             s, b = _scale_shift(norm)
-            layers.append((kernel * s[None, None, None, :], b, False))
+            layers.append((kernel * s[None, None, None, :], b))
 
     def forward(images: tf.Tensor) -> tf.Tensor:
         h = images
-        for kernel, bias, first in layers:
+        for kernel, bias in layers:
             h = tf.nn.bias_add(tf.nn.conv2d(h, kernel, strides=2, padding="SAME"), bias)
-            # As in Discriminator.features: max(h, 0.2h) after the first
-            # block keeps grappler from a failed fusion; identical values.
-            h = tf.maximum(h, 0.2 * h) if first else tf.nn.leaky_relu(h, alpha=0.2)
+            # LeakyReLU(0.2) as max(h, 0.2h), as in Discriminator.features:
+            # with the fused op, grappler's remapper tries Conv2D+BiasAdd+
+            # LeakyRelu fusion inside the gradient loop, fails and logs an
+            # error. Identical values and gradients.
+            h = tf.maximum(h, 0.2 * h)
         return h
 
     return forward
