@@ -17,6 +17,14 @@ from ic_anogan import atomic_io
 
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)
 
+# How z is found for scoring (search.py):
+#   search: the study's Γ-step search from random starts;
+#   encoder: z = E(x), one forward pass, no search;
+#   encoder_search: Γ steps of the same search started from E(x).
+SCORING_MODES = ("search", "encoder", "encoder_search")
+# Γ used when a mode's settings are not given anywhere else.
+DEFAULT_STEPS = {"search": 500, "encoder": 0, "encoder_search": 50}
+
 T = TypeVar("T")
 
 
@@ -90,10 +98,45 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class SearchConfig:
-    """The AnoGAN latent search (Schlegl et al. 2017).
+class EncoderConfig:
+    """How the encoder E (f-AnoGAN's izi_f, Schlegl et al. 2019) is trained.
+
+    The loss per image is mean((x − G(E(x)))²) + κ·mean((f(x) − f(G(E(x))))²),
+    G and D frozen.
 
     Attributes:
+      epochs: passes over the good training images; 0 trains no encoder.
+      feature_weight: κ, the weight of the feature residual.
+      batch_size, learning_rate, beta_1: Adam on E's weights.
+      seed: initial weights and shuffling.
+    """
+
+    epochs: int = 20
+    feature_weight: float = 1.0
+    batch_size: int = 64
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self):
+        _require(isinstance(self.epochs, int) and self.epochs >= 0, "encoder_epochs",
+                 "an integer >= 0", self.epochs)
+        _require(self.feature_weight >= 0, "encoder_feature_weight", "a number >= 0",
+                 self.feature_weight)
+        _require(self.batch_size > 0, "encoder_batch_size", "a positive integer",
+                 self.batch_size)
+        _require(self.learning_rate > 0, "encoder_learning_rate", "a positive number",
+                 self.learning_rate)
+        _require(0 <= self.beta_1 < 1, "encoder_beta_1", "a number in [0, 1)", self.beta_1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """How a score is computed: the AnoGAN latent search (Schlegl et al. 2017).
+
+    Attributes:
+      mode: one of SCORING_MODES: where the search starts (random or E(x));
+        `encoder` takes no steps (steps must be 0, restarts 1).
       steps: Γ, gradient steps on z.
       discrimination_weight: λ in L = (1-λ)·R + λ·D.
       learning_rate: Adam step size on z.
@@ -117,8 +160,15 @@ class SearchConfig:
     seed: int = 0
     jit_compile: bool = False
     fold_batch_norm: bool = True
+    mode: str = "search"
 
     def __post_init__(self):
+        _require(self.mode in SCORING_MODES, "mode", f"one of {SCORING_MODES}", self.mode)
+        if self.mode == "encoder":
+            _require(self.steps == 0 and self.restarts == 1, "mode",
+                     "search_steps=0 and restarts=1 with mode 'encoder' (it scores E(x) "
+                     "without a search; use 'encoder_search' to refine it)",
+                     f"encoder with search_steps={self.steps}, restarts={self.restarts}")
         _require(isinstance(self.steps, int) and self.steps >= 0, "search_steps",
                  "an integer >= 0", self.steps)
         _require(0.0 <= self.discrimination_weight <= 1.0, "discrimination_weight",
@@ -132,6 +182,22 @@ class SearchConfig:
                  "a positive integer", self.restarts)
         _require(self.clip_z is None or self.clip_z > 0, "clip_z",
                  "a positive number or None", self.clip_z)
+
+
+def search_config_for_mode(mode: str, base: Optional[SearchConfig] = None,
+                           steps: Optional[int] = None) -> SearchConfig:
+    """`base`'s settings (λ, Adam, seed, ...) scoring in `mode`.
+
+    Γ is `steps` if given, else base's Γ when base is already in `mode`, else
+    the mode's default; `encoder` always gets Γ = 0 and one start.
+    """
+    base = base or SearchConfig()
+    _require(mode in SCORING_MODES, "mode", f"one of {SCORING_MODES}", mode)
+    if mode == "encoder":
+        return dataclasses.replace(base, mode=mode, steps=0, restarts=1)
+    if steps is None:
+        steps = base.steps if base.mode == mode else DEFAULT_STEPS[mode]
+    return dataclasses.replace(base, mode=mode, steps=steps)
 
 
 def to_dict(config: Any) -> dict:

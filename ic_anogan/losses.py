@@ -47,3 +47,25 @@ def generator_loss(fake_logits: tf.Tensor) -> tf.Tensor:
     """Per-example non-saturating generator loss, −log D(G(z))."""
     return tf.reshape(
         tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(fake_logits), fake_logits), [-1])
+
+
+def _per_image_mean_square(difference: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean(tf.square(tf.reshape(difference, [tf.shape(difference)[0], -1])),
+                          axis=1)
+
+
+def encoder_terms(images: tf.Tensor, reconstructions: tf.Tensor, image_features: tf.Tensor,
+                  reconstruction_features: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """f-AnoGAN's izi_f terms per image: (mean (x − G(E(x)))², mean (f(x) − f(G(E(x))))²).
+
+    Means, not sums, as in Schlegl et al. (2019): κ then weighs the two terms
+    independently of the image and feature-map sizes.
+    """
+    return (_per_image_mean_square(images - reconstructions),
+            _per_image_mean_square(image_features - reconstruction_features))
+
+
+def encoder_loss(image_residual: tf.Tensor, feature_residual: tf.Tensor,
+                 feature_weight: float) -> tf.Tensor:
+    """izi_f loss per image: image residual + κ·feature residual."""
+    return image_residual + feature_weight * feature_residual

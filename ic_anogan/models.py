@@ -170,6 +170,65 @@ class FeatureExtractor(keras.Model):
         return self.discriminator.features(images, training=training)
 
 
+@keras.saving.register_keras_serializable(package="ic_anogan")
+class Encoder(keras.Model):
+    """image [N, S, S, 1] -> z [N, latent_dim]: f-AnoGAN's izi_f encoder.
+
+    The discriminator's trunk (same blocks, filters and activations), then a
+    linear layer to z. The output is not squashed: z is N(0, 1) here, not
+    U(-1, 1) as in f-AnoGAN, so a tanh would forbid the tails G was trained on.
+    """
+
+    def __init__(self, image_size: int = 64, latent_dim: int = 100, base_filters: int = 64,
+                 seed: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
+        config = ModelConfig(image_size, latent_dim, base_filters)
+        self.image_size, self.latent_dim, self.base_filters = (
+            image_size, latent_dim, base_filters)
+        self.seed = seed
+        self.convs = [layers.Conv2D(base_filters, 4, strides=2, padding="same", use_bias=True,
+                                    kernel_initializer=_kernel_init(seed), name="down_conv1")]
+        self.norms = [None]
+        for i in range(1, config.num_blocks):
+            self.convs.append(layers.Conv2D(
+                base_filters * 2 ** i, 4, strides=2, padding="same", use_bias=False,
+                kernel_initializer=_kernel_init(_seed(seed, 10 + i)), name=f"down_conv{i + 1}"))
+            self.norms.append(_batch_norm(f"down_norm{i + 1}", _seed(seed, 20 + i)))
+        self.flatten = layers.Flatten(name="flatten")
+        self.to_latent = layers.Dense(latent_dim, kernel_initializer=_kernel_init(_seed(seed, 30)),
+                                      name="to_latent")
+        self.build((None, image_size, image_size, 1))
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for conv, norm in zip(self.convs, self.norms):
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+            if norm is not None:
+                norm.build(shape)
+        self.to_latent.build(self.flatten.compute_output_shape(shape))
+        self.built = True
+
+    def call(self, images, training=False):
+        h = images
+        for conv, norm in zip(self.convs, self.norms):
+            h = conv(h)
+            if norm is not None:
+                h = norm(h, training=training)
+            h = keras.ops.leaky_relu(h, negative_slope=0.2)
+        return self.to_latent(self.flatten(h))
+
+    def get_config(self):
+        return {"image_size": self.image_size, "latent_dim": self.latent_dim,
+                "base_filters": self.base_filters, "seed": self.seed, "name": self.name}
+
+
+def build_encoder(config: ModelConfig, seed: Optional[int] = None) -> Encoder:
+    """Builds E for `config`, initialised N(0, 0.02) from `seed`."""
+    return Encoder(config.image_size, config.latent_dim, config.base_filters,
+                   seed=_seed(seed, 2000), name="encoder")
+
+
 def build_models(config: ModelConfig, seed: Optional[int] = None
                  ) -> tuple[Generator, Discriminator, FeatureExtractor]:
     """Builds G, D and f(.) for `config`, initialised N(0, 0.02) from `seed`."""
