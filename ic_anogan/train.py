@@ -16,6 +16,7 @@ the same command restores it and goes on from the next epoch.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -28,7 +29,8 @@ import tensorflow as tf
 
 from ic_anogan import atomic_io, config as config_lib, data as data_lib, losses
 from ic_anogan.config import ModelConfig, SearchConfig, TrainConfig
-from ic_anogan.models import Discriminator, FeatureExtractor, Generator, build_models
+from ic_anogan.models import (Discriminator, Encoder, FeatureExtractor, Generator,
+                              build_encoder, build_models)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ GENERATOR_FILE = "generator.weights.h5"
 DISCRIMINATOR_FILE = "discriminator.weights.h5"
 HELDOUT_FILE = "heldout.txt"
 HISTORY_FILE = "history.json"
+ENCODER_FILE = "encoder.weights.h5"
+ENCODER_CONFIG_FILE = "encoder.json"
 FORMAT_VERSION = 1
 
 
@@ -74,6 +78,12 @@ class GANTrainer(keras.Model):
     def metrics(self):
         return [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker,
                 self.d_fake_tracker]
+
+    def checkpoint_variables(self) -> list:
+        """Everything a resumed run needs, in a fixed order."""
+        return (list(self.generator.weights) + list(self.discriminator.weights)
+                + list(self.d_optimizer.variables) + list(self.g_optimizer.variables)
+                + [self.seed_generator.state])
 
     def call(self, images, training=False):
         # fit() feeds batches of images; under a distribution strategy it
@@ -122,12 +132,6 @@ def make_optimizers(train_config: TrainConfig) -> tuple:
 # --------------------------------------------------------------------------
 # Checkpoints.
 
-def _checkpoint_variables(trainer: GANTrainer) -> list:
-    return (list(trainer.generator.weights) + list(trainer.discriminator.weights)
-            + list(trainer.d_optimizer.variables) + list(trainer.g_optimizer.variables)
-            + [trainer.seed_generator.state])
-
-
 def _variable_name(variable) -> str:
     return getattr(variable, "path", None) or variable.name
 
@@ -138,9 +142,9 @@ def build_optimizers(trainer: GANTrainer) -> None:
     trainer.g_optimizer.build(trainer.generator.trainable_weights)
 
 
-def save_checkpoint(trainer: GANTrainer, path: str, epoch: int) -> None:
-    """Writes every training variable and the finished-epoch count, atomically."""
-    variables = _checkpoint_variables(trainer)
+def save_checkpoint(trainer: keras.Model, path: str, epoch: int) -> None:
+    """Writes the trainer's `checkpoint_variables()` and the finished-epoch count, atomically."""
+    variables = trainer.checkpoint_variables()
     arrays = {f"v{i:04d}": np.asarray(v.numpy())
               for i, v in enumerate(variables)}
     names = np.array([_variable_name(v) for v in variables])
@@ -149,13 +153,13 @@ def save_checkpoint(trainer: GANTrainer, path: str, epoch: int) -> None:
             np.savez(f, epoch=np.int64(epoch), names=names, **arrays)
 
 
-def restore_checkpoint(trainer: GANTrainer, path: str) -> int:
+def restore_checkpoint(trainer: keras.Model, path: str) -> int:
     """Restores `save_checkpoint`'s file; returns the number of finished epochs.
 
     Raises:
       ModelDirError: the checkpoint does not match the models' variables.
     """
-    variables = _checkpoint_variables(trainer)
+    variables = trainer.checkpoint_variables()
     with np.load(path) as stored:
         names = list(stored["names"])
         if len(names) != len(variables):
@@ -180,7 +184,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
     a run killed between the two writes and resumed never repeats an epoch.
     """
 
-    def __init__(self, trainer: GANTrainer, path: str, history_path: str):
+    def __init__(self, trainer: keras.Model, path: str, history_path: str):
         super().__init__()
         self.trainer, self.path, self.history_path = trainer, path, history_path
 
@@ -200,23 +204,25 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     last good checkpoint stays as it was.
     """
 
-    def __init__(self, checkpoint_path: str):
+    def __init__(self, checkpoint_path: str, names: Sequence[str] = ("d_loss", "g_loss"),
+                 advice: str = "Lower --learning_rate or check the images."):
         super().__init__()
         self.checkpoint_path = checkpoint_path
+        self.names, self.advice = tuple(names), advice
         self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        for name in ("d_loss", "g_loss"):
+        for name in self.names:
             value = (logs or {}).get(name)
             if value is not None and not math.isfinite(float(value)):
                 kept = (f"the last good checkpoint ({self.checkpoint_path}) is intact"
                         if os.path.exists(self.checkpoint_path) else "no checkpoint was written")
                 raise NonFiniteLossError(
                     f"{name} became {float(value)} at epoch {self.epoch + 1}, batch {batch + 1}; "
-                    f"training stopped and {kept}. Lower --learning_rate or check the images.")
+                    f"training stopped and {kept}. {self.advice}")
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -263,6 +269,13 @@ class TrainedModel:
     discriminator: Discriminator
     features: FeatureExtractor
     metadata: dict
+    # E, when an encoder was trained against these G and D (None otherwise).
+    encoder: Optional[Encoder] = None
+
+    @property
+    def scoring_modes(self) -> tuple:
+        """The scoring modes this model supports."""
+        return config_lib.SCORING_MODES if self.encoder is not None else ("search",)
 
 
 def _run_description(model_config: ModelConfig, train_config: TrainConfig,
@@ -308,10 +321,30 @@ def load_trained_model(model_dir: str, image_size: Optional[int] = None) -> Trai
     generator, discriminator, features = build_models(model_config)
     generator.load_weights(os.path.join(model_dir, GENERATOR_FILE))
     discriminator.load_weights(os.path.join(model_dir, DISCRIMINATOR_FILE))
-    return TrainedModel(model_dir, model_config, generator, discriminator, features, metadata)
+    encoder = None
+    encoder_path = os.path.join(model_dir, ENCODER_FILE)
+    if os.path.exists(encoder_path):
+        encoder_record = config_lib.read_json(os.path.join(model_dir, ENCODER_CONFIG_FILE))
+        if encoder_record.get("gan_fingerprint") == gan_fingerprint(generator, discriminator):
+            encoder = build_encoder(model_config)
+            encoder.load_weights(encoder_path)
+        else:
+            # The GAN was trained further after E: E's guesses are for another G.
+            log.warning("%s: the encoder was trained against other generator weights and is "
+                        "ignored; train it again (train_main.py with the same flags)", model_dir)
+    return TrainedModel(model_dir, model_config, generator, discriminator, features, metadata,
+                        encoder)
 
 
-def _write_weights(model: keras.Model, path: str) -> None:
+def gan_fingerprint(generator: Generator, discriminator: Discriminator) -> str:
+    """A hash of G's and D's weights: says which GAN an encoder was trained against."""
+    digest = hashlib.sha256()
+    for variable in list(generator.weights) + list(discriminator.weights):
+        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def write_weights(model: keras.Model, path: str) -> None:
     with atomic_io.replace_file(path, suffix=".weights.h5") as temp:
         model.save_weights(temp)
 
@@ -328,6 +361,8 @@ class TrainResult:
     train_images: int
     heldout: data_lib.ImageSet
     seconds: float
+    # The images G and D were trained on (the encoder trains on the same).
+    train_set: Optional[data_lib.ImageSet] = None
 
 
 def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
@@ -423,8 +458,8 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
         trainer.fit(dataset, epochs=train_config.epochs, initial_epoch=initial_epoch,
                     callbacks=callbacks, verbose=verbose, shuffle=False)
 
-    _write_weights(generator, os.path.join(model_dir, GENERATOR_FILE))
-    _write_weights(discriminator, os.path.join(model_dir, DISCRIMINATOR_FILE))
+    write_weights(generator, os.path.join(model_dir, GENERATOR_FILE))
+    write_weights(discriminator, os.path.join(model_dir, DISCRIMINATOR_FILE))
     history = config_lib.read_json(history_path) if os.path.exists(history_path) else {}
     return TrainResult(model_dir, log_dir, max(train_config.epochs - initial_epoch, 0), history,
-                       len(train_set), heldout, time.time() - start)
+                       len(train_set), heldout, time.time() - start, train_set)

@@ -1,0 +1,251 @@
+"""Training the encoder E: image -> z, with G and D frozen (f-AnoGAN's izi_f).
+
+The study closes by saying AnoGAN's per-image search is too slow and points
+at encoder-based GANs. f-AnoGAN (Schlegl et al. 2019) trains, after the GAN,
+an encoder E so that G(E(x)) reconstructs x, with the loss
+
+    mean((x − G(E(x)))²) + κ·mean((f(x) − f(G(E(x))))²),   f = D's trunk,
+
+on good training images only, G and D frozen (batch norm in inference mode).
+E then gives a latent in one forward pass (`encoder` mode), or a start close
+to the answer for the usual search (`encoder_search` mode).
+
+`EncoderTrainer` is a `keras.Model` with a custom `train_step` run by `fit`,
+like the GAN's: trackers for the loss and both terms, `test_step` for the
+held-out good images (logged as val_*), an atomic per-epoch checkpoint of E,
+its optimizer and the epoch count, and resume of a killed run. The
+checkpoint also records a fingerprint of the GAN it was trained against: if
+the GAN is trained further, the old encoder is discarded, not resumed.
+
+Files in the model directory: encoder.weights.h5 (E), encoder.json (settings,
+GAN fingerprint, last metrics), encoder_checkpoint.npz, encoder_history.json.
+TensorBoard: <log_dir>/encoder/{train,validation} scalars and
+<log_dir>/encoder/images query / reconstruction / |difference| grids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from typing import Callable, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ic_anogan import config as config_lib, data as data_lib, losses, train
+from ic_anogan.config import EncoderConfig
+from ic_anogan.models import Discriminator, Encoder, Generator, build_encoder
+from ic_anogan.summaries import comparison_grid
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "encoder_checkpoint.npz"
+HISTORY_FILE = "encoder_history.json"
+GRID_IMAGES = 8
+
+
+class EncoderTrainer(keras.Model):
+    """Trains E with `fit`; G and D are used, never updated."""
+
+    def __init__(self, encoder: Encoder, generator: Generator, discriminator: Discriminator,
+                 feature_weight: float, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.generator = generator
+        self.discriminator = discriminator
+        self.feature_weight = float(feature_weight)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.image_residual_tracker = keras.metrics.Mean(name="image_residual")
+        self.feature_residual_tracker = keras.metrics.Mean(name="feature_residual")
+
+    def compile(self, optimizer: keras.optimizers.Optimizer, **kwargs):
+        super().compile(**kwargs)
+        self.encoder_optimizer = optimizer
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.image_residual_tracker, self.feature_residual_tracker]
+
+    def checkpoint_variables(self) -> list:
+        """E's weights and its optimizer's state, in a fixed order."""
+        return list(self.encoder.weights) + list(self.encoder_optimizer.variables)
+
+    def call(self, images, training=False):
+        return self.encoder(images, training=training)
+
+    def _terms(self, images, training: bool):
+        reconstructions = self.generator(self.encoder(images, training=training), training=False)
+        image_residual, feature_residual = losses.encoder_terms(
+            images, reconstructions, self.discriminator.features(images, training=False),
+            self.discriminator.features(reconstructions, training=False))
+        return image_residual, feature_residual
+
+    def _update_trackers(self, image_residual, feature_residual, per_image_loss):
+        self.loss_tracker.update_state(per_image_loss)
+        self.image_residual_tracker.update_state(image_residual)
+        self.feature_residual_tracker.update_state(feature_residual)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, images):
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        global_batch = tf.cast(tf.shape(images)[0] * replicas, tf.float32)
+        with tf.GradientTape() as tape:
+            image_residual, feature_residual = self._terms(images, training=True)
+            per_image = losses.encoder_loss(image_residual, feature_residual,
+                                            self.feature_weight)
+            # Summed and divided by the global batch: right under a strategy too.
+            loss = tf.reduce_sum(per_image) / global_batch
+        # Only E's weights get gradients: G and D stay as trained.
+        weights = self.encoder.trainable_weights
+        self.encoder_optimizer.apply(tape.gradient(loss, weights), weights)
+        return self._update_trackers(image_residual, feature_residual, per_image)
+
+    def test_step(self, images):
+        image_residual, feature_residual = self._terms(images, training=False)
+        per_image = losses.encoder_loss(image_residual, feature_residual, self.feature_weight)
+        return self._update_trackers(image_residual, feature_residual, per_image)
+
+
+class EncoderReconstructionGrid(keras.callbacks.Callback):
+    """Logs query | G(E(x)) | |difference| for fixed held-out images after each epoch."""
+
+    def __init__(self, encoder: Encoder, generator: Generator, images: np.ndarray, log_dir: str):
+        super().__init__()
+        self.encoder, self.generator = encoder, generator
+        self.images = tf.constant(images, tf.float32)
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "encoder", "images"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        reconstructions = self.generator(self.encoder(self.images, training=False),
+                                         training=False).numpy()
+        maps = np.abs(self.images.numpy() - reconstructions)
+        with self.writer.as_default():
+            tf.summary.image("encoder/reconstructions",
+                             comparison_grid(self.images.numpy(), reconstructions, maps),
+                             step=epoch + 1)
+        self.writer.flush()
+
+
+@dataclasses.dataclass
+class EncoderResult:
+    encoder_path: str
+    epochs_run: int
+    history: dict
+    seconds: float
+
+
+def _describe(encoder_config: EncoderConfig, fingerprint: str, train_images: int,
+              heldout_images: int) -> dict:
+    return {"encoder": config_lib.to_dict(encoder_config), "gan_fingerprint": fingerprint,
+            "train_images": train_images, "heldout_images": heldout_images}
+
+
+def _resumable(model_dir: str, wanted: dict) -> bool:
+    """True when the checkpoint belongs to this run; raises when it belongs to another.
+
+    A checkpoint trained against another GAN is stale (the GAN was trained
+    further): it is not an error, the encoder simply starts over.
+    """
+    checkpoint = os.path.join(model_dir, CHECKPOINT_FILE)
+    record_path = os.path.join(model_dir, train.ENCODER_CONFIG_FILE)
+    if not (os.path.exists(checkpoint) and os.path.exists(record_path)):
+        return False
+    stored = config_lib.read_json(record_path)
+    if stored.get("gan_fingerprint") != wanted["gan_fingerprint"]:
+        log.info("%s: the encoder checkpoint was trained against other GAN weights; "
+                 "training the encoder from scratch", model_dir)
+        return False
+    for key, value in wanted["encoder"].items():
+        if key != "epochs" and stored.get("encoder", {}).get(key) != value:
+            raise train.ModelDirError(
+                f"{model_dir}: holds an encoder run with encoder.{key}="
+                f"{stored.get('encoder', {}).get(key)!r}, this command asks for {value!r}; "
+                f"use the original encoder flags, or delete {CHECKPOINT_FILE} to start over")
+    return True
+
+
+def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig,
+                  train_set: data_lib.ImageSet, heldout: data_lib.ImageSet,
+                  strategy: Optional[tf.distribute.Strategy] = None,
+                  extra_callbacks: Sequence[Callable[..., keras.callbacks.Callback]] = (),
+                  verbose: int = 1) -> EncoderResult:
+    """Trains E against the GAN in `model_dir` and writes encoder.weights.h5 there.
+
+    Args:
+      model_dir: a directory written by `train.train` (G and D are read from it).
+      log_dir: TensorBoard directory of the run (E logs under encoder/).
+      encoder_config: epochs, κ and the optimizer.
+      train_set: good images E learns from (the GAN's training images).
+      heldout: good images for validation (may be empty).
+      strategy: a tf.distribute strategy; default: TF's current one.
+      extra_callbacks: factories f(trainer=..., log_dir=...) returning callbacks.
+      verbose: Keras progress bar verbosity.
+
+    Raises:
+      train.ModelDirError: no trained GAN, or a checkpoint of other encoder settings.
+      train.NonFiniteLossError: the loss became NaN or infinite.
+      data.DataError: fewer training images than one batch.
+    """
+    start = time.time()
+    strategy = strategy or tf.distribute.get_strategy()
+    global_batch = encoder_config.batch_size * strategy.num_replicas_in_sync
+    if len(train_set) < global_batch:
+        raise data_lib.DataError(f"{len(train_set)} training images, fewer than one encoder "
+                                 f"batch of {global_batch}; lower --encoder_batch_size")
+    keras.utils.set_random_seed(encoder_config.seed)
+    with strategy.scope():
+        gan = train.load_trained_model(model_dir)
+        encoder = build_encoder(gan.model_config, seed=encoder_config.seed)
+        trainer = EncoderTrainer(encoder, gan.generator, gan.discriminator,
+                                 encoder_config.feature_weight)
+        trainer.compile(optimizer=keras.optimizers.Adam(
+            encoder_config.learning_rate, beta_1=encoder_config.beta_1, name="e_adam"))
+        trainer.encoder_optimizer.build(encoder.trainable_weights)
+    description = _describe(encoder_config, train.gan_fingerprint(gan.generator, gan.discriminator),
+                            len(train_set), len(heldout))
+    checkpoint_path = os.path.join(model_dir, CHECKPOINT_FILE)
+    history_path = os.path.join(model_dir, HISTORY_FILE)
+    record_path = os.path.join(model_dir, train.ENCODER_CONFIG_FILE)
+    initial_epoch = 0
+    if _resumable(model_dir, description):
+        initial_epoch = train.restore_checkpoint(trainer, checkpoint_path)
+        log.info("resuming the encoder after epoch %d", initial_epoch)
+    else:
+        # An older encoder (other settings' epochs, or another GAN) must not
+        # survive beside the new record.
+        for stale in (checkpoint_path, history_path, os.path.join(model_dir, train.ENCODER_FILE)):
+            if os.path.exists(stale):
+                os.remove(stale)
+    # Written before the first epoch so a killed run can check what it resumes.
+    config_lib.write_json(record_path, description)
+
+    dataset = data_lib.make_dataset(train_set.images, global_batch, shuffle=True,
+                                    seed=encoder_config.seed + initial_epoch)
+    # Every held-out image counts in validation, the last partial batch too.
+    validation = (data_lib.make_dataset(heldout.images, global_batch, shuffle=False,
+                                        drop_remainder=False) if len(heldout) else None)
+    callbacks = [
+        train.StopOnNonFiniteLoss(checkpoint_path, names=("loss",),
+                                  advice="Lower --encoder_learning_rate."),
+        train.EpochCheckpoint(trainer, checkpoint_path, history_path),
+        keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, "encoder"),
+                                    update_freq="epoch", write_graph=False),
+    ]
+    if len(heldout):
+        callbacks.append(EncoderReconstructionGrid(encoder, gan.generator,
+                                                   heldout.images[:GRID_IMAGES], log_dir))
+    callbacks += [factory(trainer=trainer, log_dir=log_dir) for factory in extra_callbacks]
+    if initial_epoch < encoder_config.epochs:
+        trainer.fit(dataset, epochs=encoder_config.epochs, initial_epoch=initial_epoch,
+                    validation_data=validation, callbacks=callbacks, verbose=verbose,
+                    shuffle=False)
+    encoder_path = os.path.join(model_dir, train.ENCODER_FILE)
+    train.write_weights(encoder, encoder_path)
+    history = config_lib.read_json(history_path) if os.path.exists(history_path) else {}
+    description["last_epoch"] = {k: v[-1] for k, v in history.items() if v}
+    config_lib.write_json(record_path, description)
+    return EncoderResult(encoder_path, max(encoder_config.epochs - initial_epoch, 0), history,
+                         time.time() - start)
