@@ -5,6 +5,11 @@ never trained on (the held-out split, or a folder given later): the 99th
 percentile rejects about 1% of good parts. Defect images are never used to
 pick it. The file also records the search settings the scores came from,
 since a threshold is only meaningful for scores computed the same way.
+
+One threshold per scoring mode (search, encoder, encoder_search): the modes
+score the same formula at different latents, so their scales differ.
+calibration.json holds {"modes": {mode: record}}; a file from before the
+modes existed (one record at the top level) reads as the `search` record.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from ic_anogan.config import SearchConfig
 
 CALIBRATION_FILE = "calibration.json"
 # Search settings that change the scale of the scores (jit does not).
-_SCORE_DEFINING = ("steps", "discrimination_weight", "learning_rate", "beta_1", "beta_2",
+_SCORE_DEFINING = ("mode", "steps", "discrimination_weight", "learning_rate", "beta_1", "beta_2",
                    "epsilon", "restarts", "clip_z", "seed")
 
 
@@ -55,21 +60,38 @@ def calibrate(good_scores: np.ndarray, percentile: float, search_config: SearchC
     }
 
 
-def write(model_dir: str, record: dict) -> str:
+def _record_mode(record: dict) -> str:
+    return record["search"].get("mode", "search")
+
+
+def read_all(model_dir: str) -> dict:
+    """mode -> calibration record; empty when the model has none."""
     path = os.path.join(model_dir, CALIBRATION_FILE)
-    config_lib.write_json(path, record)
+    if not os.path.exists(path):
+        return {}
+    stored = config_lib.read_json(path)
+    records = stored["modes"] if "modes" in stored else {"search": stored}
+    if not isinstance(records, dict):
+        raise CalibrationError(f"{path}: expected 'modes' to map a mode to a record")
+    for mode, record in records.items():
+        if not isinstance(record, dict) or "threshold" not in record or "search" not in record:
+            raise CalibrationError(f"{path}: the {mode!r} record needs keys 'threshold' "
+                                   "and 'search'")
+    return records
+
+
+def write(model_dir: str, record: dict) -> str:
+    """Stores `record` as its mode's calibration, keeping the other modes'."""
+    records = read_all(model_dir)
+    records[_record_mode(record)] = record
+    path = os.path.join(model_dir, CALIBRATION_FILE)
+    config_lib.write_json(path, {"modes": records})
     return path
 
 
-def read(model_dir: str) -> Optional[dict]:
-    """The stored calibration, or None when the model has none."""
-    path = os.path.join(model_dir, CALIBRATION_FILE)
-    if not os.path.exists(path):
-        return None
-    record = config_lib.read_json(path)
-    if "threshold" not in record or "search" not in record:
-        raise CalibrationError(f"{path}: expected keys 'threshold' and 'search'")
-    return record
+def read(model_dir: str, mode: str = "search") -> Optional[dict]:
+    """The stored calibration of `mode`, or None when there is none."""
+    return read_all(model_dir).get(mode)
 
 
 def stored_search_config(record: dict) -> SearchConfig:
@@ -78,6 +100,6 @@ def stored_search_config(record: dict) -> SearchConfig:
 
 def mismatched_settings(record: dict, search_config: SearchConfig) -> list:
     """Names of score-defining search settings that differ from the calibration's."""
-    stored = record["search"]
+    stored = {"mode": "search", **record["search"]}
     current = config_lib.to_dict(search_config)
     return [k for k in _SCORE_DEFINING if stored.get(k) != current.get(k)]

@@ -34,6 +34,15 @@ GRID_ROWS = 8
 Progress = Callable[[int], None]
 
 
+def make_search(model: TrainedModel, search_config: SearchConfig) -> LatentSearch:
+    """The search for `search_config.mode` on a trained model (with its encoder).
+
+    Raises:
+      ValueError: the mode needs an encoder and the model has none.
+    """
+    return LatentSearch(model.generator, model.features, search_config, encoder=model.encoder)
+
+
 def run_search(search: LatentSearch, images: np.ndarray, batch_size: int,
                chunk_steps: Optional[int] = None, progress: Optional[Progress] = None
                ) -> dict:
@@ -68,13 +77,14 @@ def run_search(search: LatentSearch, images: np.ndarray, batch_size: int,
 def calibrate(model: TrainedModel, good: data_lib.ImageSet, search_config: SearchConfig,
               percentile: float, batch_size: int, source: str,
               progress: Optional[Progress] = None, chunk_steps: Optional[int] = None) -> dict:
-    """Scores good images the model never trained on and stores the threshold.
+    """Scores good images the model never trained on and stores the mode's threshold.
 
     Returns:
-      The calibration record written to `model_dir/calibration.json`.
+      The calibration record written to `model_dir/calibration.json` (under
+      `search_config.mode`; other modes' thresholds are kept).
     """
-    search = LatentSearch(model.generator, model.features, search_config)
-    outputs = run_search(search, good.images, batch_size, chunk_steps, progress)
+    outputs = run_search(make_search(model, search_config), good.images, batch_size,
+                         chunk_steps, progress)
     record = calibration.calibrate(outputs["anomaly_score"], percentile, search_config, source)
     calibration.write(model.model_dir, record)
     return record

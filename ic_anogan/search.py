@@ -29,6 +29,15 @@ Design, in the order the choices were forced:
   batch holds N·R searches); the start with the lowest final loss wins. A good
   image left badly reconstructed by an unlucky start is one cause of the
   overlap between good and defect scores that the study reports.
+* Modes (SearchConfig.mode). `search` is the study's method: random starts.
+  `encoder_search` starts restart 0 of every image at E(x), the encoder's
+  guess (encoder_train.py), and restarts 1..R-1 at the random starts 0..R-2
+  of `search`; so with R = 2 it holds the whole single-start search as its
+  second candidate and, keeping the lower loss, can only do better. Its
+  starting points stay candidates at the end too, so it never scores worse
+  than `encoder` on the loss, however Adam moves. `encoder`
+  is `encoder_search` with Γ = 0: the score at z = E(x), one forward pass of
+  E, G and f, through the very same code.
 * Long searches run in chunks: `start` → `advance` (k steps) … → `finish`,
   carrying the state between chunks, so a caller can show progress and stop
   cleanly. `score` does all Γ steps in one call; it is what the SavedModel
@@ -45,7 +54,7 @@ import tensorflow as tf
 
 from ic_anogan import folded, losses
 from ic_anogan.config import SearchConfig
-from ic_anogan.models import FeatureExtractor, Generator
+from ic_anogan.models import Encoder, FeatureExtractor, Generator
 
 OUTPUT_NAMES = ("anomaly_score", "residual_score", "discrimination_score",
                 "reconstruction", "anomaly_map", "latent")
@@ -68,10 +77,16 @@ class LatentSearch(tf.Module):
     """Scores batches of images by the AnoGAN latent search."""
 
     def __init__(self, generator: Generator, features: FeatureExtractor,
-                 config: SearchConfig, name: Optional[str] = None):
+                 config: SearchConfig, encoder: Optional[Encoder] = None,
+                 name: Optional[str] = None):
         super().__init__(name=name)
+        if config.mode != "search" and encoder is None:
+            raise ValueError(f"mode={config.mode!r} needs an encoder and this model has none; "
+                             "train one (train_main.py with --encoder_epochs > 0) or use "
+                             "mode 'search'")
         self.generator = generator
         self.features = features
+        self.encoder = encoder if config.mode != "search" else None
         self.config = config
         self.image_size = generator.image_size
         self.latent_dim = generator.latent_dim
@@ -92,13 +107,18 @@ class LatentSearch(tf.Module):
 
     # -- the pieces, as graph code --------------------------------------------
 
-    def initial_latents(self) -> tf.Tensor:
-        """The R starting points [R, latent_dim], from a stateless RNG and the seed."""
+    def initial_latents(self, count: Optional[int] = None) -> tf.Tensor:
+        """The first `count` (default R) random starts [count, latent_dim], from the seed."""
         # One stream per restart, so restart r is the same point whatever R is:
         # adding restarts can only add candidates, never change the first one.
+        count = self.config.restarts if count is None else count
         z0 = tf.stack([tf.random.stateless_normal([self.latent_dim], seed=[self.config.seed, r])
-                       for r in range(self.config.restarts)])
+                       for r in range(count)])
         return self._clip(z0)
+
+    def encoded_latents(self, images: tf.Tensor) -> tf.Tensor:
+        """E(x) [N, latent_dim], clipped like every z."""
+        return self._clip(self.encoder(images, training=False))
 
     def _clip(self, z: tf.Tensor) -> tf.Tensor:
         if self.config.clip_z is None:
@@ -137,7 +157,16 @@ class LatentSearch(tf.Module):
 
     def _start_impl(self, images):
         batch = tf.shape(images)[0]
-        z = tf.tile(self.initial_latents(), [batch, 1])
+        restarts = self.config.restarts
+        if self.encoder is None:
+            z = tf.tile(self.initial_latents(), [batch, 1])
+        elif restarts == 1:
+            z = self.encoded_latents(images)
+        else:
+            # Image-major rows: E(x_n), then the random starts 0..R-2.
+            guesses = self.encoded_latents(images)[:, None, :]
+            random = tf.tile(self.initial_latents(restarts - 1)[None], [batch, 1, 1])
+            z = tf.reshape(tf.concat([guesses, random], axis=1), [-1, self.latent_dim])
         zeros = tf.zeros_like(z)
         return z, zeros, zeros, tf.constant(0, tf.int32)
 
@@ -173,11 +202,28 @@ class LatentSearch(tf.Module):
         restarts = self.config.restarts
         networks = self.networks()
         targets = self._repeat(images)
+        target_features = networks[1](targets)
         anomaly, residual, discrimination, reconstruction = self.per_image_terms(
-            targets, networks[1](targets), z, networks)
-        # Keep, per image, the restart with the lowest final loss.
-        best = tf.argmin(tf.reshape(anomaly, [-1, restarts]), axis=1, output_type=tf.int32)
-        rows = tf.range(tf.shape(images)[0]) * restarts + best
+            targets, target_features, z, networks)
+        candidates = restarts
+        if self.encoder is not None and self.config.steps > 0:
+            # encoder_search also keeps its starting points as candidates: a
+            # search that overshoots can then never score worse than the
+            # encoder's guess alone. Costs one more forward pass, not a step.
+            start = self._start_impl(images)[0]
+            at_start = self.per_image_terms(targets, target_features, start, networks)
+            per_image = lambda a, b: tf.reshape(  # noqa: E731
+                tf.concat([tf.reshape(a, [-1, restarts, *a.shape[1:]]),
+                           tf.reshape(b, [-1, restarts, *b.shape[1:]])], axis=1),
+                [-1, *a.shape[1:]])
+            anomaly, residual, discrimination, reconstruction = (
+                per_image(a, b) for a, b in zip((anomaly, residual, discrimination,
+                                                 reconstruction), at_start))
+            z = per_image(z, start)
+            candidates = 2 * restarts
+        # Keep, per image, the candidate with the lowest final loss.
+        best = tf.argmin(tf.reshape(anomaly, [-1, candidates]), axis=1, output_type=tf.int32)
+        rows = tf.range(tf.shape(images)[0]) * candidates + best
         reconstruction = tf.gather(reconstruction, rows)
         return {
             "anomaly_score": tf.gather(anomaly, rows),
@@ -187,6 +233,10 @@ class LatentSearch(tf.Module):
             "anomaly_map": losses.anomaly_map(images, reconstruction),
             "latent": tf.gather(z, rows),
         }
+
+    def graph_score(self, images: tf.Tensor) -> dict:
+        """`score` as graph code, to be called inside another tf.function (export)."""
+        return self._score_impl(images)
 
     def _score_impl(self, images):
         z, m, v, step = self._start_impl(images)
