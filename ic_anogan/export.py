@@ -22,6 +22,11 @@ What a deployment needs, and how this module provides it:
       preprocess themselves (score_main.py --saved_model uses it for sources
       that are not files);
     - metadata: no input; the baked-in settings as named constants.
+  Scoring modes (search, encoder, encoder_search): an export serves one or
+  several. The first is the default, served by the three signatures above;
+  every exported mode M also has its own M_images, M_encoded and M_float
+  (the same inputs as serving_default, score_encoded and score_float), so a
+  client picks a mode by signature name and each mode has its own threshold.
   Each scoring signature returns anomaly_score, residual_score,
   discrimination_score [N], is_anomaly [N] (bool, against the threshold baked
   in at export), reconstruction uint8 [N, S, S, 1] and anomaly_map float32
@@ -32,8 +37,9 @@ What a deployment needs, and how this module provides it:
   name and renames it when complete, so TF Serving, which watches BASE for
   integer folders, never sees half a model; an existing version is never
   overwritten.
-* The settings (steps, λ, learning rate, restarts, seed, threshold, model
-  sizes) are written to assets/ic_anogan.json and returned by `metadata`.
+* The settings (per mode: steps, λ, learning rate, restarts, seed,
+  threshold; the model sizes) are written to assets/ic_anogan.json and
+  returned by `metadata` (its scalar constants describe the default mode).
 * Warm-up: assets.extra/tf_serving_warmup_requests holds PredictionLog
   records (one per signature and batch size) so the first real request does
   not pay for lazy initialisation. They are encoded here by hand (a few
@@ -61,6 +67,9 @@ from ic_anogan.train import TrainedModel
 SETTINGS_ASSET = "ic_anogan.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 SIGNATURES = ("serving_default", "score_encoded", "score_float", "metadata")
+# Per exported mode M: M_images (uint8), M_encoded (bytes), M_float.
+MODE_SIGNATURE_SUFFIXES = {"images": "serving_default", "encoded": "score_encoded",
+                           "float": "score_float"}
 SCORE_OUTPUTS = ("anomaly_score", "residual_score", "discrimination_score", "is_anomaly",
                  "reconstruction", "anomaly_map")
 
@@ -111,13 +120,14 @@ class ServingFunctions:
     def __init__(self, model: TrainedModel, search_config: SearchConfig,
                  threshold: Optional[float]):
         self.image_size = model.model_config.image_size
-        self.search = LatentSearch(model.generator, model.features, search_config)
+        self.search = LatentSearch(model.generator, model.features, search_config,
+                                   encoder=model.encoder)
         # No threshold: nothing is anomalous by decision (is_anomaly all false),
         # the scores are still served.
         self.threshold = float("inf") if threshold is None else float(threshold)
 
     def _outputs(self, images: tf.Tensor) -> dict:
-        result = self.search._score_impl(images)  # the one-piece in-graph search
+        result = self.search.graph_score(images)  # the one-piece in-graph search
         reconstruction = tf.clip_by_value(result["reconstruction"], -1.0, 1.0)
         return {
             "anomaly_score": result["anomaly_score"],
@@ -152,12 +162,24 @@ class ServingFunctions:
         return self._outputs(images)
 
 
-def settings(model: TrainedModel, search_config: SearchConfig, threshold: Optional[float]
-             ) -> dict:
+def signature_names(modes: Sequence[str]) -> list:
+    """Every signature an export of `modes` (the first being the default) has."""
+    names = list(SIGNATURES[:3])
+    for mode in modes:
+        names += [f"{mode}_{suffix}" for suffix in MODE_SIGNATURE_SUFFIXES]
+    return names + ["metadata"]
+
+
+def settings(model: TrainedModel, modes: Sequence[tuple]) -> dict:
+    """The export's self-description; `modes` is [(SearchConfig, threshold)], default first."""
     from ic_anogan import __version__
+    default_config, default_threshold = modes[0]
+    names = [c.mode for c, _ in modes]
     return {"ic_anogan_version": __version__, "model": config_lib.to_dict(model.model_config),
-            "search": config_lib.to_dict(search_config), "threshold": threshold,
-            "signatures": list(SIGNATURES), "outputs": list(SCORE_OUTPUTS)}
+            "mode": default_config.mode, "search": config_lib.to_dict(default_config),
+            "threshold": default_threshold,
+            "modes": {c.mode: {"search": config_lib.to_dict(c), "threshold": t} for c, t in modes},
+            "signatures": signature_names(names), "outputs": list(SCORE_OUTPUTS)}
 
 
 def next_version(export_base: str) -> int:
@@ -201,63 +223,86 @@ def prediction_log(signature_name: str, inputs: dict, model_name: str = "") -> b
     return _field(6, _field(1, request))
 
 
-def _warmup_records(image_size: int, batch_sizes: Sequence[int]) -> list:
+def _warmup_records(image_size: int, batch_sizes: Sequence[int], modes: Sequence[str]) -> list:
+    """One uint8 and one encoded request per batch size for the default and every mode."""
     rng = np.random.default_rng(0)
     records = []
     for n in batch_sizes:
         pixels = rng.integers(0, 256, (n, image_size, image_size, 1), dtype=np.uint8)
-        records.append(prediction_log("serving_default", {"images": pixels}))
         encoded = []
         for image in pixels:
             buffer = io.BytesIO()
             Image.fromarray(image[..., 0]).save(buffer, format="PNG")
             encoded.append(buffer.getvalue())
-        records.append(prediction_log("score_encoded",
-                                      {"image_bytes": np.array(encoded, dtype=object)}))
+        encoded = np.array(encoded, dtype=object)
+        for images_name, encoded_name in [("serving_default", "score_encoded")] + [
+                (f"{m}_images", f"{m}_encoded") for m in modes]:
+            records.append(prediction_log(images_name, {"images": pixels}))
+            records.append(prediction_log(encoded_name, {"image_bytes": encoded}))
     return records
 
 
 def export_saved_model(model: TrainedModel, export_base: str, search_config: SearchConfig,
-                       threshold: Optional[float], warmup_batch_sizes: Sequence[int] = (1,)
-                       ) -> str:
+                       threshold: Optional[float], warmup_batch_sizes: Sequence[int] = (1,),
+                       more_modes: Sequence[tuple] = ()) -> str:
     """Writes `export_base/<next version>/` and returns its path.
 
     Args:
-      model: the trained model.
+      model: the trained model (with its encoder for the encoder modes).
       export_base: the folder TF Serving's --model_base_path points at.
-      search_config: the search baked into the graph (steps, λ, ...).
-      threshold: the decision threshold baked in; None serves no decisions.
+      search_config: the default mode's search baked into the graph (mode, Γ, λ, ...).
+      threshold: the default mode's decision threshold; None serves no decisions.
       warmup_batch_sizes: batch sizes of the warm-up requests; empty for none.
+      more_modes: (SearchConfig, threshold) of further modes, each served by
+        its own signatures beside the default's.
 
     Raises:
-      ExportError: `export_base` is a file.
+      ExportError: `export_base` is a file, a mode is given twice, or a mode
+        needs an encoder the model does not have.
     """
     if os.path.exists(export_base) and not os.path.isdir(export_base):
         raise ExportError(f"{export_base}: expected a folder for versioned exports, found a file")
-    functions = ServingFunctions(model, search_config, threshold)
-    size = functions.image_size
+    modes = [(search_config, threshold)] + list(more_modes)
+    names = [c.mode for c, _ in modes]
+    if len(set(names)) != len(names):
+        raise ExportError(f"modes {names}: each mode can be exported once")
+    unsupported = [n for n in names if n not in model.scoring_modes]
+    if unsupported:
+        raise ExportError(f"{model.model_dir}: cannot export mode(s) {', '.join(unsupported)}: "
+                          "the model has no encoder (train one with train_main.py)")
+    functions = [ServingFunctions(model, c, t) for c, t in modes]
+    size = functions[0].image_size
     path = os.path.join(export_base, str(next_version(export_base)))
-    record = settings(model, search_config, threshold)
+    record = settings(model, modes)
+    uint8_spec = [tf.TensorSpec(None, tf.uint8, name="images")]
+    bytes_spec = [tf.TensorSpec([None], tf.string, name="image_bytes")]
+    float_spec = [tf.TensorSpec([None, size, size, 1], tf.float32, name="images")]
     with atomic_io.new_directory(path) as temp:
         archive = keras.export.ExportArchive()
         archive.track(model.generator)
         archive.track(model.discriminator)
-        archive.add_endpoint("serving_default", functions.score_images,
-                             [tf.TensorSpec(None, tf.uint8, name="images")])
-        archive.add_endpoint("score_encoded", functions.score_encoded,
-                             [tf.TensorSpec([None], tf.string, name="image_bytes")])
-        archive.add_endpoint("score_float", functions.score_float,
-                             [tf.TensorSpec([None, size, size, 1], tf.float32, name="images")])
+        if model.encoder is not None and any(n != "search" for n in names):
+            archive.track(model.encoder)
+        # The first endpoint becomes serving_default.
+        endpoints = [("serving_default", "score_encoded", "score_float", functions[0])]
+        endpoints += [(f"{n}_images", f"{n}_encoded", f"{n}_float", f)
+                      for n, f in zip(names, functions)]
+        for images_name, encoded_name, float_name, f in endpoints:
+            archive.add_endpoint(images_name, f.score_images, uint8_spec)
+            archive.add_endpoint(encoded_name, f.score_encoded, bytes_spec)
+            archive.add_endpoint(float_name, f.score_float, float_spec)
         constants = {
             "image_size": tf.constant(size, tf.int32),
             "latent_dim": tf.constant(model.model_config.latent_dim, tf.int32),
+            "mode": tf.constant(search_config.mode),
+            "modes": tf.constant(names),
             "search_steps": tf.constant(search_config.steps, tf.int32),
             "discrimination_weight": tf.constant(search_config.discrimination_weight),
             "learning_rate": tf.constant(search_config.learning_rate),
             "restarts": tf.constant(search_config.restarts, tf.int32),
             "seed": tf.constant(search_config.seed, tf.int32),
             "clip_z": tf.constant(search_config.clip_z or 0.0),
-            "threshold": tf.constant(functions.threshold),
+            "threshold": tf.constant(functions[0].threshold),
             "settings_json": tf.constant(json.dumps(record, sort_keys=True)),
         }
         archive.add_endpoint("metadata", lambda: dict(constants), [])
@@ -269,7 +314,7 @@ def export_saved_model(model: TrainedModel, export_base: str, search_config: Sea
             extra = os.path.join(temp, "assets.extra")
             os.makedirs(extra, exist_ok=True)
             with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
-                for serialized in _warmup_records(size, warmup_batch_sizes):
+                for serialized in _warmup_records(size, warmup_batch_sizes, names):
                     writer.write(serialized)
     return path
 

@@ -20,7 +20,7 @@ from ic_anogan.export import ExportError, read_settings
 
 
 class ExportedModel:
-    """A loaded export with its baked-in settings."""
+    """A loaded export with its baked-in settings, per mode."""
 
     def __init__(self, saved_model_dir: str):
         if not os.path.isdir(saved_model_dir):
@@ -29,23 +29,43 @@ class ExportedModel:
         self.settings = read_settings(saved_model_dir)
         self.loaded = tf.saved_model.load(saved_model_dir)
         self.image_size = int(self.settings["model"]["image_size"])
-        threshold = self.settings["threshold"]
-        self.threshold = None if threshold is None else float(threshold)
+        # Exports from before the modes existed serve the search only.
+        self.default_mode = self.settings.get("mode", "search")
+        per_mode = self.settings.get("modes") or {
+            "search": {"search": self.settings["search"], "threshold": self.settings["threshold"]}}
+        self.modes = tuple(per_mode)
+        self._per_mode = per_mode
+        self.thresholds = {m: None if v["threshold"] is None else float(v["threshold"])
+                           for m, v in per_mode.items()}
+        self.threshold = self.thresholds[self.default_mode]
+
+    def settings_of(self, mode: str) -> dict:
+        """The search settings baked in for `mode`."""
+        return self._per_mode[mode]["search"]
+
+    def _signature(self, mode: str, kind: str):
+        if mode not in self.modes:
+            raise ExportError(f"mode {mode!r}: this export serves {', '.join(self.modes)}")
+        names = {"encoded": "score_encoded", "float": "score_float"}
+        name = f"{mode}_{kind}" if "modes" in self.settings else names[kind]
+        return self.loaded.signatures[name]
 
     def score(self, images: data_lib.ImageSet, batch_size: int,
-              progress: Optional[Callable[[int], None]] = None) -> dict:
-        """Scores an ImageSet; returns outputs in `scoring.run_search`'s form."""
-        steps = int(self.settings["search"]["steps"])
+              progress: Optional[Callable[[int], None]] = None,
+              mode: Optional[str] = None) -> dict:
+        """Scores an ImageSet with `mode` (default: the export's); `run_search`'s output form."""
+        mode = mode or self.default_mode
+        steps = int(self.settings_of(mode)["steps"])
         from_files = all(os.path.isfile(i) for i in images.ids)
+        signature = self._signature(mode, "encoded" if from_files else "float")
         parts = []
         for begin in range(0, len(images), batch_size):
             end = min(begin + batch_size, len(images))
             if from_files:
                 payload = tf.constant([open(p, "rb").read() for p in images.ids[begin:end]])
-                result = self.loaded.signatures["score_encoded"](image_bytes=payload)
+                result = signature(image_bytes=payload)
             else:
-                result = self.loaded.signatures["score_float"](
-                    images=tf.constant(images.images[begin:end]))
+                result = signature(images=tf.constant(images.images[begin:end]))
             part = {k: v.numpy() for k, v in result.items()}
             part["reconstruction"] = part["reconstruction"].astype(np.float32) / 127.5 - 1.0
             parts.append(part)
