@@ -6,9 +6,13 @@ Without --data_dir it scores the built-in synthetic test split (1100 good and
 755 short-fill packages, as in the study). Writes scores.csv, metrics.json
 (when labels are known), the score histogram, ROC/PR curves and
 reconstruction grids to --output_dir, and the same to TensorBoard.
+
+--mode picks how z is found: search (the study's), encoder (z = E(x), one
+forward pass) or encoder_search (the search started at E(x)); a list such as
+--mode=search,encoder or --mode=all scores with each, into
+--output_dir/<mode>/, and prints a table comparing them.
 """
 
-import dataclasses
 import logging
 import os
 import time
@@ -28,8 +32,12 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
                                   "Where results go; default <model_dir>/scores.")
 _LOG_DIR = flags.DEFINE_string("log_dir", None,
                                "TensorBoard directory; default tensorboard_logs/<model name>.")
-_SEARCH_STEPS = flags.DEFINE_integer("search_steps", None,
-                                     "Γ; default: the setting the threshold was calibrated with.")
+_MODE = flags.DEFINE_list(
+    "mode", ["search"], "Scoring mode(s): search, encoder, encoder_search, or all (every mode "
+    "the model supports). With --export_dir the first is served by serving_default; with "
+    "--saved_model, default: the export's default mode.")
+_SEARCH_STEPS = flags.DEFINE_integer(
+    "search_steps", None, "Γ of the searching modes; default: each mode's calibrated setting.")
 _DISCRIMINATION_WEIGHT = flags.DEFINE_float("discrimination_weight", None, "λ; default: as calibrated.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", None,
                                     "Adam step size on z; default: as calibrated.")
@@ -105,15 +113,38 @@ def _parse_counts(text):
     return counts
 
 
-def _search_settings(record):
-    """The search in force: as calibrated, unless a flag says otherwise."""
+def _modes(supported, requested):
+    """The modes to run, in order; 'all' means every supported mode."""
+    modes = []
+    for mode in requested or []:
+        for name in supported if mode == "all" else [mode]:
+            if name not in modes:
+                modes.append(name)
+    return modes
+
+
+def _search_settings(mode, records):
+    """The search in force for `mode`: as calibrated, unless a flag says otherwise.
+
+    Without a calibration of this mode, the search mode's calibrated settings
+    (λ, learning rate, seed, ...) are taken with the mode's default Γ.
+    """
     from ic_anogan import calibration, config
-    base = calibration.stored_search_config(record) if record else config.SearchConfig()
+    if mode in records:
+        base = calibration.stored_search_config(records[mode])
+    else:
+        base = config.search_config_for_mode(
+            mode, calibration.stored_search_config(records["search"])
+            if "search" in records else None)
+    values = config.to_dict(base)
     overrides = {"steps": _SEARCH_STEPS.value, "discrimination_weight": _DISCRIMINATION_WEIGHT.value,
                  "learning_rate": _LEARNING_RATE.value, "restarts": _RESTARTS.value,
                  "clip_z": _CLIP_Z.value, "seed": _SEED.value}
-    return dataclasses.replace(base, jit_compile=_JIT.value,
-                               **{k: v for k, v in overrides.items() if v is not None})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update(mode=mode, jit_compile=_JIT.value)
+    if mode == "encoder":  # no search: Γ and restarts do not apply
+        values.update(steps=0, restarts=1)
+    return config.SearchConfig(**values)
 
 
 def _print_summary(report, log_dir):
@@ -133,18 +164,34 @@ def _print_summary(report, log_dir):
         print(f"TensorBoard: tensorboard --logdir {log_dir}")
 
 
+def _comparison_table(rows):
+    lines = ["| mode | Γ | AUROC | AUPRC | TPR@1%FPR | s / image | images / s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        e = r["evaluation"]
+        metric = (lambda k: f"{e[k]:.4f}" if k in e else "-")
+        lines.append(f"| {r['mode']} | {r['steps']} | {metric('auroc')} | {metric('auprc')} | "
+                     f"{metric('tpr_at_fpr_1pct')} | {r['seconds'] / r['images']:.4f} | "
+                     f"{r['images'] / max(r['seconds'], 1e-9):.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv):
     del argv
     threshold_override = _parse_threshold(_THRESHOLD.value)
     synthetic_counts = _parse_counts(_SYNTHETIC_COUNTS.value)
     from ic_anogan import calibration, cli, config, data, export, scoring, serving, train
-    from ic_anogan.search import LatentSearch
     cli.setup_logging()
     log = logging.getLogger("score_main")
     model_dir = _MODEL_DIR.value
     name_for_logs = model_dir or os.path.dirname(os.path.normpath(_SAVED_MODEL.value))
+    for mode in _MODE.value:
+        if mode not in config.SCORING_MODES + ("all",):
+            raise app.UsageError(f"--mode={mode}: expected a list of "
+                                 f"{', '.join(config.SCORING_MODES)} or all")
 
-    model = record = served = None
+    model = served = None
+    records = {}
     try:
         if _SAVED_MODEL.value:
             served = serving.ExportedModel(_SAVED_MODEL.value)
@@ -153,27 +200,46 @@ def main(argv):
                                        _RESTARTS, _CLIP_Z, _SEED, _CALIBRATE_DIR, _EXPORT_DIR)):
                 raise app.UsageError("--saved_model scores with the export's baked-in settings; "
                                      "search, calibration and export flags do not apply")
+            modes = (_modes(served.modes, _MODE.value) if _MODE.present
+                     else [served.default_mode])
+            missing = [m for m in modes if m not in served.modes]
+            supported = served.modes
         else:
             model = train.load_trained_model(model_dir)
-            record = calibration.read(model_dir)
+            records = calibration.read_all(model_dir)
             image_size = model.model_config.image_size
+            modes = _modes(model.scoring_modes, _MODE.value)
+            missing = [m for m in modes if m not in model.scoring_modes]
+            supported = model.scoring_modes
     except (train.ModelDirError, calibration.CalibrationError, export.ExportError,
             FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         return 1
+    if missing:
+        where = _SAVED_MODEL.value or model_dir
+        log.error("--mode=%s: %s supports only %s%s", ",".join(missing), where,
+                  ", ".join(supported), "" if served else
+                  " (the encoder modes need an encoder: train_main.py trains one unless "
+                  "--noencoder)")
+        return 1
+    if threshold_override is not None and len(modes) > 1:
+        raise app.UsageError("--threshold applies to one mode; give a single --mode")
 
-    search_config = _search_settings(record) if model else None
+    search_configs = {} if served else {m: _search_settings(m, records) for m in modes}
     trained_on = (model.metadata.get("data", {}) if model else {}).get("synthetic_package")
     package = _SYNTHETIC_PACKAGE.value or trained_on or "sop"
     try:
         if _CALIBRATE_DIR.value:
             good = data.load_training_set(_CALIBRATE_DIR.value, image_size, _SKIP_CORRUPT.value)
-            log.info("recalibrating on %s", data.describe(good))
-            record = scoring.calibrate(
-                model, good, search_config, _PERCENTILE.value, _BATCH_SIZE.value,
-                source=_CALIBRATE_DIR.value,
-                progress=cli.StepProgress(len(good) * search_config.steps, "calibration"),
-                chunk_steps=_CHUNK_STEPS.value or max(1, search_config.steps // 20))
+            log.info("recalibrating %s on %s", ", ".join(modes), data.describe(good))
+            for mode in modes:
+                steps = search_configs[mode].steps
+                records[mode] = scoring.calibrate(
+                    model, good, search_configs[mode], _PERCENTILE.value, _BATCH_SIZE.value,
+                    source=_CALIBRATE_DIR.value,
+                    progress=cli.StepProgress(len(good) * steps, f"calibration ({mode})")
+                    if steps else None,
+                    chunk_steps=_CHUNK_STEPS.value or max(1, steps // 20))
         if not _EXPORT_DIR.value:
             images = data.load_scoring_set(_DATA_DIR.value, image_size, _SKIP_CORRUPT.value,
                                            synthetic_counts=synthetic_counts,
@@ -183,58 +249,80 @@ def main(argv):
         log.error("%s", e)
         return 1
 
-    if served:
-        threshold = served.threshold if threshold_override is None else threshold_override
-    else:
-        threshold = threshold_override
-        if threshold is None and record:
-            threshold = record["threshold"]
-            changed = calibration.mismatched_settings(record, search_config)
-            if changed:
-                log.warning("the stored threshold was calibrated with other search settings "
+    thresholds = {}
+    for mode in modes:
+        if served:
+            thresholds[mode] = served.thresholds[mode]
+        elif mode in records:
+            thresholds[mode] = records[mode]["threshold"]
+            changed = calibration.mismatched_settings(records[mode], search_configs[mode])
+            if changed and threshold_override is None:
+                log.warning("the stored %s threshold was calibrated with other search settings "
                             "(%s); its false-reject rate does not hold. Recalibrate with "
-                            "--calibrate_dir or give --threshold.", ", ".join(changed))
-        elif threshold is None:
-            log.warning("%s has no calibration.json: no threshold, is_anomaly left empty",
-                        model_dir)
+                            "--calibrate_dir or give --threshold.", mode, ", ".join(changed))
+        else:
+            thresholds[mode] = None
+            if threshold_override is None:
+                log.warning("%s has no calibration for mode %s: no threshold, is_anomaly left "
+                            "empty (calibrate with --calibrate_dir)", model_dir, mode)
+        if threshold_override is not None:
+            thresholds[mode] = threshold_override
 
     if _EXPORT_DIR.value:
         try:
-            path = export.export_saved_model(model, _EXPORT_DIR.value, search_config, threshold)
+            path = export.export_saved_model(
+                model, _EXPORT_DIR.value, search_configs[modes[0]], thresholds[modes[0]],
+                more_modes=[(search_configs[m], thresholds[m]) for m in modes[1:]])
         except (export.ExportError, OSError) as e:
             log.error("%s", e)
             return 1
-        print(f"exported SavedModel to {path} (signatures: {', '.join(export.SIGNATURES)}; "
-              f"{search_config.steps} steps, threshold {threshold})")
+        print(f"exported SavedModel to {path}; serving_default scores with {modes[0]} "
+              f"(Γ = {search_configs[modes[0]].steps}, threshold {thresholds[modes[0]]}); "
+              f"signatures: {', '.join(export.signature_names(modes))}")
         return 0
 
-    steps = served.settings["search"]["steps"] if served else search_config.steps
     log.info("scoring %s", data.describe(images))
-    log.info("search %s", served.settings["search"] if served else config.to_dict(search_config))
-    progress = cli.StepProgress(len(images) * steps, "search")
-    start = time.time()
-    try:
-        if served:
-            outputs = served.score(images, _BATCH_SIZE.value, progress)
-        else:
-            search = LatentSearch(model.generator, model.features, search_config)
-            outputs = scoring.run_search(search, images.images, _BATCH_SIZE.value,
-                                         _CHUNK_STEPS.value or max(1, steps // 20), progress)
-    except KeyboardInterrupt:
-        log.error("interrupted: nothing was written")
-        return 130
-    seconds = time.time() - start
-    rate = len(images) * steps / max(seconds, 1e-9)
-    output_dir = _OUTPUT_DIR.value or os.path.join(model_dir or _SAVED_MODEL.value, "scores")
-    log_dir = _LOG_DIR.value or cli.default_log_dir(name_for_logs)
-    report = scoring.write_report(
-        output_dir, images, outputs, threshold, log_dir=log_dir, extra={
-            "search": served.settings["search"] if served else config.to_dict(search_config),
-            "threshold": threshold, "search_seconds": seconds, "img_steps_per_s": rate,
-            "model": os.path.abspath(_SAVED_MODEL.value or model_dir),
-            "data": _DATA_DIR.value or "synthetic"})
-    log.info("scored %d images in %.1f s (%.0f img·steps/s)", len(images), seconds, rate)
-    _print_summary(report, log_dir)
+    output_root = _OUTPUT_DIR.value or os.path.join(model_dir or _SAVED_MODEL.value, "scores")
+    log_root = _LOG_DIR.value or cli.default_log_dir(name_for_logs)
+    rows = []
+    for mode in modes:
+        settings = (served.settings_of(mode) if served
+                    else config.to_dict(search_configs[mode]))
+        steps = int(settings["steps"])
+        log.info("mode %s: %s", mode, settings)
+        progress = cli.StepProgress(len(images) * steps, mode) if steps else None
+        start = time.time()
+        try:
+            if served:
+                outputs = served.score(images, _BATCH_SIZE.value, progress, mode=mode)
+            else:
+                search = scoring.make_search(model, search_configs[mode])
+                outputs = scoring.run_search(search, images.images, _BATCH_SIZE.value,
+                                             _CHUNK_STEPS.value or max(1, steps // 20), progress)
+        except KeyboardInterrupt:
+            log.error("interrupted during mode %s: its results were not written", mode)
+            return 130
+        seconds = time.time() - start
+        several = len(modes) > 1
+        output_dir = os.path.join(output_root, mode) if several else output_root
+        log_dir = os.path.join(log_root, mode) if several else log_root
+        report = scoring.write_report(
+            output_dir, images, outputs, thresholds[mode], log_dir=log_dir, extra={
+                "mode": mode, "search": settings, "threshold": thresholds[mode],
+                "search_seconds": seconds, "seconds_per_image": seconds / len(images),
+                "images_per_s": len(images) / max(seconds, 1e-9),
+                "img_steps_per_s": len(images) * steps / max(seconds, 1e-9),
+                "model": os.path.abspath(_SAVED_MODEL.value or model_dir),
+                "data": _DATA_DIR.value or "synthetic"})
+        log.info("%s: scored %d images in %.1f s (%.1f images/s)", mode, len(images), seconds,
+                 len(images) / max(seconds, 1e-9))
+        if several:
+            print(f"== mode {mode} (Γ = {steps})")
+        _print_summary(report, log_dir)
+        rows.append({"mode": mode, "steps": steps, "evaluation": report.evaluation,
+                     "seconds": seconds, "images": len(images)})
+    if len(rows) > 1:
+        print(_comparison_table(rows))
     return 0
 
 

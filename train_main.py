@@ -2,9 +2,11 @@
 
     python train_main.py --model_dir=models/line3 --data_dir=/path/to/good_images
 
-Without --data_dir it trains on the built-in synthetic IC packages. The model
+Without --data_dir it trains on the built-in synthetic IC packages. After the
+GAN it trains the encoder E (f-AnoGAN's izi_f; --noencoder skips it), then
+calibrates a threshold for every scoring mode the model supports. The model
 directory ends up holding everything score_main.py needs: weights, the
-resolved config, the held-out good file list and the calibrated threshold.
+resolved config, the held-out good file list and the calibrated thresholds.
 Started again with the same flags, an interrupted run resumes.
 """
 
@@ -46,10 +48,24 @@ _STRATEGY = flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored"
 _MONITOR_EVERY = flags.DEFINE_integer(
     "monitor_every_epochs", 5, "Log a short search on held-out good images every N epochs (0: off).")
 _MONITOR_STEPS = flags.DEFINE_integer("monitor_search_steps", 50, "Steps of that search.")
+# The encoder E, trained after the GAN with G and D frozen.
+_ENCODER = flags.DEFINE_bool("encoder", True,
+                             "Train the encoder after the GAN (enables the encoder modes).")
+_ENCODER_EPOCHS = flags.DEFINE_integer("encoder_epochs", 20, "Encoder training epochs.")
+_ENCODER_FEATURE_WEIGHT = flags.DEFINE_float(
+    "encoder_feature_weight", 1.0, "κ: weight of the feature residual in the encoder loss.")
+_ENCODER_LEARNING_RATE = flags.DEFINE_float("encoder_learning_rate", 2e-4,
+                                            "Adam learning rate of the encoder.")
+_ENCODER_BATCH_SIZE = flags.DEFINE_integer(
+    "encoder_batch_size", None, "Images per encoder training step (per replica); default: "
+    "--batch_size.")
 # Calibration: how the held-out good images are scored after training.
 _CALIBRATE = flags.DEFINE_bool("calibrate", True,
                                "After training, score the held-out images and store the threshold.")
-_SEARCH_STEPS = flags.DEFINE_integer("search_steps", 500, "Γ: latent search steps.")
+_SEARCH_STEPS = flags.DEFINE_integer("search_steps", 500,
+                                     "Γ: latent search steps of the 'search' mode.")
+_ENCODER_SEARCH_STEPS = flags.DEFINE_integer(
+    "encoder_search_steps", 50, "Γ of the 'encoder_search' mode (search started at E(x)).")
 _DISCRIMINATION_WEIGHT = flags.DEFINE_float("discrimination_weight", 0.1, "λ of the search.")
 _SEARCH_LEARNING_RATE = flags.DEFINE_float("search_learning_rate", 0.05,
                                            "Adam learning rate of the latent search.")
@@ -62,10 +78,10 @@ _PERCENTILE = flags.DEFINE_float("calibration_percentile", 99.0,
 
 flags.mark_flags_as_required(["model_dir"])
 for _flag in ("latent_dim", "base_filters", "batch_size", "epochs", "synthetic_train_count",
-              "monitor_search_steps", "restarts", "search_batch_size"):
+              "monitor_search_steps", "restarts", "search_batch_size", "encoder_epochs"):
     flags.register_validator(_flag, lambda v: v is not None and v > 0,
                              message="must be a positive integer")
-for _flag in ("search_steps", "monitor_every_epochs"):
+for _flag in ("search_steps", "monitor_every_epochs", "encoder_search_steps"):
     flags.register_validator(_flag, lambda v: v is not None and v >= 0,
                              message="must be an integer >= 0")
 flags.register_validator("image_size", lambda v: v in (16, 32, 64, 128, 256),
@@ -74,6 +90,10 @@ flags.register_validator("validation_fraction", lambda v: 0 <= v < 1,
                          message="must be in [0, 1)")
 flags.register_validator("learning_rate", lambda v: v > 0, message="must be positive")
 flags.register_validator("search_learning_rate", lambda v: v > 0, message="must be positive")
+flags.register_validator("encoder_batch_size", lambda v: v is None or v > 0,
+                         message="must be a positive integer")
+flags.register_validator("encoder_learning_rate", lambda v: v > 0, message="must be positive")
+flags.register_validator("encoder_feature_weight", lambda v: v >= 0, message="must be >= 0")
 flags.register_validator("discrimination_weight", lambda v: 0 <= v <= 1,
                          message="must be in [0, 1]")
 flags.register_validator("calibration_percentile", lambda v: 0 < v <= 100,
@@ -84,7 +104,7 @@ flags.register_validator("clip_z", lambda v: v is None or v > 0, message="must b
 def main(argv):
     del argv
     # Heavy imports after flag parsing, so --help and flag errors are instant.
-    from ic_anogan import cli, config, data, scoring, train
+    from ic_anogan import cli, config, data, encoder_train, scoring, train
     cli.setup_logging()
     log = logging.getLogger("train_main")
 
@@ -97,6 +117,10 @@ def main(argv):
         steps=_SEARCH_STEPS.value, discrimination_weight=_DISCRIMINATION_WEIGHT.value,
         learning_rate=_SEARCH_LEARNING_RATE.value, restarts=_RESTARTS.value,
         clip_z=_CLIP_Z.value, seed=_SEARCH_SEED.value)
+    encoder_config = config.EncoderConfig(
+        epochs=_ENCODER_EPOCHS.value, feature_weight=_ENCODER_FEATURE_WEIGHT.value,
+        batch_size=_ENCODER_BATCH_SIZE.value or _BATCH_SIZE.value, learning_rate=_ENCODER_LEARNING_RATE.value,
+        seed=_SEED.value)
     log_dir = _LOG_DIR.value or cli.default_log_dir(_MODEL_DIR.value)
     log.info("model %s", config.to_dict(model_config))
     log.info("training %s", config.to_dict(train_config))
@@ -111,22 +135,39 @@ def main(argv):
             search_config=search_config, strategy=cli.make_strategy(_STRATEGY.value),
             # A redrawn bar per epoch on a terminal; one line per epoch in a log file.
             verbose=1 if sys.stdout.isatty() else 2)
+        last = {k: v[-1] for k, v in result.history.items() if v}
+        log.info("trained %d GAN epochs in %.0f s; last epoch: %s", result.epochs_run,
+                 result.seconds, ", ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
+        if _ENCODER.value:
+            log.info("encoder %s", config.to_dict(encoder_config))
+            encoded = encoder_train.train_encoder(
+                model_dir=_MODEL_DIR.value, log_dir=log_dir, encoder_config=encoder_config,
+                train_set=result.train_set, heldout=result.heldout,
+                strategy=cli.make_strategy(_STRATEGY.value),
+                verbose=1 if sys.stdout.isatty() else 2)
+            last = {k: v[-1] for k, v in encoded.history.items() if v}
+            log.info("trained %d encoder epochs in %.0f s; last epoch: %s", encoded.epochs_run,
+                     encoded.seconds, ", ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
     except (data.DataError, train.ModelDirError, train.NonFiniteLossError) as e:
         log.error("%s", e)
         return 1
-    last = {k: v[-1] for k, v in result.history.items() if v}
-    log.info("trained %d epochs in %.0f s; last epoch: %s", result.epochs_run, result.seconds,
-             ", ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
 
     if _CALIBRATE.value and len(result.heldout):
         model = train.load_trained_model(_MODEL_DIR.value)
-        progress = cli.StepProgress(len(result.heldout) * search_config.steps, "calibration")
-        record = scoring.calibrate(
-            model, result.heldout, search_config, _PERCENTILE.value, _SEARCH_BATCH_SIZE.value,
-            source=f"held-out {len(result.heldout)} good images of {_DATA_DIR.value or 'synthetic'}",
-            progress=progress, chunk_steps=max(1, search_config.steps // 10))
-        log.info("calibrated on %d held-out good images: threshold %.4f (%gth percentile)",
-                 record["count"], record["threshold"], record["percentile"])
+        source = f"held-out {len(result.heldout)} good images of {_DATA_DIR.value or 'synthetic'}"
+        for mode in model.scoring_modes:
+            mode_config = config.search_config_for_mode(
+                mode, search_config,
+                steps=_ENCODER_SEARCH_STEPS.value if mode == "encoder_search" else None)
+            progress = cli.StepProgress(len(result.heldout) * max(mode_config.steps, 1),
+                                        f"calibration ({mode})")
+            record = scoring.calibrate(
+                model, result.heldout, mode_config, _PERCENTILE.value, _SEARCH_BATCH_SIZE.value,
+                source=source, progress=progress if mode_config.steps else None,
+                chunk_steps=max(1, mode_config.steps // 10))
+            log.info("calibrated %s (Γ = %d) on %d held-out good images: threshold %.4f "
+                     "(%gth percentile)", mode, mode_config.steps, record["count"],
+                     record["threshold"], record["percentile"])
     elif _CALIBRATE.value:
         log.warning("no held-out images (--validation_fraction=0): threshold not calibrated")
     print(f"model written to {_MODEL_DIR.value}; TensorBoard logs in {log_dir}")
