@@ -29,19 +29,26 @@ def tiny_models(tiny_model_config):
 
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory):
-    """A tiny model trained for 2 epochs on synthetic packages and calibrated."""
-    from ic_anogan import scoring, train
-    from ic_anogan.config import ModelConfig, SearchConfig, TrainConfig
+    """A tiny model trained for 2 epochs on synthetic packages, with a 2-epoch
+    encoder, and calibrated in every mode."""
+    from ic_anogan import encoder_train, scoring, train
+    from ic_anogan.config import (EncoderConfig, ModelConfig, SearchConfig, TrainConfig,
+                                  search_config_for_mode)
     root = tmp_path_factory.mktemp("trained")
     model_dir, log_dir = str(root / "model"), str(root / "logs")
     result = train.train(model_dir=model_dir, log_dir=log_dir, model_config=ModelConfig(**TINY),
                          train_config=TrainConfig(batch_size=8, epochs=2, monitor_every_epochs=1,
                                                   monitor_images=4, monitor_search_steps=3),
                          synthetic_count=40, verbose=0)
+    encoded = encoder_train.train_encoder(
+        model_dir=model_dir, log_dir=log_dir, encoder_config=EncoderConfig(epochs=2, batch_size=8),
+        train_set=result.train_set, heldout=result.heldout, verbose=0)
     model = train.load_trained_model(model_dir)
-    scoring.calibrate(model, result.heldout, SearchConfig(steps=5), 99.0, batch_size=8,
-                      source="test")
-    return {"model_dir": model_dir, "log_dir": log_dir, "result": result}
+    for mode in ("search", "encoder", "encoder_search"):
+        scoring.calibrate(model, result.heldout,
+                          search_config_for_mode(mode, SearchConfig(steps=5), steps=5), 99.0,
+                          batch_size=8, source="test")
+    return {"model_dir": model_dir, "log_dir": log_dir, "result": result, "encoder": encoded}
 
 
 def write_image(path, pixels, **save_args):

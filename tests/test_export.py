@@ -13,8 +13,8 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import run_main
-from ic_anogan import calibration, export, train
-from ic_anogan.config import SearchConfig
+from ic_anogan import calibration, export, scoring, train
+from ic_anogan.config import SearchConfig, search_config_for_mode
 from ic_anogan.search import LatentSearch
 
 SEARCH = SearchConfig(steps=5)
@@ -208,23 +208,27 @@ def test_saved_model_cli_run_on_both_signatures(exported, tmp_path):
 def test_warmup_records(exported):
     path = os.path.join(exported["path"], "assets.extra", export.WARMUP_FILE)
     records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
-    assert len(records) == 4  # two signatures x batch sizes 1 and 2
+    # (serving_default, score_encoded) and the mode's (search_images, search_encoded),
+    # for batch sizes 1 and 2.
+    assert len(records) == 8
     assert b"serving_default" in records[0] and b"images" in records[0]
     assert b"score_encoded" in records[1] and b"\x89PNG" in records[1]
+    assert b"search_images" in records[2] and b"search_encoded" in records[3]
     # The embedded TensorProto parses back to the pixels' shape.
     assert export.prediction_log("s", {"x": np.zeros((1, 2), np.uint8)}).startswith(b"\x32")
 
 
-def _score_directly_and_through_the_export(model_dir, tmp_path, *common):
+def _score_directly_and_through_the_export(model_dir, tmp_path, *common, export_args=(),
+                                           direct_args=(), served_args=()):
     """Exports, then scores with the Python search and with the export; returns both CSVs."""
     exported = run_main("score_main.py", f"--model_dir={model_dir}",
-                        f"--export_dir={tmp_path / 'serving'}")
+                        f"--export_dir={tmp_path / 'serving'}", *export_args)
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert f"exported SavedModel to {tmp_path / 'serving' / '1'}" in exported.stdout
     direct = run_main("score_main.py", f"--model_dir={model_dir}",
-                      f"--output_dir={tmp_path / 'direct'}", *common)
+                      f"--output_dir={tmp_path / 'direct'}", *common, *direct_args)
     served = run_main("score_main.py", f"--saved_model={tmp_path / 'serving' / '1'}",
-                      f"--output_dir={tmp_path / 'served'}", *common)
+                      f"--output_dir={tmp_path / 'served'}", *common, *served_args)
     assert direct.returncode == 0 and served.returncode == 0, served.stderr[-3000:]
     rows = [list(csv.DictReader(open(tmp_path / d / "scores.csv"))) for d in ("direct", "served")]
     assert len(rows[0]) == len(rows[1])
@@ -255,3 +259,124 @@ def test_score_main_through_the_export_on_image_files(trained_model_dir, tmp_pat
         trained_model_dir["model_dir"], tmp_path, f"--data_dir={tmp_path / 'images'}",
         f"--log_dir={tmp_path / 'tb'}")
     assert len(rows[0]) == 3 and all(r["label"] == "" for r in rows[1])
+
+
+# -- one export, every scoring mode ------------------------------------------
+
+MODE_CONFIGS = {"encoder_search": search_config_for_mode("encoder_search", SEARCH, steps=4),
+                "search": SEARCH, "encoder": search_config_for_mode("encoder")}
+
+
+@pytest.fixture(scope="session")
+def exported_modes(trained_model_dir, tmp_path_factory):
+    """encoder_search as the default mode, search and encoder beside it."""
+    model_dir = trained_model_dir["model_dir"]
+    model = train.load_trained_model(model_dir)
+    thresholds = {m: calibration.read(model_dir, m)["threshold"] for m in MODE_CONFIGS}
+    base = str(tmp_path_factory.mktemp("export_modes"))
+    configs = list(MODE_CONFIGS.values())
+    path = export.export_saved_model(
+        model, base, configs[0], thresholds["encoder_search"], warmup_batch_sizes=(1,),
+        more_modes=[(c, thresholds[c.mode]) for c in configs[1:]])
+    return {"model": model, "path": path, "thresholds": thresholds}
+
+
+def _mode_reference(model, mode, pixels):
+    search = scoring.make_search(model, MODE_CONFIGS[mode])
+    return {k: v.numpy()
+            for k, v in search.score(pixels.astype(np.float32) / 255.0 * 2 - 1).items()}
+
+
+@pytest.mark.parametrize("mode", list(MODE_CONFIGS))
+@pytest.mark.parametrize("n", [1, 3])
+def test_every_mode_round_trips(exported_modes, mode, n):
+    loaded = tf.saved_model.load(exported_modes["path"])
+    assert set(export.signature_names(list(MODE_CONFIGS))) == set(loaded.signatures)
+    pixels = _pixels(n, seed=20 + n)
+    reference = _mode_reference(exported_modes["model"], mode, pixels)
+    served = loaded.signatures[f"{mode}_images"](images=tf.constant(pixels))
+    from_png = loaded.signatures[f"{mode}_encoded"](
+        image_bytes=tf.constant([_png(p[..., 0]) for p in pixels]))
+    for outputs in (served, from_png):
+        np.testing.assert_allclose(outputs["anomaly_score"].numpy(), reference["anomaly_score"],
+                                   rtol=1e-5)
+        np.testing.assert_allclose(outputs["anomaly_map"].numpy(), reference["anomaly_map"],
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(
+            outputs["is_anomaly"].numpy(),
+            reference["anomaly_score"] > exported_modes["thresholds"][mode])
+    if mode == "encoder_search":  # the default mode is also serving_default
+        default = loaded.signatures["serving_default"](images=tf.constant(pixels))
+        np.testing.assert_array_equal(default["anomaly_score"].numpy(),
+                                      served["anomaly_score"].numpy())
+
+
+def test_modes_give_different_scores_and_settings_describe_them(exported_modes):
+    loaded = tf.saved_model.load(exported_modes["path"])
+    pixels = _pixels(2, seed=30)
+    scores = {m: loaded.signatures[f"{m}_images"](images=tf.constant(pixels))[
+        "anomaly_score"].numpy() for m in MODE_CONFIGS}
+    assert not np.allclose(scores["encoder"], scores["search"])
+    assert np.all(scores["encoder_search"] <= scores["encoder"] * (1 + 1e-6))
+    settings = export.read_settings(exported_modes["path"])
+    assert settings["mode"] == "encoder_search" and settings["search"]["steps"] == 4
+    assert {m: v["search"]["steps"] for m, v in settings["modes"].items()} == {
+        "encoder_search": 4, "search": 5, "encoder": 0}
+    assert settings["modes"]["encoder"]["threshold"] == exported_modes["thresholds"]["encoder"]
+    meta = loaded.signatures["metadata"]()
+    assert meta["mode"].numpy() == b"encoder_search"
+    assert [m.decode() for m in meta["modes"].numpy()] == list(MODE_CONFIGS)
+
+
+def test_encoder_mode_in_a_fresh_process_and_saved_model_cli(exported_modes, tmp_path):
+    pixels = _pixels(2, seed=31)
+    np.save(tmp_path / "in.npy", pixels)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["ic_anogan"] = None
+        import json, numpy as np, tensorflow as tf
+        loaded = tf.saved_model.load({exported_modes['path']!r})
+        out = loaded.signatures["encoder_images"](images=tf.constant(np.load({str(tmp_path / 'in.npy')!r})))
+        print("RESULT", json.dumps(out["anomaly_score"].numpy().tolist()))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=dict(env, TF_CPP_MIN_LOG_LEVEL="2"), cwd="/", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = _mode_reference(exported_modes["model"], "encoder", pixels)["anomaly_score"]
+    np.testing.assert_allclose(json.loads(done.stdout.split("RESULT ")[1]), expected, rtol=1e-5)
+    ran = _saved_model_cli("run", "--dir", exported_modes["path"], "--tag_set", "serve",
+                           "--signature_def", "encoder_images", "--inputs",
+                           f"images={tmp_path / 'in.npy'}")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    np.testing.assert_allclose(_parse_cli_scores(ran.stdout), expected, rtol=1e-4)
+
+
+def test_export_refuses_modes_it_cannot_serve(exported_modes, trained_model_dir, tmp_path):
+    import dataclasses
+    model = exported_modes["model"]
+    without_encoder = dataclasses.replace(model, encoder=None)
+    with pytest.raises(export.ExportError, match="cannot export mode.* encoder.*no encoder"):
+        export.export_saved_model(without_encoder, str(tmp_path / "a"),
+                                  MODE_CONFIGS["encoder"], None)
+    with pytest.raises(export.ExportError, match="each mode can be exported once"):
+        export.export_saved_model(model, str(tmp_path / "b"), SEARCH, None,
+                                  more_modes=[(SEARCH, None)])
+    assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
+
+
+@pytest.mark.parametrize("served_mode", [None, "search"])
+def test_score_main_exports_several_modes(trained_model_dir, tmp_path, served_mode):
+    """--mode=encoder,search exports both; --saved_model scores the default or --mode."""
+    mode = served_mode or "encoder"
+    rows = _score_directly_and_through_the_export(
+        trained_model_dir["model_dir"], tmp_path, "--synthetic_counts=good:3,short_fill:2",
+        f"--log_dir={tmp_path / 'tb'}", export_args=["--mode=encoder,search"],
+        direct_args=[f"--mode={mode}"],
+        served_args=[f"--mode={served_mode}"] if served_mode else [])
+    assert len(rows[0]) == 5
+    metrics_json = json.load(open(tmp_path / "served" / "metrics.json"))
+    assert metrics_json["mode"] == mode
+    bad = run_main("score_main.py", f"--saved_model={tmp_path / 'serving' / '1'}",
+                   "--mode=encoder_search", f"--output_dir={tmp_path / 'x'}")
+    assert bad.returncode == 1 and "supports only encoder, search" in bad.stderr

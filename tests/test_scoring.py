@@ -155,3 +155,46 @@ def test_score_main_bad_inputs(trained_model_dir, tmp_path):
         done = run_main("score_main.py", f"--output_dir={tmp_path / 'o'}", *args)
         assert done.returncode != 0 and message in done.stderr, (args, done.stderr[-2000:])
     assert not os.path.exists(tmp_path / "o")  # nothing written on failure
+
+
+def test_score_main_scores_every_mode(trained_model_dir, tmp_path):
+    model_dir = trained_model_dir["model_dir"]
+    out = tmp_path / "out"
+    done = run_main("score_main.py", f"--model_dir={model_dir}", f"--output_dir={out}",
+                    f"--log_dir={tmp_path / 'tb'}", "--mode=all",
+                    "--synthetic_counts=good:6,short_fill:4", "--batch_size=8")
+    assert done.returncode == 0, done.stderr[-3000:]
+    scores = {}
+    for mode, steps in (("search", 5), ("encoder", 0), ("encoder_search", 5)):
+        stored = json.load(open(out / mode / "metrics.json"))
+        assert stored["mode"] == mode and stored["search"]["steps"] == steps
+        assert stored["threshold"] == calibration.read(model_dir, mode)["threshold"]
+        rows = list(csv.DictReader(open(out / mode / "scores.csv")))
+        scores[mode] = np.array([float(r["anomaly_score"]) for r in rows])
+        assert all(r["is_anomaly"] == str(int(float(r["anomaly_score"]) > stored["threshold"]))
+                   for r in rows)
+        assert os.path.isdir(tmp_path / "tb" / mode / "score")
+    assert np.all(scores["encoder_search"] <= scores["encoder"] * (1 + 1e-5))
+    assert not np.allclose(scores["search"], scores["encoder"])
+    table = done.stdout[done.stdout.index("| mode | Γ | AUROC"):].splitlines()
+    assert [line.split("|")[1].strip() for line in table[2:5]] == [
+        "search", "encoder", "encoder_search"]
+
+
+def test_score_main_mode_errors(trained_model_dir, tmp_path):
+    import shutil
+    model_dir = trained_model_dir["model_dir"]
+    bare = str(tmp_path / "bare")  # the same GAN without its encoder
+    shutil.copytree(model_dir, bare)
+    os.remove(os.path.join(bare, "encoder.weights.h5"))
+    cases = [
+        ([f"--model_dir={model_dir}", "--mode=fastest"], "--mode=fastest: expected a list of"),
+        ([f"--model_dir={model_dir}", "--mode=search,encoder", "--threshold=3"],
+         "--threshold applies to one mode"),
+        ([f"--model_dir={bare}", "--mode=encoder"],
+         "--mode=encoder: " + bare + " supports only search"),
+    ]
+    for args, message in cases:
+        done = run_main("score_main.py", f"--output_dir={tmp_path / 'o'}", *args)
+        assert done.returncode != 0 and message in done.stderr, (args, done.stderr[-2000:])
+    assert not os.path.exists(tmp_path / "o")

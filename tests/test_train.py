@@ -46,10 +46,10 @@ def test_checkpoint_round_trip(tmp_path):
     trainer.train_step(tf.zeros([4, 16, 16, 1]))
     path = str(tmp_path / "checkpoint.npz")
     train.save_checkpoint(trainer, path, epoch=3)
-    saved = [v.numpy().copy() for v in train._checkpoint_variables(trainer)]
+    saved = [v.numpy().copy() for v in trainer.checkpoint_variables()]
     trainer.train_step(tf.ones([4, 16, 16, 1]))
     assert train.restore_checkpoint(trainer, path) == 3
-    for before, variable in zip(saved, train._checkpoint_variables(trainer)):
+    for before, variable in zip(saved, trainer.checkpoint_variables()):
         np.testing.assert_array_equal(before, variable.numpy())
     other = train.GANTrainer(*__import__("ic_anogan.models", fromlist=["x"]).build_models(
         ModelConfig(16, 8, 8))[:2])
@@ -63,7 +63,8 @@ def test_model_dir_holds_what_scoring_needs(trained_model_dir):
     model_dir = trained_model_dir["model_dir"]
     assert sorted(os.listdir(model_dir)) == sorted([
         "calibration.json", "checkpoint.npz", "config.json", "discriminator.weights.h5",
-        "generator.weights.h5", "heldout.txt", "history.json"])
+        "encoder.json", "encoder.weights.h5", "encoder_checkpoint.npz",
+        "encoder_history.json", "generator.weights.h5", "heldout.txt", "history.json"])
     stored = json.load(open(os.path.join(model_dir, "config.json")))
     assert stored["model"] == TINY
     assert stored["data"]["train_images"] == 36 and stored["data"]["heldout_images"] == 4
@@ -73,6 +74,11 @@ def test_model_dir_holds_what_scoring_needs(trained_model_dir):
     assert len(history["d_loss"]) == 2 and all(np.isfinite(history["g_loss"]))
     loaded = train.load_trained_model(model_dir)
     assert loaded.model_config == ModelConfig(**TINY)
+    assert loaded.encoder is not None
+    assert loaded.scoring_modes == ("search", "encoder", "encoder_search")
+    calibrated = json.load(open(os.path.join(model_dir, "calibration.json")))["modes"]
+    assert sorted(calibrated) == ["encoder", "encoder_search", "search"]
+    assert calibrated["encoder"]["search"]["steps"] == 0
     with pytest.raises(train.ModelDirError, match="trained at image size 16"):
         train.load_trained_model(model_dir, image_size=64)
 
@@ -227,12 +233,27 @@ def test_train_main_end_to_end_and_flag_errors(tmp_path):
                     f"--log_dir={tmp_path / 'logs'}", "--image_size=16", "--latent_dim=8",
                     "--base_filters=4", "--batch_size=8", "--epochs=1",
                     "--synthetic_train_count=20", "--search_steps=3",
+                    "--encoder_epochs=1", "--encoder_search_steps=2",
                     "--monitor_every_epochs=0")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "calibrated on 2 held-out good images" in done.stderr
-    assert os.path.exists(tmp_path / "m" / "calibration.json")
+    for mode, steps in (("search", 3), ("encoder", 0), ("encoder_search", 2)):
+        assert f"calibrated {mode} (Γ = {steps}) on 2 held-out good images" in done.stderr
+    assert "trained 1 encoder epochs" in done.stderr
+    assert os.path.exists(tmp_path / "m" / "encoder.weights.h5")
+    modes = json.load(open(tmp_path / "m" / "calibration.json"))["modes"]
+    assert [modes[m]["search"]["steps"] for m in ("search", "encoder", "encoder_search")] == [3, 0, 2]
+    skipped = run_main("train_main.py", f"--model_dir={tmp_path / 'n'}", "--noencoder",
+                       f"--log_dir={tmp_path / 'logs_n'}", "--image_size=16", "--latent_dim=8",
+                       "--base_filters=4", "--batch_size=8", "--epochs=1",
+                       "--synthetic_train_count=20", "--search_steps=3",
+                       "--monitor_every_epochs=0")
+    assert skipped.returncode == 0, skipped.stderr[-3000:]
+    assert not os.path.exists(tmp_path / "n" / "encoder.weights.h5")
+    assert list(json.load(open(tmp_path / "n" / "calibration.json"))["modes"]) == ["search"]
     for flag, message in (("--image_size=48", "--image_size=48: must be one of 16, 32"),
                           ("--batch_size=-1", "--batch_size=-1: must be a positive integer"),
+                          ("--encoder_epochs=0", "--encoder_epochs=0: must be a positive"),
+                          ("--encoder_feature_weight=-1", "encoder_feature_weight=-1.0: must be"),
                           ("--validation_fraction=1.5", "validation_fraction=1.5: must be in")):
         bad = run_main("train_main.py", f"--model_dir={tmp_path / 'x'}", flag)
         assert bad.returncode != 0 and message in bad.stderr, bad.stderr[-2000:]
