@@ -98,3 +98,35 @@ def reconstruction_grid(images: np.ndarray, reconstructions: np.ndarray,
     if title:
         figure.suptitle(title, fontsize=10)
     return _save(figure, path)
+
+
+def auroc_against_time(series: dict, path: str, title: str = "",
+                       reference: Optional[float] = None) -> str:
+    """AUROC against seconds per image (log scale), one line per scoring mode.
+
+    Args:
+      series: mode -> list of (seconds_per_image, auroc, steps), in any order.
+      reference: an AUROC drawn as a horizontal line (e.g. the search's at Γ = 500).
+    """
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    markers = {"search": "o", "encoder": "*", "encoder_search": "s"}
+    for i, (mode, points) in enumerate(series.items()):
+        points = sorted(points)
+        x = [p[0] for p in points]
+        y = [p[1] for p in points]
+        axis.plot(x, y, marker=markers.get(mode, "o"), markersize=9 if mode == "encoder" else 6,
+                  label=mode, color=_DEFECT_COLOURS[i % len(_DEFECT_COLOURS)] if i else "tab:blue")
+        for seconds, auroc, steps in points:
+            axis.annotate(f"Γ={steps}", (seconds, auroc), textcoords="offset points",
+                          xytext=(4, 4), fontsize=7)
+    if reference is not None:
+        axis.axhline(reference, color="gray", linestyle=":", linewidth=1,
+                     label=f"search Γ=500: {reference:.3f}")
+    axis.set_xscale("log")
+    axis.set_xlabel("seconds per image (log scale)")
+    axis.set_ylabel("AUROC")
+    axis.set_title(title)
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    return _save(figure, path)
