@@ -197,7 +197,7 @@ def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig
                                  f"batch of {global_batch}; lower --encoder_batch_size")
     keras.utils.set_random_seed(encoder_config.seed)
     with strategy.scope():
-        gan = train.load_trained_model(model_dir)
+        gan = train.load_trained_model(model_dir, load_encoder=False)
         encoder = build_encoder(gan.model_config, seed=encoder_config.seed)
         trainer = EncoderTrainer(encoder, gan.generator, gan.discriminator,
                                  encoder_config.feature_weight)

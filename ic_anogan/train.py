@@ -297,12 +297,14 @@ def _check_same_run(model_dir: str, wanted: dict) -> None:
                     f"use another --model_dir or the original flags")
 
 
-def load_trained_model(model_dir: str, image_size: Optional[int] = None) -> TrainedModel:
-    """Loads G, D and f(.) from a model directory written by `train`.
+def load_trained_model(model_dir: str, image_size: Optional[int] = None,
+                       load_encoder: bool = True) -> TrainedModel:
+    """Loads G, D, f(.) and, when there is one that fits them, E from a model directory.
 
     Args:
       model_dir: the directory.
       image_size: if given, the size the caller's images have; must match the model's.
+      load_encoder: False loads the GAN only (as the encoder's own training does).
 
     Raises:
       ModelDirError: missing directory or files, or another image size.
@@ -323,7 +325,7 @@ def load_trained_model(model_dir: str, image_size: Optional[int] = None) -> Trai
     discriminator.load_weights(os.path.join(model_dir, DISCRIMINATOR_FILE))
     encoder = None
     encoder_path = os.path.join(model_dir, ENCODER_FILE)
-    if os.path.exists(encoder_path):
+    if load_encoder and os.path.exists(encoder_path):
         encoder_record = config_lib.read_json(os.path.join(model_dir, ENCODER_CONFIG_FILE))
         if encoder_record.get("gan_fingerprint") == gan_fingerprint(generator, discriminator):
             encoder = build_encoder(model_config)
