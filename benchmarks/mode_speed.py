@@ -1,0 +1,79 @@
+"""Seconds per image of each scoring mode, measured side by side in one process.
+
+    python benchmarks/mode_speed.py --base_filters 16 64 --batch_size 64
+
+For each network width: random N(0, 0.02) weights (speed does not depend on
+training), a batch of --batch_size images, and per mode the median over
+--repeats timed graph calls after a warm-up call (tracing excluded):
+search at each of --search_steps, encoder (one forward pass of E, G and f),
+and encoder_search at each of --encoder_search_steps. Prints a Markdown
+table with seconds per image, images per second, and the speed-up over the
+study's search at Γ = 500 (issue 6's target: encoder ≥ 500x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _median_seconds(search, images, repeats: int) -> float:
+    search.score(images)  # traces and warms up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = search.score(images)
+        out["anomaly_score"].numpy()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--latent_dim", type=int, default=100)
+    parser.add_argument("--base_filters", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--search_steps", type=int, nargs="+", default=[500])
+    parser.add_argument("--encoder_search_steps", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed calls per searching mode (the encoder gets 10x as many)")
+    args = parser.parse_args()
+
+    from ic_anogan.config import ModelConfig, SearchConfig, search_config_for_mode
+    from ic_anogan.models import build_encoder, build_models
+    from ic_anogan.search import LatentSearch
+
+    print("| base filters | mode | Γ | s / image | images / s | faster than search Γ=500 |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for filters in args.base_filters:
+        config = ModelConfig(args.image_size, args.latent_dim, filters)
+        generator, _, features = build_models(config, seed=0)
+        encoder = build_encoder(config, seed=0)
+        images = np.random.default_rng(0).uniform(
+            -1, 1, (args.batch_size, args.image_size, args.image_size, 1)).astype(np.float32)
+        grid = ([("search", s) for s in args.search_steps] + [("encoder", 0)]
+                + [("encoder_search", s) for s in args.encoder_search_steps])
+        rows = []
+        for mode, steps in grid:
+            search = LatentSearch(generator, features,
+                                  search_config_for_mode(mode, SearchConfig(), steps=steps),
+                                  encoder=encoder)
+            repeats = args.repeats * (10 if mode == "encoder" else 1)
+            rows.append((mode, steps, _median_seconds(search, images, repeats) / len(images)))
+        reference = next((s for m, g, s in rows if m == "search" and g == 500), None)
+        for mode, steps, seconds in rows:
+            speed = f"{reference / seconds:.0f}x" if reference else "-"
+            print(f"| {filters} | {mode} | {steps} | {seconds:.5f} | {1 / seconds:.1f} | "
+                  f"{speed} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
