@@ -21,7 +21,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from ic_anogan.models import Discriminator, Generator
+from ic_anogan.models import Discriminator, Encoder, Generator
 
 
 def _scale_shift(norm) -> tuple[tf.Tensor, tf.Tensor]:
@@ -68,8 +68,11 @@ def _transpose_conv(h: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     return tf.nn.conv2d_transpose(h, kernel, output_shape, strides=2, padding="SAME")
 
 
-def fold_features(discriminator: Discriminator) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Returns x -> f(x) (inference mode) with every BN folded into its convolution."""
+def fold_features(discriminator: Discriminator | Encoder) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Returns x -> f(x) (inference mode) with every BN folded into its convolution.
+
+    The encoder's trunk has the same blocks (`convs`, `norms`), so this folds it too.
+    """
     layers = []
     for conv, norm in zip(discriminator.convs, discriminator.norms):
         kernel = _value(conv.kernel)
@@ -89,5 +92,17 @@ def fold_features(discriminator: Discriminator) -> Callable[[tf.Tensor], tf.Tens
             # error. Identical values and gradients.
             h = tf.maximum(h, 0.2 * h)
         return h
+
+    return forward
+
+
+def fold_encoder(encoder: Encoder) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Returns x -> E(x) (inference mode): the folded trunk, then the linear layer to z."""
+    trunk = fold_features(encoder)
+    kernel, bias = _value(encoder.to_latent.kernel), _value(encoder.to_latent.bias)
+
+    def forward(images: tf.Tensor) -> tf.Tensor:
+        h = trunk(images)
+        return tf.matmul(tf.reshape(h, [tf.shape(h)[0], -1]), kernel) + bias
 
     return forward

@@ -117,7 +117,9 @@ class LatentSearch(tf.Module):
         return self._clip(z0)
 
     def encoded_latents(self, images: tf.Tensor) -> tf.Tensor:
-        """E(x) [N, latent_dim], clipped like every z."""
+        """E(x) [N, latent_dim] (inference mode, BN folded like G and f), clipped like every z."""
+        if self.config.fold_batch_norm:
+            return self._clip(folded.fold_encoder(self.encoder)(images))
         return self._clip(self.encoder(images, training=False))
 
     def _clip(self, z: tf.Tensor) -> tf.Tensor:
@@ -240,8 +242,9 @@ class LatentSearch(tf.Module):
 
     def _score_impl(self, images):
         z, m, v, step = self._start_impl(images)
-        z, _, _, _ = self._advance_impl(images, z, m, v, step,
-                                        tf.constant(self.config.steps, tf.int32))
+        if self.config.steps > 0:  # Γ = 0 (encoder mode): not even the loop's set-up
+            z, _, _, _ = self._advance_impl(images, z, m, v, step,
+                                            tf.constant(self.config.steps, tf.int32))
         return self._finish_impl(images, z)
 
     # -- the public API ---------------------------------------------------------

@@ -44,3 +44,18 @@ def test_search_with_and_without_folding_agree(models_with_statistics):
     scores = [LatentSearch(generator, features, SearchConfig(steps=10, fold_batch_norm=fold))
               .score(images)["anomaly_score"].numpy() for fold in (True, False)]
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-4)
+
+
+def test_folded_encoder_equals_the_keras_encoder():
+    from ic_anogan.models import build_encoder
+    encoder = build_encoder(ModelConfig(32, 6, 4), seed=7)
+    # Non-trivial batch-norm statistics, as after training.
+    rng = np.random.default_rng(3)
+    for norm in encoder.norms[1:]:
+        norm.moving_mean.assign(rng.normal(0, 0.3, norm.moving_mean.shape))
+        norm.moving_variance.assign(rng.uniform(0.5, 2.0, norm.moving_variance.shape))
+        norm.gamma.assign(rng.uniform(0.5, 1.5, norm.gamma.shape))
+        norm.beta.assign(rng.normal(0, 0.2, norm.beta.shape))
+    images = rng.uniform(-1, 1, (5, 32, 32, 1)).astype(np.float32)
+    np.testing.assert_allclose(folded.fold_encoder(encoder)(images),
+                               encoder(images, training=False), rtol=1e-4, atol=1e-5)
