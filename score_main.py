@@ -8,7 +8,8 @@ Without --data_dir it scores the built-in synthetic test split (1100 good and
 reconstruction grids to --output_dir, and the same to TensorBoard.
 
 --mode picks how z is found: search (the study's), encoder (z = E(x), one
-forward pass) or encoder_search (the search started at E(x)); a list such as
+forward pass) or encoder_search (the search started at E(x), the default
+when the model has an encoder); a list such as
 --mode=search,encoder or --mode=all scores with each, into
 --output_dir/<mode>/, and prints a table comparing them.
 """
@@ -33,9 +34,10 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
 _LOG_DIR = flags.DEFINE_string("log_dir", None,
                                "TensorBoard directory; default tensorboard_logs/<model name>.")
 _MODE = flags.DEFINE_list(
-    "mode", ["search"], "Scoring mode(s): search, encoder, encoder_search, or all (every mode "
-    "the model supports). With --export_dir the first is served by serving_default; with "
-    "--saved_model, default: the export's default mode.")
+    "mode", None, "Scoring mode(s): search, encoder, encoder_search, or all (every mode "
+    "the model supports). Default: encoder_search when the model has an encoder, else search; "
+    "with --saved_model, the export's default mode. With --export_dir the first mode listed "
+    "is served by serving_default.")
 _SEARCH_STEPS = flags.DEFINE_integer(
     "search_steps", None, "Γ of the searching modes; default: each mode's calibrated setting.")
 _DISCRIMINATION_WEIGHT = flags.DEFINE_float("discrimination_weight", None, "λ; default: as calibrated.")
@@ -185,7 +187,7 @@ def main(argv):
     log = logging.getLogger("score_main")
     model_dir = _MODEL_DIR.value
     name_for_logs = model_dir or os.path.dirname(os.path.normpath(_SAVED_MODEL.value))
-    for mode in _MODE.value:
+    for mode in _MODE.value or []:
         if mode not in config.SCORING_MODES + ("all",):
             raise app.UsageError(f"--mode={mode}: expected a list of "
                                  f"{', '.join(config.SCORING_MODES)} or all")
@@ -200,15 +202,15 @@ def main(argv):
                                        _RESTARTS, _CLIP_Z, _SEED, _CALIBRATE_DIR, _EXPORT_DIR)):
                 raise app.UsageError("--saved_model scores with the export's baked-in settings; "
                                      "search, calibration and export flags do not apply")
-            modes = (_modes(served.modes, _MODE.value) if _MODE.present
-                     else [served.default_mode])
+            modes = _modes(served.modes, _MODE.value) or [served.default_mode]
             missing = [m for m in modes if m not in served.modes]
             supported = served.modes
         else:
             model = train.load_trained_model(model_dir)
             records = calibration.read_all(model_dir)
             image_size = model.model_config.image_size
-            modes = _modes(model.scoring_modes, _MODE.value)
+            modes = _modes(model.scoring_modes, _MODE.value) or [
+                config.default_mode(model.encoder is not None)]
             missing = [m for m in modes if m not in model.scoring_modes]
             supported = model.scoring_modes
     except (train.ModelDirError, calibration.CalibrationError, export.ExportError,

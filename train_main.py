@@ -65,7 +65,7 @@ _CALIBRATE = flags.DEFINE_bool("calibrate", True,
 _SEARCH_STEPS = flags.DEFINE_integer("search_steps", 500,
                                      "Γ: latent search steps of the 'search' mode.")
 _ENCODER_SEARCH_STEPS = flags.DEFINE_integer(
-    "encoder_search_steps", 50, "Γ of the 'encoder_search' mode (search started at E(x)).")
+    "encoder_search_steps", 10, "Γ of the 'encoder_search' mode (search started at E(x)).")
 _DISCRIMINATION_WEIGHT = flags.DEFINE_float("discrimination_weight", 0.1, "λ of the search.")
 _SEARCH_LEARNING_RATE = flags.DEFINE_float("search_learning_rate", 0.05,
                                            "Adam learning rate of the latent search.")

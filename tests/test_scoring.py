@@ -100,10 +100,13 @@ def test_score_main_end_to_end(trained_model_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "AUROC" in done.stdout and f"scores: {out}/scores.csv" in done.stdout
     stored = json.load(open(out / "metrics.json"))
-    assert stored["search"]["steps"] == 5  # the calibrated settings by default
+    # A model with an encoder scores in encoder_search mode by default, with
+    # that mode's calibrated settings and threshold.
+    assert stored["mode"] == "encoder_search"
+    assert stored["search"]["steps"] == 5
     assert stored["counts"] == {"good": 8, "short_fill": 6}
     rows = list(csv.DictReader(open(out / "scores.csv")))
-    record = calibration.read(trained_model_dir["model_dir"])
+    record = calibration.read(trained_model_dir["model_dir"], "encoder_search")
     assert all(r["is_anomaly"] == str(int(float(r["anomaly_score"]) > record["threshold"]))
                for r in rows)
 
@@ -117,7 +120,7 @@ def test_score_main_recalibrates_and_overrides(trained_model_dir, tmp_path, rng)
                     rng.integers(0, 256, (16, 16), dtype=np.uint8))
     done = run_main("score_main.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'o'}",
                     f"--log_dir={tmp_path / 'tb'}", f"--calibrate_dir={tmp_path / 'good'}",
-                    "--search_steps=3", "--calibration_percentile=50",
+                    "--mode=search", "--search_steps=3", "--calibration_percentile=50",
                     "--synthetic_counts=good:4,void:4")
     assert done.returncode == 0, done.stderr[-3000:]
     record = calibration.read(model_dir)
@@ -125,7 +128,7 @@ def test_score_main_recalibrates_and_overrides(trained_model_dir, tmp_path, rng)
     assert record["search"]["steps"] == 3
     other = run_main("score_main.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'p'}",
                      f"--log_dir={tmp_path / 'tb'}", "--synthetic_counts=good:2,void:2",
-                     "--search_steps=2")
+                     "--mode=search", "--search_steps=2")
     assert other.returncode == 0, other.stderr[-3000:]
     assert "calibrated with other search settings (steps)" in other.stderr
     fixed = run_main("score_main.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'q'}",
