@@ -127,6 +127,6 @@ def auroc_against_time(series: dict, path: str, title: str = "",
     axis.set_ylabel("AUROC")
     axis.set_title(title)
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(loc="lower right")
+    axis.legend(loc="best", fontsize=8)
     figure.tight_layout()
     return _save(figure, path)
