@@ -148,6 +148,10 @@ def main(argv):
             last = {k: v[-1] for k, v in encoded.history.items() if v}
             log.info("trained %d encoder epochs in %.0f s; last epoch: %s", encoded.epochs_run,
                      encoded.seconds, ", ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
+            held_out = encoded.history.get("val_loss", [])
+            if len(held_out) >= encoded.kept_epoch:
+                log.info("kept the encoder of epoch %d (lowest held-out loss: %.4f)",
+                         encoded.kept_epoch, held_out[encoded.kept_epoch - 1])
     except (data.DataError, train.ModelDirError, train.NonFiniteLossError) as e:
         log.error("%s", e)
         return 1

@@ -121,6 +121,9 @@ class EncoderConfig:
       feature_weight: κ, the weight of the feature residual.
       batch_size, learning_rate, beta_1: Adam on E's weights.
       seed: initial weights and shuffling.
+      keep_best: keep the weights of the epoch with the lowest held-out loss
+        (val_loss) rather than the last epoch's; the held-out loss of E
+        swings from epoch to epoch (batch statistics against moving ones).
     """
 
     epochs: int = 20
@@ -129,6 +132,7 @@ class EncoderConfig:
     learning_rate: float = 2e-4
     beta_1: float = 0.5
     seed: int = 0
+    keep_best: bool = True
 
     def __post_init__(self):
         _require(isinstance(self.epochs, int) and self.epochs >= 0, "encoder_epochs",

@@ -13,7 +13,9 @@ to the answer for the usual search (`encoder_search` mode).
 `EncoderTrainer` is a `keras.Model` with a custom `train_step` run by `fit`,
 like the GAN's: trackers for the loss and both terms, `test_step` for the
 held-out good images (logged as val_*), an atomic per-epoch checkpoint of E,
-its optimizer and the epoch count, and resume of a killed run. The
+its optimizer and the epoch count, and resume of a killed run. E's held-out
+loss swings from epoch to epoch, so by default the weights written are those
+of the epoch with the lowest held-out loss (kept in the checkpoint too). The
 checkpoint also records a fingerprint of the GAN it was trained against: if
 the GAN is trained further, the old encoder is discarded, not resumed.
 
@@ -57,6 +59,12 @@ class EncoderTrainer(keras.Model):
         self.generator = generator
         self.discriminator = discriminator
         self.feature_weight = float(feature_weight)
+        # The best epoch so far by held-out loss, kept in variables so that the
+        # checkpoint holds it and a resumed run goes on comparing with it.
+        self.best_loss = tf.Variable(np.inf, dtype=tf.float32, trainable=False, name="best_loss")
+        self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
+        self.best_weights = [tf.Variable(w, trainable=False, name=f"best_{i}")
+                             for i, w in enumerate(encoder.get_weights())]
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.image_residual_tracker = keras.metrics.Mean(name="image_residual")
         self.feature_residual_tracker = keras.metrics.Mean(name="feature_residual")
@@ -70,8 +78,27 @@ class EncoderTrainer(keras.Model):
         return [self.loss_tracker, self.image_residual_tracker, self.feature_residual_tracker]
 
     def checkpoint_variables(self) -> list:
-        """E's weights and its optimizer's state, in a fixed order."""
-        return list(self.encoder.weights) + list(self.encoder_optimizer.variables)
+        """E's weights, its optimizer's state and the best epoch's weights, in a fixed order."""
+        return (list(self.encoder.weights) + list(self.encoder_optimizer.variables)
+                + [self.best_loss, self.best_epoch] + list(self.best_weights))
+
+    def remember_if_best(self, held_out_loss: float, epoch: int) -> bool:
+        """Keeps E's current weights if `held_out_loss` is the lowest so far."""
+        if not np.isfinite(held_out_loss) or held_out_loss >= float(self.best_loss.numpy()):
+            return False
+        self.best_loss.assign(held_out_loss)
+        self.best_epoch.assign(epoch)
+        for kept, weight in zip(self.best_weights, self.encoder.weights):
+            kept.assign(weight)
+        return True
+
+    def restore_best(self) -> Optional[int]:
+        """Puts the best epoch's weights back into E; returns that epoch (None: no best yet)."""
+        if not np.isfinite(float(self.best_loss.numpy())):
+            return None
+        for kept, weight in zip(self.best_weights, self.encoder.weights):
+            weight.assign(kept)
+        return int(self.best_epoch.numpy())
 
     def call(self, images, training=False):
         return self.encoder(images, training=training)
@@ -129,12 +156,30 @@ class EncoderReconstructionGrid(keras.callbacks.Callback):
         self.writer.flush()
 
 
+class KeepBestEpoch(keras.callbacks.Callback):
+    """After each epoch, remembers E's weights if its held-out loss is the lowest yet.
+
+    Runs before the checkpoint callback, so the checkpoint always holds the
+    best epoch as of the epoch it records.
+    """
+
+    def __init__(self, trainer: EncoderTrainer):
+        super().__init__()
+        self.trainer = trainer
+
+    def on_epoch_end(self, epoch, logs=None):
+        if "val_loss" in (logs or {}):
+            self.trainer.remember_if_best(float(logs["val_loss"]), epoch + 1)
+
+
 @dataclasses.dataclass
 class EncoderResult:
     encoder_path: str
     epochs_run: int
     history: dict
     seconds: float
+    # The epoch whose weights were written (the best by held-out loss, or the last).
+    kept_epoch: int = 0
 
 
 def _describe(encoder_config: EncoderConfig, fingerprint: str, train_images: int,
@@ -227,9 +272,11 @@ def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig
     # Every held-out image counts in validation, the last partial batch too.
     validation = (data_lib.make_dataset(heldout.images, global_batch, shuffle=False,
                                         drop_remainder=False) if len(heldout) else None)
+    keep_best = encoder_config.keep_best and len(heldout) > 0
     callbacks = [
         train.StopOnNonFiniteLoss(checkpoint_path, names=("loss",),
                                   advice="Lower --encoder_learning_rate."),
+        *([KeepBestEpoch(trainer)] if keep_best else []),
         train.EpochCheckpoint(trainer, checkpoint_path, history_path),
         keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, "encoder"),
                                     update_freq="epoch", write_graph=False),
@@ -242,10 +289,14 @@ def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig
         trainer.fit(dataset, epochs=encoder_config.epochs, initial_epoch=initial_epoch,
                     validation_data=validation, callbacks=callbacks, verbose=verbose,
                     shuffle=False)
+    kept_epoch = (trainer.restore_best() if keep_best else None) or encoder_config.epochs
     encoder_path = os.path.join(model_dir, train.ENCODER_FILE)
     train.write_weights(encoder, encoder_path)
     history = config_lib.read_json(history_path) if os.path.exists(history_path) else {}
     description["last_epoch"] = {k: v[-1] for k, v in history.items() if v}
+    description["kept_epoch"] = kept_epoch
+    description["kept_epoch_metrics"] = {k: v[kept_epoch - 1] for k, v in history.items()
+                                         if len(v) >= kept_epoch}
     config_lib.write_json(record_path, description)
     return EncoderResult(encoder_path, max(encoder_config.epochs - initial_epoch, 0), history,
-                         time.time() - start)
+                         time.time() - start, kept_epoch)

@@ -185,6 +185,27 @@ def test_encoder_tensorboard_tags(trained_model_dir):
                                           encoder_train.HISTORY_FILE)))
     assert len(history["loss"]) == 2 and len(history["val_loss"]) == 2
     assert all(np.isfinite(history["val_loss"]))
+    record = json.load(open(os.path.join(trained_model_dir["model_dir"],
+                                         train.ENCODER_CONFIG_FILE)))
+    assert record["kept_epoch"] == int(np.argmin(history["val_loss"])) + 1
+
+
+def test_the_epoch_with_the_lowest_held_out_loss_is_kept(tiny_models):
+    trainer = _trainer(tiny_models)
+    trainer.encoder_optimizer.build(trainer.encoder.trainable_weights)
+    weights = [w.numpy().copy() for w in trainer.encoder.weights]
+    assert trainer.restore_best() is None  # nothing remembered yet
+    assert trainer.remember_if_best(0.5, epoch=1)
+    for variable in trainer.encoder.trainable_weights:
+        variable.assign(variable.numpy() + 1.0)
+    assert not trainer.remember_if_best(0.7, epoch=2)  # worse: not kept
+    assert trainer.restore_best() == 1
+    for old, variable in zip(weights, trainer.encoder.weights):
+        np.testing.assert_array_equal(old, variable.numpy())
+    # The best epoch is part of the checkpoint, so a resumed run keeps comparing with it.
+    saved = trainer.checkpoint_variables()
+    for variable in [trainer.best_loss, trainer.best_epoch, *trainer.best_weights]:
+        assert any(v is variable for v in saved)
 
 
 def _encoder_script(model_dir, log_dir, epochs, kill_after=None, feature_weight=1.0):
@@ -234,6 +255,9 @@ def test_killed_encoder_training_resumes(tmp_path):
     assert int(np.load(checkpoint)["epoch"]) == 3
     history = json.load(open(os.path.join(model_dir, encoder_train.HISTORY_FILE)))
     assert len(history["loss"]) == 3
+    # The kept epoch is the best over the killed run's epochs and the resumed one.
+    record = json.load(open(os.path.join(model_dir, train.ENCODER_CONFIG_FILE)))
+    assert record["kept_epoch"] == int(np.argmin(history["val_loss"])) + 1
     model = train.load_trained_model(model_dir)
     assert model.encoder is not None
 
