@@ -23,7 +23,7 @@ SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)
 #   encoder_search: Γ steps of the same search started from E(x).
 SCORING_MODES = ("search", "encoder", "encoder_search")
 # Γ used when a mode's settings are not given anywhere else. encoder_search's
-# 10 was chosen on the synthetic validation split (AUROC 0.866 at Γ = 5, 0.864
+# 10 was chosen on the synthetic validation split (AUROC 0.866 at Γ = 5, 0.863
 # at 10, 0.861 at 50; search at Γ = 200: 0.854), see README "Detection quality".
 DEFAULT_STEPS = {"search": 500, "encoder": 0, "encoder_search": 10}
 
