@@ -36,6 +36,33 @@ def _seed(seed: Optional[int], offset: int) -> Optional[int]:
     return None if seed is None else seed + offset
 
 
+def _down_blocks(base_filters: int, blocks: int, seed: Optional[int]) -> tuple[list, list]:
+    """The stride-2 convolution blocks of D's trunk (and E's, which mirrors it).
+
+    The first block has no batch norm (Radford et al.), so it has a bias;
+    `norms[0]` is None.
+    """
+    convs = [layers.Conv2D(base_filters, 4, strides=2, padding="same", use_bias=True,
+                           kernel_initializer=_kernel_init(seed), name="down_conv1")]
+    norms = [None]
+    for i in range(1, blocks):
+        convs.append(layers.Conv2D(
+            base_filters * 2 ** i, 4, strides=2, padding="same", use_bias=False,
+            kernel_initializer=_kernel_init(_seed(seed, 10 + i)), name=f"down_conv{i + 1}"))
+        norms.append(_batch_norm(f"down_norm{i + 1}", _seed(seed, 20 + i)))
+    return convs, norms
+
+
+def _build_down_blocks(convs: list, norms: list, shape: tuple) -> tuple:
+    """Builds the blocks for input `shape`; returns the trunk's output shape."""
+    for conv, norm in zip(convs, norms):
+        conv.build(shape)
+        shape = conv.compute_output_shape(shape)
+        if norm is not None:
+            norm.build(shape)
+    return shape
+
+
 @keras.saving.register_keras_serializable(package="ic_anogan")
 class Generator(keras.Model):
     """z [N, latent_dim] -> image [N, S, S, 1] in [-1, 1]."""
@@ -100,17 +127,7 @@ class Discriminator(keras.Model):
         super().__init__(**kwargs)
         config = ModelConfig(image_size, 1, base_filters)
         self.image_size, self.base_filters, self.seed = image_size, base_filters, seed
-        blocks = config.num_blocks
-        # First block without batch norm (Radford et al.), so it has a bias.
-        self.convs = [layers.Conv2D(base_filters, 4, strides=2, padding="same",
-                                    use_bias=True, kernel_initializer=_kernel_init(seed),
-                                    name="down_conv1")]
-        self.norms = [None]
-        for i in range(1, blocks):
-            self.convs.append(layers.Conv2D(
-                base_filters * 2 ** i, 4, strides=2, padding="same", use_bias=False,
-                kernel_initializer=_kernel_init(_seed(seed, 10 + i)), name=f"down_conv{i + 1}"))
-            self.norms.append(_batch_norm(f"down_norm{i + 1}", _seed(seed, 20 + i)))
+        self.convs, self.norms = _down_blocks(base_filters, config.num_blocks, seed)
         self.flatten = layers.Flatten(name="flatten")
         self.logit = layers.Dense(1, kernel_initializer=_kernel_init(_seed(seed, 30)),
                                   name="logit")
@@ -122,14 +139,8 @@ class Discriminator(keras.Model):
         return (4, 4, self.base_filters * 2 ** (blocks - 1))
 
     def build(self, input_shape):
-        shape = tuple(input_shape)
-        for conv, norm in zip(self.convs, self.norms):
-            conv.build(shape)
-            shape = conv.compute_output_shape(shape)
-            if norm is not None:
-                norm.build(shape)
-        shape = self.flatten.compute_output_shape(shape)
-        self.logit.build(shape)
+        shape = _build_down_blocks(self.convs, self.norms, tuple(input_shape))
+        self.logit.build(self.flatten.compute_output_shape(shape))
         self.built = True
 
     def features(self, images, training=False):
@@ -186,26 +197,14 @@ class Encoder(keras.Model):
         self.image_size, self.latent_dim, self.base_filters = (
             image_size, latent_dim, base_filters)
         self.seed = seed
-        self.convs = [layers.Conv2D(base_filters, 4, strides=2, padding="same", use_bias=True,
-                                    kernel_initializer=_kernel_init(seed), name="down_conv1")]
-        self.norms = [None]
-        for i in range(1, config.num_blocks):
-            self.convs.append(layers.Conv2D(
-                base_filters * 2 ** i, 4, strides=2, padding="same", use_bias=False,
-                kernel_initializer=_kernel_init(_seed(seed, 10 + i)), name=f"down_conv{i + 1}"))
-            self.norms.append(_batch_norm(f"down_norm{i + 1}", _seed(seed, 20 + i)))
+        self.convs, self.norms = _down_blocks(base_filters, config.num_blocks, seed)
         self.flatten = layers.Flatten(name="flatten")
         self.to_latent = layers.Dense(latent_dim, kernel_initializer=_kernel_init(_seed(seed, 30)),
                                       name="to_latent")
         self.build((None, image_size, image_size, 1))
 
     def build(self, input_shape):
-        shape = tuple(input_shape)
-        for conv, norm in zip(self.convs, self.norms):
-            conv.build(shape)
-            shape = conv.compute_output_shape(shape)
-            if norm is not None:
-                norm.build(shape)
+        shape = _build_down_blocks(self.convs, self.norms, tuple(input_shape))
         self.to_latent.build(self.flatten.compute_output_shape(shape))
         self.built = True
 

@@ -51,6 +51,17 @@ def trained_model_dir(tmp_path_factory):
     return {"model_dir": model_dir, "log_dir": log_dir, "result": result, "encoder": encoded}
 
 
+def tensorboard_tags(folder):
+    """Every summary tag written to the event files in `folder`."""
+    import glob
+    import tensorflow as tf
+    tags = set()
+    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
 def write_image(path, pixels, **save_args):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     Image.fromarray(pixels).save(path, **save_args)

@@ -1,6 +1,5 @@
 """The encoder E, its training, and the encoder and encoder_search scoring modes."""
 
-import glob
 import json
 import os
 import subprocess
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, TINY
+from conftest import REPO, TINY, tensorboard_tags
 from ic_anogan import calibration, encoder_train, losses, train
 from ic_anogan.config import (ConfigError, EncoderConfig, ModelConfig, SearchConfig,
                               search_config_for_mode)
@@ -169,18 +168,10 @@ def test_modes_need_an_encoder_and_encoder_mode_takes_no_steps(tiny_models):
 
 def test_encoder_tensorboard_tags(trained_model_dir):
     log_dir = os.path.join(trained_model_dir["log_dir"], "encoder")
-
-    def tags(folder):
-        found = set()
-        for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
-            for event in tf.compat.v1.train.summary_iterator(path):
-                found.update(value.tag for value in event.summary.value)
-        return found
-
     scalars = {"epoch_loss", "epoch_image_residual", "epoch_feature_residual"}
-    assert scalars <= tags(os.path.join(log_dir, "train"))
-    assert scalars <= tags(os.path.join(log_dir, "validation"))
-    assert tags(os.path.join(log_dir, "images")) == {"encoder/reconstructions"}
+    assert scalars <= tensorboard_tags(os.path.join(log_dir, "train"))
+    assert scalars <= tensorboard_tags(os.path.join(log_dir, "validation"))
+    assert tensorboard_tags(os.path.join(log_dir, "images")) == {"encoder/reconstructions"}
     history = json.load(open(os.path.join(trained_model_dir["model_dir"],
                                           encoder_train.HISTORY_FILE)))
     assert len(history["loss"]) == 2 and len(history["val_loss"]) == 2

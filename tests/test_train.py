@@ -1,4 +1,3 @@
-import glob
 import hashlib
 import json
 import os
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, TINY, run_main
+from conftest import REPO, TINY, run_main, tensorboard_tags
 from ic_anogan import data, train
 from ic_anogan.config import ModelConfig, TrainConfig
 
@@ -91,21 +90,13 @@ def test_missing_model_dir_errors(tmp_path):
         train.load_trained_model(str(tmp_path / "half"))
 
 
-def _tags(folder):
-    tags = set()
-    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            tags.update(value.tag for value in event.summary.value)
-    return tags
-
-
 def test_tensorboard_tags(trained_model_dir):
     log_dir = trained_model_dir["log_dir"]
-    assert {"epoch_d_loss", "epoch_g_loss", "epoch_d_real", "epoch_d_fake"} <= _tags(
+    assert {"epoch_d_loss", "epoch_g_loss", "epoch_d_real", "epoch_d_fake"} <= tensorboard_tags(
         os.path.join(log_dir, "train"))
-    assert _tags(os.path.join(log_dir, "images")) == {"generated_samples"}
-    assert _tags(os.path.join(log_dir, "monitor")) == {"monitor/heldout_anomaly_score",
-                                                       "monitor/reconstructions"}
+    assert tensorboard_tags(os.path.join(log_dir, "images")) == {"generated_samples"}
+    assert tensorboard_tags(os.path.join(log_dir, "monitor")) == {
+        "monitor/heldout_anomaly_score", "monitor/reconstructions"}
 
 
 def _hash(path):
