@@ -82,7 +82,7 @@ class LatentSearch(tf.Module):
         super().__init__(name=name)
         if config.mode != "search" and encoder is None:
             raise ValueError(f"mode={config.mode!r} needs an encoder and this model has none; "
-                             "train one (train_main.py with --encoder_epochs > 0) or use "
+                             "train_main.py trains one unless --noencoder is given; or use "
                              "mode 'search'")
         self.generator = generator
         self.features = features
