@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import run_main, write_image
+from conftest import run_main, tensorboard_tags, write_image
 from ic_anogan import calibration, data, plots, scoring, train
 from ic_anogan.config import SearchConfig
 from ic_anogan.search import LatentSearch
@@ -70,10 +70,9 @@ def test_report_files(trained_model_dir, tmp_path):
         "scores.csv", "metrics.json", "roc_pr.png", "score_histogram.png",
         "grid_most_anomalous.png", "grid_good_sample.png"}
     assert all(_png(f) for f in report.figures)
-    from test_train import _tags
     assert {"anomaly_score/all", "anomaly_score/good", "anomaly_score/short_fill",
             "metrics/auroc", "metrics/pixel_auroc", "pr_curve/pr_curves",
-            "reconstructions/most_anomalous", "reconstructions/good_sample"} <= _tags(
+            "reconstructions/most_anomalous", "reconstructions/good_sample"} <= tensorboard_tags(
                 str(tmp_path / "tb" / "score"))
 
 
