@@ -12,6 +12,11 @@ forward pass) or encoder_search (the search started at E(x), the default
 when the model has an encoder); a list such as
 --mode=search,encoder or --mode=all scores with each, into
 --output_dir/<mode>/, and prints a table comparing them.
+
+--image_score picks what decides: map_max (the default when the model has
+good-part map statistics: the maximum of the anomaly map standardised per
+pixel by good parts), map_topk, or study (the study's A(x)). Every score the
+model supports is reported side by side in metrics.json and the table.
 """
 
 import logging
@@ -71,6 +76,25 @@ _EXPORT_DIR = flags.DEFINE_string(
 _SAVED_MODEL = flags.DEFINE_string(
     "saved_model", None, "Score with an exported SavedModel (EXPORT_DIR/<version>) instead of "
     "the Python search; its baked-in settings and threshold apply.")
+_IMAGE_SCORE = flags.DEFINE_enum(
+    "image_score", None, ["study", "map_max", "map_topk"],
+    "What decides is_anomaly: study (A(x), the residual summed over the image), map_max "
+    "(maximum of the anomaly map standardised by good parts) or map_topk (mean of its top "
+    "pixels). Default: map_max when the model has map statistics, else study; with "
+    "--saved_model, the export's.")
+# Map statistics are computed at calibration; these apply with --calibrate_dir.
+_MAP_RESIDUAL = flags.DEFINE_enum("map_residual", None, ["absolute", "signed"],
+                                  "With --calibrate_dir: residual the map statistics use; "
+                                  "default: as stored, else absolute.")
+_MAP_KERNEL = flags.DEFINE_enum("map_kernel", None, ["box", "gaussian"],
+                                "With --calibrate_dir: map smoothing kernel; default: as "
+                                "stored, else gaussian.")
+_MAP_KERNEL_SIZE = flags.DEFINE_integer("map_kernel_size", None,
+                                        "With --calibrate_dir: odd smoothing kernel size (1: "
+                                        "none); default: as stored, else 3.")
+_PIXEL_PERCENTILE = flags.DEFINE_float(
+    "pixel_percentile", None, "With --calibrate_dir: defect-mask threshold = this percentile "
+    "of good images' standardised pixels; default: as stored, else 99.9.")
 _SYNTHETIC_COUNTS = flags.DEFINE_string(
     "synthetic_counts", "good:1100,short_fill:755",
     "Synthetic test split when --data_dir is unset: type:count,... "
@@ -149,13 +173,36 @@ def _search_settings(mode, records):
     return config.SearchConfig(**values)
 
 
+def _map_config(records, modes):
+    """The map settings for a recalibration: flags, else the stored ones, else defaults."""
+    from ic_anogan import calibration, config
+    stored = next((calibration.map_statistics(records[m]) for m in modes
+                   if m in records and "map" in records[m]), None)
+    values = config.to_dict(stored.config if stored else config.MapConfig())
+    overrides = {"residual": _MAP_RESIDUAL.value, "kernel": _MAP_KERNEL.value,
+                 "kernel_size": _MAP_KERNEL_SIZE.value,
+                 "pixel_percentile": _PIXEL_PERCENTILE.value}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return config.MapConfig(**values)
+    except config.ConfigError as e:
+        raise app.UsageError(f"--{e}") from None
+
+
 def _print_summary(report, log_dir):
     evaluation = report.evaluation
-    if "auroc" in evaluation:
-        print(f"AUROC {evaluation['auroc']:.4f}  AUPRC {evaluation['auprc']:.4f}  "
-              f"TPR@1%FPR {evaluation['tpr_at_fpr_1pct']:.4f}"
-              + (f"  pixel AUROC {evaluation['pixel_auroc']:.4f}"
-                 if "pixel_auroc" in evaluation else ""))
+    for name, e in evaluation.get("image_scores", {}).items():
+        if "auroc" in e:
+            per_type = ", ".join(f"{t} {v:.4f}" for t, v in e["auroc_per_defect_type"].items())
+            print(f"{name:9s} AUROC {e['auroc']:.4f}  AUPRC {e['auprc']:.4f}  "
+                  f"TPR@1%FPR {e['tpr_at_fpr_1pct']:.4f}  per type: {per_type}"
+                  + ("  (decides)" if name == evaluation["image_score"] else ""))
+    pixel = [f"{label} {evaluation[key]:.4f}" for key, label in (
+        ("pixel_auroc", "pixel AUROC |x-G(z)|"), ("pixel_auroc_standardised",
+                                                  "pixel AUROC standardised"), ("pro", "PRO"))
+        if key in evaluation]
+    if pixel:
+        print("  ".join(pixel))
     if "at_threshold" in evaluation:
         t = evaluation["at_threshold"]
         print(f"at threshold {t['threshold']:.4f}: precision {t['precision']:.4f} "
@@ -167,14 +214,21 @@ def _print_summary(report, log_dir):
 
 
 def _comparison_table(rows):
-    lines = ["| mode | Γ | AUROC | AUPRC | TPR@1%FPR | s / image | images / s |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| mode | Γ | image score | AUROC | AUPRC | TPR@1%FPR | pixel AUROC | PRO | "
+             "s / image | images / s |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        e = r["evaluation"]
-        metric = (lambda k: f"{e[k]:.4f}" if k in e else "-")
-        lines.append(f"| {r['mode']} | {r['steps']} | {metric('auroc')} | {metric('auprc')} | "
-                     f"{metric('tpr_at_fpr_1pct')} | {r['seconds'] / r['images']:.4f} | "
-                     f"{r['images'] / max(r['seconds'], 1e-9):.1f} |")
+        top = r["evaluation"]
+        for name, e in top.get("image_scores", {"-": top}).items():
+            metric = (lambda k, d=e: f"{d[k]:.4f}" if k in d else "-")
+            pixel = (metric("pixel_auroc_standardised", top) if name in ("map_max", "map_topk")
+                     else metric("pixel_auroc", top))
+            decides = " (decides)" if name == top.get("image_score") else ""
+            lines.append(f"| {r['mode']} | {r['steps']} | {name}{decides} | {metric('auroc')} | "
+                         f"{metric('auprc')} | {metric('tpr_at_fpr_1pct')} | {pixel} | "
+                         f"{metric('pro', top) if name != 'study' else '-'} | "
+                         f"{r['seconds'] / r['images']:.4f} | "
+                         f"{r['images'] / max(r['seconds'], 1e-9):.1f} |")
     return "\n".join(lines)
 
 
@@ -199,7 +253,9 @@ def main(argv):
             served = serving.ExportedModel(_SAVED_MODEL.value)
             image_size = served.image_size
             if any(f.present for f in (_SEARCH_STEPS, _DISCRIMINATION_WEIGHT, _LEARNING_RATE,
-                                       _RESTARTS, _CLIP_Z, _SEED, _CALIBRATE_DIR, _EXPORT_DIR)):
+                                       _RESTARTS, _CLIP_Z, _SEED, _CALIBRATE_DIR, _EXPORT_DIR,
+                                       _MAP_RESIDUAL, _MAP_KERNEL, _MAP_KERNEL_SIZE,
+                                       _PIXEL_PERCENTILE)):
                 raise app.UsageError("--saved_model scores with the export's baked-in settings; "
                                      "search, calibration and export flags do not apply")
             modes = _modes(served.modes, _MODE.value) or [served.default_mode]
@@ -227,6 +283,13 @@ def main(argv):
     if threshold_override is not None and len(modes) > 1:
         raise app.UsageError("--threshold applies to one mode; give a single --mode")
 
+    if served is None and any(f.present for f in (_MAP_RESIDUAL, _MAP_KERNEL, _MAP_KERNEL_SIZE,
+                                                  _PIXEL_PERCENTILE)) \
+            and not _CALIBRATE_DIR.value:
+        raise app.UsageError("--map_residual, --map_kernel, --map_kernel_size and "
+                             "--pixel_percentile set how the map statistics are computed, at "
+                             "calibration: give them with --calibrate_dir")
+    map_config = None if served else _map_config(records, modes)
     search_configs = {} if served else {m: _search_settings(m, records) for m in modes}
     trained_on = (model.metadata.get("data", {}) if model else {}).get("synthetic_package")
     package = _SYNTHETIC_PACKAGE.value or trained_on or "sop"
@@ -241,7 +304,9 @@ def main(argv):
                     source=_CALIBRATE_DIR.value,
                     progress=cli.StepProgress(len(good) * steps, f"calibration ({mode})")
                     if steps else None,
-                    chunk_steps=_CHUNK_STEPS.value or max(1, steps // 20))
+                    chunk_steps=_CHUNK_STEPS.value or max(1, steps // 20),
+                    map_config=map_config, log_dir=_LOG_DIR.value or cli.default_log_dir(
+                        name_for_logs))
         if not _EXPORT_DIR.value:
             images = data.load_scoring_set(_DATA_DIR.value, image_size, _SKIP_CORRUPT.value,
                                            synthetic_counts=synthetic_counts,
@@ -251,35 +316,66 @@ def main(argv):
         log.error("%s", e)
         return 1
 
-    thresholds = {}
+    # Per mode: the image score that decides, its threshold, every score's
+    # threshold (for the side-by-side figures) and the map statistics.
+    image_scores, thresholds, all_thresholds, statistics = {}, {}, {}, {}
     for mode in modes:
-        if served:
-            thresholds[mode] = served.thresholds[mode]
-        elif mode in records:
-            thresholds[mode] = records[mode]["threshold"]
+        try:
+            if served:
+                statistics[mode] = served.map_statistics(mode)
+                all_thresholds[mode] = {served.image_scores[mode]: served.thresholds[mode]}
+            elif mode in records:
+                statistics[mode] = calibration.map_statistics(records[mode])
+                all_thresholds[mode] = calibration.thresholds(records[mode])
+            else:
+                statistics[mode], all_thresholds[mode] = None, {}
+        except (calibration.CalibrationError, ValueError) as e:
+            log.error("%s", e)
+            return 1
+        default_score = (served.image_scores[mode] if served else
+                         config.DEFAULT_IMAGE_SCORE if statistics[mode] else "study")
+        image_scores[mode] = _IMAGE_SCORE.value or default_score
+        if image_scores[mode] != "study" and statistics[mode] is None:
+            log.error("--image_score=%s: %s has no good-part map statistics for mode %s; "
+                      "add them with --calibrate_dir=<good images> (or use --image_score=study)",
+                      image_scores[mode], _SAVED_MODEL.value or model_dir, mode)
+            return 1
+        if statistics[mode] is None and _IMAGE_SCORE.value is None and not served:
+            log.warning("%s: mode %s was calibrated before the map scores; deciding with the "
+                        "study score A(x). Add the good-part map statistics with "
+                        "--calibrate_dir=<good images> to decide from the map (map_max).",
+                        model_dir, mode)
+        thresholds[mode] = all_thresholds[mode].get(image_scores[mode])
+        if mode in records:
             changed = calibration.mismatched_settings(records[mode], search_configs[mode])
             if changed and threshold_override is None:
                 log.warning("the stored %s threshold was calibrated with other search settings "
                             "(%s); its false-reject rate does not hold. Recalibrate with "
                             "--calibrate_dir or give --threshold.", mode, ", ".join(changed))
-        else:
-            thresholds[mode] = None
-            if threshold_override is None:
-                log.warning("%s has no calibration for mode %s: no threshold, is_anomaly left "
-                            "empty (calibrate with --calibrate_dir)", model_dir, mode)
+        elif not served and threshold_override is None:
+            log.warning("%s has no calibration for mode %s: no threshold, is_anomaly left "
+                        "empty (calibrate with --calibrate_dir)", model_dir, mode)
+        if served and image_scores[mode] != served.image_scores[mode]:
+            log.warning("the export decides mode %s by %s; %s has no threshold baked in, so "
+                        "is_anomaly in scores.csv is left empty", mode,
+                        served.image_scores[mode], image_scores[mode])
         if threshold_override is not None:
             thresholds[mode] = threshold_override
+            all_thresholds[mode][image_scores[mode]] = threshold_override
 
     if _EXPORT_DIR.value:
         try:
             path = export.export_saved_model(
                 model, _EXPORT_DIR.value, search_configs[modes[0]], thresholds[modes[0]],
-                more_modes=[(search_configs[m], thresholds[m]) for m in modes[1:]])
+                map_statistics=statistics[modes[0]], image_score=image_scores[modes[0]],
+                more_modes=[export.ServedMode(search_configs[m], thresholds[m], statistics[m],
+                                              image_scores[m]) for m in modes[1:]])
         except (export.ExportError, OSError) as e:
             log.error("%s", e)
             return 1
         print(f"exported SavedModel to {path}; serving_default scores with {modes[0]} "
-              f"(Γ = {search_configs[modes[0]].steps}, threshold {thresholds[modes[0]]}); "
+              f"(Γ = {search_configs[modes[0]].steps}, decides by {image_scores[modes[0]]}, "
+              f"threshold {thresholds[modes[0]]}); "
               f"signatures: {', '.join(export.signature_names(modes))}")
         return 0
 
@@ -301,6 +397,7 @@ def main(argv):
                 search = scoring.make_search(model, search_configs[mode])
                 outputs = scoring.run_search(search, images.images, _BATCH_SIZE.value,
                                              _CHUNK_STEPS.value or max(1, steps // 20), progress)
+                outputs = scoring.add_map_outputs(images.images, outputs, statistics[mode])
         except KeyboardInterrupt:
             log.error("interrupted during mode %s: its results were not written", mode)
             return 130
@@ -309,8 +406,14 @@ def main(argv):
         output_dir = os.path.join(output_root, mode) if several else output_root
         log_dir = os.path.join(log_root, mode) if several else log_root
         report = scoring.write_report(
-            output_dir, images, outputs, thresholds[mode], log_dir=log_dir, extra={
+            output_dir, images, outputs, thresholds[mode], log_dir=log_dir,
+            image_score=image_scores[mode], thresholds=all_thresholds[mode],
+            map_statistics=statistics[mode], extra={
                 "mode": mode, "search": settings, "threshold": thresholds[mode],
+                "map": (None if statistics[mode] is None else {
+                    "config": config.to_dict(statistics[mode].config),
+                    "count": statistics[mode].count,
+                    "pixel_threshold": statistics[mode].pixel_threshold}),
                 "search_seconds": seconds, "seconds_per_image": seconds / len(images),
                 "images_per_s": len(images) / max(seconds, 1e-9),
                 "img_steps_per_s": len(images) * steps / max(seconds, 1e-9),

@@ -76,6 +76,18 @@ _SEARCH_BATCH_SIZE = flags.DEFINE_integer("search_batch_size", 64, "Images per s
 _PERCENTILE = flags.DEFINE_float("calibration_percentile", 99.0,
                                  "Threshold = this percentile of held-out good scores.")
 
+# The good parts' anomaly-map statistics, computed with each threshold.
+_MAP_RESIDUAL = flags.DEFINE_enum(
+    "map_residual", "absolute", ["absolute", "signed"],
+    "Residual the map statistics standardise: |x - G(z)|, or x - G(z) two-sided.")
+_MAP_KERNEL = flags.DEFINE_enum("map_kernel", "gaussian", ["box", "gaussian"],
+                                "Smoothing kernel of the anomaly map before standardising.")
+_MAP_KERNEL_SIZE = flags.DEFINE_integer("map_kernel_size", 3,
+                                        "Odd side of the smoothing kernel (1: no smoothing).")
+_PIXEL_PERCENTILE = flags.DEFINE_float(
+    "pixel_percentile", 99.9, "Defect-mask threshold = this percentile of held-out good "
+    "images' standardised pixels.")
+
 flags.mark_flags_as_required(["model_dir"])
 for _flag in ("latent_dim", "base_filters", "batch_size", "epochs", "synthetic_train_count",
               "monitor_search_steps", "restarts", "search_batch_size", "encoder_epochs"):
@@ -121,6 +133,12 @@ def main(argv):
         epochs=_ENCODER_EPOCHS.value, feature_weight=_ENCODER_FEATURE_WEIGHT.value,
         batch_size=_ENCODER_BATCH_SIZE.value or _BATCH_SIZE.value, learning_rate=_ENCODER_LEARNING_RATE.value,
         seed=_SEED.value)
+    try:
+        map_config = config.MapConfig(residual=_MAP_RESIDUAL.value, kernel=_MAP_KERNEL.value,
+                                      kernel_size=_MAP_KERNEL_SIZE.value,
+                                      pixel_percentile=_PIXEL_PERCENTILE.value)
+    except config.ConfigError as e:
+        raise app.UsageError(f"--{e}") from None
     log_dir = _LOG_DIR.value or cli.default_log_dir(_MODEL_DIR.value)
     log.info("model %s", config.to_dict(model_config))
     log.info("training %s", config.to_dict(train_config))
@@ -168,10 +186,13 @@ def main(argv):
             record = scoring.calibrate(
                 model, result.heldout, mode_config, _PERCENTILE.value, _SEARCH_BATCH_SIZE.value,
                 source=source, progress=progress if mode_config.steps else None,
-                chunk_steps=max(1, mode_config.steps // 10))
-            log.info("calibrated %s (Γ = %d) on %d held-out good images: threshold %.4f "
-                     "(%gth percentile)", mode, mode_config.steps, record["count"],
-                     record["threshold"], record["percentile"])
+                chunk_steps=max(1, mode_config.steps // 10), map_config=map_config,
+                log_dir=log_dir)
+            log.info("calibrated %s (Γ = %d) on %d held-out good images, %gth percentile: "
+                     "thresholds %s", mode, mode_config.steps, record["count"],
+                     record["percentile"], ", ".join(
+                         f"{name} {values['threshold']:.4f}"
+                         for name, values in record["image_scores"].items()))
     elif _CALIBRATE.value:
         log.warning("no held-out images (--validation_fraction=0): threshold not calibrated")
     print(f"model written to {_MODEL_DIR.value}; TensorBoard logs in {log_dir}")

@@ -10,6 +10,12 @@ One threshold per scoring mode (search, encoder, encoder_search): the modes
 score the same formula at different latents, so their scales differ.
 calibration.json holds {"modes": {mode: record}}; a file from before the
 modes existed (one record at the top level) reads as the `search` record.
+
+A record also holds, under "map", the good parts' anomaly-map statistics
+(anomaly_maps.py) and, under "image_scores", one threshold and distribution
+per image score (study, map_max, map_topk). The top-level threshold stays the
+study score's, so older readers keep working; a record without "map" comes
+from before the map scores and can score with `study` only.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Optional
 import numpy as np
 
 from ic_anogan import config as config_lib
+from ic_anogan.anomaly_maps import MapCalibration, MapStatistics
 from ic_anogan.config import SearchConfig
 
 CALIBRATION_FILE = "calibration.json"
@@ -32,32 +39,67 @@ class CalibrationError(ValueError):
     """No usable calibration in the model directory."""
 
 
+def _distribution(scores: np.ndarray, percentile: float) -> dict:
+    """The threshold and a summary of good images' scores."""
+    return {
+        "threshold": float(np.percentile(scores, percentile)),
+        "mean": float(scores.mean()), "std": float(scores.std()),
+        "min": float(scores.min()), "max": float(scores.max()),
+        "quantiles": {str(q): float(np.percentile(scores, q)) for q in (50, 90, 95, 99, 99.9)},
+        "scores": [float(s) for s in scores],
+    }
+
+
 def calibrate(good_scores: np.ndarray, percentile: float, search_config: SearchConfig,
-              source: str) -> dict:
-    """A calibration record: the threshold and the good-score distribution.
+              source: str, maps: Optional[MapCalibration] = None) -> dict:
+    """A calibration record: thresholds and the good-score distributions.
 
     Args:
-      good_scores: anomaly scores of good images not trained on.
-      percentile: in (0, 100]; the threshold is this percentile of good_scores.
+      good_scores: anomaly scores A(x) of good images not trained on.
+      percentile: in (0, 100]; each threshold is this percentile of good scores.
       search_config: how the scores were computed.
       source: where the good images came from (for the record).
+      maps: the good images' map statistics and cross-fitted map scores;
+        None records the study score only.
     """
     scores = np.asarray(good_scores, np.float64)
     if scores.size == 0:
         raise CalibrationError("calibration needs at least one good image")
     if not 0 < percentile <= 100:
         raise CalibrationError(f"calibration_percentile={percentile}: expected a number in (0, 100]")
-    return {
-        "threshold": float(np.percentile(scores, percentile)),
-        "percentile": float(percentile),
-        "count": int(scores.size),
-        "source": source,
-        "mean": float(scores.mean()), "std": float(scores.std()),
-        "min": float(scores.min()), "max": float(scores.max()),
-        "quantiles": {str(q): float(np.percentile(scores, q)) for q in (50, 90, 95, 99, 99.9)},
-        "scores": [float(s) for s in scores],
-        "search": config_lib.to_dict(search_config),
-    }
+    if not np.all(np.isfinite(scores)):
+        raise CalibrationError("calibration: some good images scored NaN or infinity; the "
+                               "model's weights are not usable")
+    study = _distribution(scores, percentile)
+    record = {**study, "percentile": float(percentile), "count": int(scores.size),
+              "source": source, "search": config_lib.to_dict(search_config),
+              "image_scores": {"study": {k: v for k, v in study.items() if k != "scores"}}}
+    if maps is not None:
+        record["map"] = maps.statistics.to_dict()
+        for name, values in maps.good_scores.items():
+            record["image_scores"][name] = _distribution(np.asarray(values, np.float64),
+                                                         percentile)
+    return record
+
+
+def map_statistics(record: dict) -> Optional[MapStatistics]:
+    """The record's map statistics, or None for a record from before them."""
+    if "map" not in record:
+        return None
+    try:
+        return MapStatistics.from_dict(record["map"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CalibrationError(f"{CALIBRATION_FILE}: the {_record_mode(record)!r} map "
+                               f"statistics are unusable ({e}); recalibrate with "
+                               "score_main.py --calibrate_dir") from None
+
+
+def thresholds(record: dict) -> dict:
+    """image score -> threshold, for every image score the record calibrated."""
+    per_score = {"study": float(record["threshold"])}
+    for name, values in record.get("image_scores", {}).items():
+        per_score[name] = float(values["threshold"])
+    return per_score
 
 
 def _record_mode(record: dict) -> str:

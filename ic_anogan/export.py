@@ -28,9 +28,14 @@ What a deployment needs, and how this module provides it:
   (the same inputs as serving_default, score_encoded and score_float), so a
   client picks a mode by signature name and each mode has its own threshold.
   Each scoring signature returns anomaly_score, residual_score,
-  discrimination_score [N], is_anomaly [N] (bool, against the threshold baked
-  in at export), reconstruction uint8 [N, S, S, 1] and anomaly_map float32
-  [N, S, S, 1].
+  discrimination_score [N], is_anomaly [N] (bool, the mode's image score
+  against its threshold baked in at export), reconstruction uint8
+  [N, S, S, 1] and anomaly_map float32 [N, S, S, 1]. A mode calibrated with
+  the good parts' map statistics (anomaly_maps.py) carries them as graph
+  constants and also returns map_score float32 [N] (the map score of the
+  decision, map_max unless map_topk decides), map_x, map_y int32 [N] (where
+  the map peaks), standardised_map float32 [N, S, S, 1] and defect_mask
+  uint8 [N, S, S, 1]; its is_anomaly follows the chosen image score.
 * Inputs are checked in the graph: wrong rank, channels or size fail with a
   message that says what was expected.
 * Versions. `export_saved_model` writes BASE/<next integer>/ under a temporary
@@ -48,6 +53,7 @@ What a deployment needs, and how this module provides it:
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -59,7 +65,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from ic_anogan import atomic_io, config as config_lib, data as data_lib
+from ic_anogan import anomaly_maps, atomic_io, config as config_lib, data as data_lib
+from ic_anogan.anomaly_maps import MapStatistics
 from ic_anogan.config import SearchConfig
 from ic_anogan.search import LatentSearch
 from ic_anogan.train import TrainedModel
@@ -72,6 +79,34 @@ MODE_SIGNATURE_SUFFIXES = {"images": "serving_default", "encoded": "score_encode
                            "float": "score_float"}
 SCORE_OUTPUTS = ("anomaly_score", "residual_score", "discrimination_score", "is_anomaly",
                  "reconstruction", "anomaly_map")
+# Added by a mode with map statistics.
+MAP_SCORE_OUTPUTS = ("map_score", "map_x", "map_y", "standardised_map", "defect_mask")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedMode:
+    """One exported scoring mode: its search and how it decides.
+
+    Attributes:
+      search: the search baked into the graph (mode, Γ, λ, ...).
+      threshold: the decision threshold of `image_score`; None serves no decisions.
+      statistics: the mode's good-part map statistics; None serves the study score only.
+      image_score: the score is_anomaly follows; a map score needs statistics.
+    """
+
+    search: SearchConfig
+    threshold: Optional[float]
+    statistics: Optional[MapStatistics] = None
+    image_score: str = "study"
+
+    def __post_init__(self):
+        if self.image_score not in config_lib.IMAGE_SCORES:
+            raise ExportError(f"image_score={self.image_score!r}: expected one of "
+                              f"{config_lib.IMAGE_SCORES}")
+        if self.image_score != "study" and self.statistics is None:
+            raise ExportError(f"image_score={self.image_score!r} for mode {self.search.mode}: "
+                              "the model has no map statistics for it; calibrate them with "
+                              "score_main.py --calibrate_dir, or export image_score 'study'")
 
 
 class ExportError(ValueError):
@@ -117,26 +152,39 @@ def _gray_from_any_channels(image: tf.Tensor) -> tf.Tensor:
 class ServingFunctions:
     """The graph functions of the export, built once for a model and settings."""
 
-    def __init__(self, model: TrainedModel, search_config: SearchConfig,
-                 threshold: Optional[float]):
+    def __init__(self, model: TrainedModel, served: ServedMode):
         self.image_size = model.model_config.image_size
-        self.search = LatentSearch(model.generator, model.features, search_config,
+        self.search = LatentSearch(model.generator, model.features, served.search,
                                    encoder=model.encoder)
+        self.served = served
         # No threshold: nothing is anomalous by decision (is_anomaly all false),
         # the scores are still served.
-        self.threshold = float("inf") if threshold is None else float(threshold)
+        self.threshold = float("inf") if served.threshold is None else float(served.threshold)
 
     def _outputs(self, images: tf.Tensor) -> dict:
         result = self.search.graph_score(images)  # the one-piece in-graph search
         reconstruction = tf.clip_by_value(result["reconstruction"], -1.0, 1.0)
-        return {
+        outputs = {
             "anomaly_score": result["anomaly_score"],
             "residual_score": result["residual_score"],
             "discrimination_score": result["discrimination_score"],
-            "is_anomaly": result["anomaly_score"] > self.threshold,
             "reconstruction": tf.cast(tf.round((reconstruction + 1.0) * 127.5), tf.uint8),
             "anomaly_map": result["anomaly_map"],
         }
+        decision = result["anomaly_score"]
+        statistics = self.served.statistics
+        if statistics is not None:
+            # From the unrounded G(z), exactly as the in-process scorer does.
+            maps = anomaly_maps.map_outputs(images, result["reconstruction"], statistics)
+            map_name = (self.served.image_score if self.served.image_score != "study"
+                        else config_lib.DEFAULT_IMAGE_SCORE)
+            outputs.update(map_score=maps[map_name], map_x=maps["map_x"], map_y=maps["map_y"],
+                           standardised_map=maps["standardised_map"],
+                           defect_mask=maps["defect_mask"])
+            if self.served.image_score != "study":
+                decision = maps[self.served.image_score]
+        outputs["is_anomaly"] = decision > self.threshold
+        return outputs
 
     def score_images(self, images):
         images = _check_images(images, self.image_size, "uint8")
@@ -170,16 +218,27 @@ def signature_names(modes: Sequence[str]) -> list:
     return names + ["metadata"]
 
 
-def settings(model: TrainedModel, modes: Sequence[tuple]) -> dict:
-    """The export's self-description; `modes` is [(SearchConfig, threshold)], default first."""
+def _mode_settings(served: ServedMode) -> dict:
+    record = {"search": config_lib.to_dict(served.search), "threshold": served.threshold,
+              "image_score": served.image_score,
+              "outputs": list(SCORE_OUTPUTS) + (list(MAP_SCORE_OUTPUTS)
+                                                if served.statistics is not None else [])}
+    if served.statistics is not None:
+        record["map"] = served.statistics.to_dict()
+    return record
+
+
+def settings(model: TrainedModel, modes: Sequence[ServedMode]) -> dict:
+    """The export's self-description; `modes` default first."""
     from ic_anogan import __version__
-    default_config, default_threshold = modes[0]
-    names = [c.mode for c, _ in modes]
+    default = modes[0]
+    names = [m.search.mode for m in modes]
     return {"ic_anogan_version": __version__, "model": config_lib.to_dict(model.model_config),
-            "mode": default_config.mode, "search": config_lib.to_dict(default_config),
-            "threshold": default_threshold,
-            "modes": {c.mode: {"search": config_lib.to_dict(c), "threshold": t} for c, t in modes},
-            "signatures": signature_names(names), "outputs": list(SCORE_OUTPUTS)}
+            "mode": default.search.mode, "search": config_lib.to_dict(default.search),
+            "threshold": default.threshold, "image_score": default.image_score,
+            "modes": {m.search.mode: _mode_settings(m) for m in modes},
+            "signatures": signature_names(names),
+            "outputs": _mode_settings(default)["outputs"]}
 
 
 def next_version(export_base: str) -> int:
@@ -244,36 +303,42 @@ def _warmup_records(image_size: int, batch_sizes: Sequence[int], modes: Sequence
 
 def export_saved_model(model: TrainedModel, export_base: str, search_config: SearchConfig,
                        threshold: Optional[float], warmup_batch_sizes: Sequence[int] = (1,),
-                       more_modes: Sequence[tuple] = ()) -> str:
+                       more_modes: Sequence = (), map_statistics: Optional[MapStatistics] = None,
+                       image_score: str = "study") -> str:
     """Writes `export_base/<next version>/` and returns its path.
 
     Args:
       model: the trained model (with its encoder for the encoder modes).
       export_base: the folder TF Serving's --model_base_path points at.
       search_config: the default mode's search baked into the graph (mode, Γ, λ, ...).
-      threshold: the default mode's decision threshold; None serves no decisions.
+      threshold: the default mode's decision threshold (of `image_score`);
+        None serves no decisions.
       warmup_batch_sizes: batch sizes of the warm-up requests; empty for none.
-      more_modes: (SearchConfig, threshold) of further modes, each served by
-        its own signatures beside the default's.
+      more_modes: further modes, each served by its own signatures beside the
+        default's: `ServedMode`s, or (SearchConfig, threshold) pairs that
+        decide by the study score.
+      map_statistics: the default mode's good-part map statistics, or None.
+      image_score: what the default mode's is_anomaly follows.
 
     Raises:
-      ExportError: `export_base` is a file, a mode is given twice, or a mode
-        needs an encoder the model does not have.
+      ExportError: `export_base` is a file, a mode is given twice, a mode
+        needs an encoder the model does not have, or a map score has no statistics.
     """
     if os.path.exists(export_base) and not os.path.isdir(export_base):
         raise ExportError(f"{export_base}: expected a folder for versioned exports, found a file")
-    modes = [(search_config, threshold)] + list(more_modes)
-    names = [c.mode for c, _ in modes]
+    served = [ServedMode(search_config, threshold, map_statistics, image_score)] + [
+        m if isinstance(m, ServedMode) else ServedMode(*m) for m in more_modes]
+    names = [m.search.mode for m in served]
     if len(set(names)) != len(names):
         raise ExportError(f"modes {names}: each mode can be exported once")
     unsupported = [n for n in names if n not in model.scoring_modes]
     if unsupported:
         raise ExportError(f"{model.model_dir}: cannot export mode(s) {', '.join(unsupported)}: "
                           "the model has no encoder (train one with train_main.py)")
-    functions = [ServingFunctions(model, c, t) for c, t in modes]
+    functions = [ServingFunctions(model, m) for m in served]
     size = functions[0].image_size
     path = os.path.join(export_base, str(next_version(export_base)))
-    record = settings(model, modes)
+    record = settings(model, served)
     uint8_spec = [tf.TensorSpec(None, tf.uint8, name="images")]
     bytes_spec = [tf.TensorSpec([None], tf.string, name="image_bytes")]
     float_spec = [tf.TensorSpec([None, size, size, 1], tf.float32, name="images")]
@@ -303,6 +368,9 @@ def export_saved_model(model: TrainedModel, export_base: str, search_config: Sea
             "seed": tf.constant(search_config.seed, tf.int32),
             "clip_z": tf.constant(search_config.clip_z or 0.0),
             "threshold": tf.constant(functions[0].threshold),
+            "image_score": tf.constant(image_score),
+            "pixel_threshold": tf.constant(float("nan") if map_statistics is None
+                                           else map_statistics.pixel_threshold),
             "settings_json": tf.constant(json.dumps(record, sort_keys=True)),
         }
         archive.add_endpoint("metadata", lambda: dict(constants), [])

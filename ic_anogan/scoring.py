@@ -16,9 +16,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ic_anogan import atomic_io, calibration, config as config_lib, data as data_lib
-from ic_anogan import metrics
-from ic_anogan.config import SearchConfig
+from ic_anogan import anomaly_maps, atomic_io, calibration, config as config_lib
+from ic_anogan import data as data_lib, metrics
+from ic_anogan.anomaly_maps import MapStatistics
+from ic_anogan.config import MapConfig, SearchConfig
 from ic_anogan.search import LatentSearch, to_numpy
 from ic_anogan.train import TrainedModel
 
@@ -27,7 +28,9 @@ log = logging.getLogger(__name__)
 SCORES_FILE = "scores.csv"
 METRICS_FILE = "metrics.json"
 CSV_COLUMNS = ("path", "label", "defect_type", "anomaly_score", "residual_score",
-               "discrimination_score", "is_anomaly")
+               "discrimination_score", "is_anomaly", "map_score", "map_x", "map_y")
+# Which output holds each image score.
+SCORE_OUTPUT = {"study": "anomaly_score", "map_max": "map_max", "map_topk": "map_topk"}
 GRID_ROWS = 8
 
 # progress(img_steps_done) after every chunk.
@@ -76,18 +79,75 @@ def run_search(search: LatentSearch, images: np.ndarray, batch_size: int,
 
 def calibrate(model: TrainedModel, good: data_lib.ImageSet, search_config: SearchConfig,
               percentile: float, batch_size: int, source: str,
-              progress: Optional[Progress] = None, chunk_steps: Optional[int] = None) -> dict:
-    """Scores good images the model never trained on and stores the mode's threshold.
+              progress: Optional[Progress] = None, chunk_steps: Optional[int] = None,
+              map_config: Optional[MapConfig] = MapConfig(), log_dir: Optional[str] = None
+              ) -> dict:
+    """Scores good images the model never trained on and stores the mode's calibration.
+
+    Args:
+      map_config: how the good images' anomaly maps are summarised into the
+        statistics the map scores need; None calibrates the study score only.
+      log_dir: TensorBoard directory for the statistics' images (None: none).
 
     Returns:
       The calibration record written to `model_dir/calibration.json` (under
-      `search_config.mode`; other modes' thresholds are kept).
+      `search_config.mode`; other modes' records are kept): thresholds of
+      every image score, and the map statistics.
     """
     outputs = run_search(make_search(model, search_config), good.images, batch_size,
                          chunk_steps, progress)
-    record = calibration.calibrate(outputs["anomaly_score"], percentile, search_config, source)
+    maps = None
+    if map_config is not None:
+        maps = anomaly_maps.calibrate(good.images, outputs["reconstruction"], map_config,
+                                      seed=search_config.seed)
+        log.info("%s: %s", search_config.mode, anomaly_maps.describe(maps.statistics))
+    record = calibration.calibrate(outputs["anomaly_score"], percentile, search_config, source,
+                                   maps)
     calibration.write(model.model_dir, record)
+    if log_dir and maps is not None:
+        from ic_anogan import summaries
+        summaries.write_map_statistics(os.path.join(log_dir, "calibration", search_config.mode),
+                                       maps.statistics)
     return record
+
+
+def add_map_outputs(images: np.ndarray, outputs: dict,
+                    statistics: Optional[MapStatistics]) -> dict:
+    """`outputs` with the map scores, standardised map and defect mask added.
+
+    Without statistics (a model calibrated before the map scores) the
+    outputs are returned as they are.
+    """
+    if statistics is None:
+        return outputs
+    return {**outputs, **anomaly_maps.score_maps(images, outputs["reconstruction"], statistics)}
+
+
+def available_scores(outputs: dict) -> list:
+    """The image scores `outputs` can be judged by, in IMAGE_SCORES order."""
+    return [name for name in config_lib.IMAGE_SCORES if SCORE_OUTPUT[name] in outputs]
+
+
+def score_values(outputs: dict, image_score: str) -> np.ndarray:
+    """The per-image values of `image_score`.
+
+    Raises:
+      ValueError: the outputs have no such score (no map statistics).
+    """
+    key = SCORE_OUTPUT.get(image_score)
+    if key is None:
+        raise ValueError(f"image_score={image_score!r}: expected one of "
+                         f"{config_lib.IMAGE_SCORES}")
+    if key not in outputs:
+        raise ValueError(f"image_score={image_score!r} needs the good parts' map statistics, "
+                         "which this model has not calibrated; add them with score_main.py "
+                         "--calibrate_dir=<good images>, or use image_score 'study'")
+    return np.asarray(outputs[key])
+
+
+def map_score_name(image_score: str) -> str:
+    """The map score shown as `map_score`: the decision's own when it is a map score."""
+    return image_score if image_score in config_lib.MAP_SCORES else config_lib.DEFAULT_IMAGE_SCORE
 
 
 @dataclasses.dataclass
@@ -102,20 +162,28 @@ class Report:
     threshold: Optional[float]
 
 
-def scores_table(images: data_lib.ImageSet, outputs: dict,
-                 threshold: Optional[float]) -> str:
-    """scores.csv text: one row per image, label empty when unknown."""
+def scores_table(images: data_lib.ImageSet, outputs: dict, threshold: Optional[float],
+                 image_score: str = "study") -> str:
+    """scores.csv text: one row per image, label empty when unknown.
+
+    `is_anomaly` is `image_score` against `threshold`; the map columns are
+    empty when the model has no map statistics.
+    """
+    decision = score_values(outputs, image_score)
+    has_map = "map_max" in outputs
+    map_values = outputs[map_score_name(image_score)] if has_map else None
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for i, image_id in enumerate(images.ids):
         label = int(images.labels[i])
-        score = float(outputs["anomaly_score"][i])
+        map_columns = ([f"{float(map_values[i]):.6f}", int(outputs["map_x"][i]),
+                        int(outputs["map_y"][i])] if has_map else ["", "", ""])
         writer.writerow([
             image_id, "" if label < 0 else label, images.defect_types[i],
-            f"{score:.6f}", f"{float(outputs['residual_score'][i]):.6f}",
+            f"{float(outputs['anomaly_score'][i]):.6f}", f"{float(outputs['residual_score'][i]):.6f}",
             f"{float(outputs['discrimination_score'][i]):.6f}",
-            "" if threshold is None else int(score > threshold)])
+            "" if threshold is None else int(decision[i] > threshold), *map_columns])
     return buffer.getvalue()
 
 
@@ -133,55 +201,95 @@ def _grid_selections(images: data_lib.ImageSet, scores: np.ndarray, seed: int) -
     return selections
 
 
+def evaluate_scores(images: data_lib.ImageSet, outputs: dict, image_score: str,
+                    thresholds: dict) -> dict:
+    """metrics.json's content: the decision's figures, every image score's, pixel figures.
+
+    Args:
+      thresholds: image score -> threshold (None or missing: no decision).
+    """
+    per_score = {}
+    for name in available_scores(outputs):
+        per_score[name] = metrics.evaluate(images.labels, score_values(outputs, name),
+                                           images.defect_types, thresholds.get(name))
+    evaluation = {**per_score[image_score], "image_score": image_score,
+                  "image_scores": per_score}
+    if images.masks is not None and np.any(images.has_mask):
+        evaluation.update(metrics.pixel_metrics(
+            images.labels, images.defect_types, images.masks, images.has_mask,
+            outputs["anomaly_map"], outputs.get("standardised_map"), outputs.get("defect_mask")))
+    return evaluation
+
+
 def write_report(output_dir: str, images: data_lib.ImageSet, outputs: dict,
                  threshold: Optional[float], log_dir: Optional[str] = None,
-                 seed: int = 0, extra: Optional[dict] = None) -> Report:
+                 seed: int = 0, extra: Optional[dict] = None, image_score: str = "study",
+                 thresholds: Optional[dict] = None,
+                 map_statistics: Optional[MapStatistics] = None) -> Report:
     """Writes scores.csv, metrics.json (when labelled), figures and TensorBoard summaries.
 
     Args:
       output_dir: created if missing; files in it are replaced atomically.
       images: the scored set.
-      outputs: `run_search` outputs.
-      threshold: decision threshold, or None when uncalibrated.
+      outputs: `run_search` outputs, with `add_map_outputs`' when the model has map
+        statistics.
+      threshold: the decision threshold of `image_score`, or None when uncalibrated.
       log_dir: TensorBoard directory, or None for none.
       seed: picks the sample of good images shown.
       extra: more fields for metrics.json (settings, timings).
+      image_score: the score the decision (is_anomaly, histogram, grids) uses.
+      thresholds: every image score's threshold, for the side-by-side figures.
+      map_statistics: shown in TensorBoard beside the maps.
     """
     from ic_anogan import plots, summaries  # plotting stays out of the search path
 
+    thresholds = dict(thresholds or {})
+    thresholds[image_score] = threshold
+    scores = score_values(outputs, image_score)
     os.makedirs(output_dir, exist_ok=True)
-    scores = outputs["anomaly_score"]
     scores_csv = os.path.join(output_dir, SCORES_FILE)
-    atomic_io.write_text(scores_csv, scores_table(images, outputs, threshold))
+    atomic_io.write_text(scores_csv, scores_table(images, outputs, threshold, image_score))
 
     labelled = images.has_labels
     evaluation: dict = {}
     metrics_json = None
     figures = []
     if labelled:
-        evaluation = metrics.evaluate(images.labels, scores, images.defect_types, threshold,
-                                      outputs["anomaly_map"], images.masks, images.has_mask)
+        evaluation = evaluate_scores(images, outputs, image_score, thresholds)
         metrics_json = os.path.join(output_dir, METRICS_FILE)
         config_lib.write_json(metrics_json, {**evaluation, **(extra or {})})
         if 0 < images.labels.sum() < len(images):
             figures.append(plots.roc_pr_curves(images.labels, scores,
                                                os.path.join(output_dir, "roc_pr.png")))
-    title = "Anomaly scores" + (f" (AUROC {evaluation['auroc']:.3f})"
-                                if "auroc" in evaluation else "")
-    figures.append(plots.score_histogram(scores, images.defect_types,
-                                         os.path.join(output_dir, "score_histogram.png"),
-                                         threshold, title))
+    title = f"Image score {image_score}" + (f" (AUROC {evaluation['auroc']:.3f})"
+                                            if "auroc" in evaluation else "")
+    figures.append(plots.score_histogram(
+        scores, images.defect_types, os.path.join(output_dir, "score_histogram.png"),
+        threshold, title, x_label=plots.SCORE_LABELS.get(image_score, image_score)))
     grids = {}
+    standardised = outputs.get("standardised_map")
     for name, index in _grid_selections(images, scores, seed).items():
         captions = [f"{images.defect_types[i] or os.path.basename(images.ids[i])}\n"
-                    f"A={scores[i]:.1f}" for i in index]
+                    f"{image_score}={scores[i]:.2f}" for i in index]
+        grid = plots.GridRows(
+            images=images.images[index], reconstructions=outputs["reconstruction"][index],
+            anomaly_maps=outputs["anomaly_map"][index],
+            standardised_maps=None if standardised is None else standardised[index],
+            defect_masks=None if "defect_mask" not in outputs else outputs["defect_mask"][index],
+            true_masks=None if images.masks is None else np.where(
+                images.has_mask[index, None, None, None], images.masks[index], 0.0),
+            maxima=None if "map_x" not in outputs else np.stack(
+                [outputs["map_x"][index], outputs["map_y"][index]], axis=1),
+            captions=captions)
         figures.append(plots.reconstruction_grid(
-            images.images[index], outputs["reconstruction"][index],
-            outputs["anomaly_map"][index], captions,
-            os.path.join(output_dir, f"grid_{name}.png"), title=name.replace("_", " ")))
-        grids[name] = (images.images[index], outputs["reconstruction"][index],
-                       outputs["anomaly_map"][index])
+            grid, os.path.join(output_dir, f"grid_{name}.png"), title=name.replace("_", " ")))
+        grids[name] = grid
+    if "defect_mask" in outputs:
+        top = _grid_selections(images, scores, seed)["most_anomalous"]
+        figures += plots.defect_overlays(grids["most_anomalous"], [images.ids[i] for i in top],
+                                         os.path.join(output_dir, "overlays"))
     if log_dir:
         summaries.write_scoring_summaries(log_dir, scores, images.labels, images.defect_types,
-                                          evaluation, grids)
+                                          evaluation, grids, map_statistics=map_statistics,
+                                          score_name=image_score)
     return Report(output_dir, scores_csv, metrics_json, figures, evaluation, threshold)

@@ -15,7 +15,8 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from ic_anogan import data as data_lib
+from ic_anogan import config as config_lib, data as data_lib
+from ic_anogan.anomaly_maps import MapStatistics
 from ic_anogan.export import ExportError, read_settings
 
 
@@ -38,6 +39,13 @@ class ExportedModel:
         self.thresholds = {m: None if v["threshold"] is None else float(v["threshold"])
                            for m, v in per_mode.items()}
         self.threshold = self.thresholds[self.default_mode]
+        # Exports from before the map scores decide by the study score.
+        self.image_scores = {m: v.get("image_score", "study") for m, v in per_mode.items()}
+
+    def map_statistics(self, mode: str) -> Optional[MapStatistics]:
+        """The good-part map statistics baked in for `mode`, or None."""
+        values = self._per_mode[mode].get("map")
+        return None if values is None else MapStatistics.from_dict(values)
 
     def settings_of(self, mode: str) -> dict:
         """The search settings baked in for `mode`."""
@@ -53,7 +61,12 @@ class ExportedModel:
     def score(self, images: data_lib.ImageSet, batch_size: int,
               progress: Optional[Callable[[int], None]] = None,
               mode: Optional[str] = None) -> dict:
-        """Scores an ImageSet with `mode` (default: the export's); `run_search`'s output form."""
+        """Scores an ImageSet with `mode` (default: the export's).
+
+        Returns `run_search`'s outputs plus, for an export with map
+        statistics, its map outputs, the map score also under its own name
+        (map_max or map_topk) as `scoring.add_map_outputs` names it.
+        """
         mode = mode or self.default_mode
         steps = int(self.settings_of(mode)["steps"])
         from_files = all(os.path.isfile(i) for i in images.ids)
@@ -68,6 +81,11 @@ class ExportedModel:
                 result = signature(images=tf.constant(images.images[begin:end]))
             part = {k: v.numpy() for k, v in result.items()}
             part["reconstruction"] = part["reconstruction"].astype(np.float32) / 127.5 - 1.0
+            if "map_score" in part:
+                # Named as the in-process outputs are, so one report reads both.
+                image_score = self.image_scores[mode]
+                part[image_score if image_score in config_lib.MAP_SCORES
+                     else config_lib.DEFAULT_IMAGE_SCORE] = part["map_score"]
             parts.append(part)
             if progress:
                 progress(end * steps)

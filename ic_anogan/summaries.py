@@ -7,39 +7,66 @@ import tensorflow as tf
 from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
 
-def comparison_grid(images, reconstructions, anomaly_maps) -> tf.Tensor:
-    """Rows of query | reconstruction | |difference| as one [1, H·N, 3W, 1] image in [0, 1].
+def comparison_grid(images, reconstructions, anomaly_maps, standardised_maps=None) -> tf.Tensor:
+    """Rows of query | reconstruction | |difference| [| standardised map] as one
+    [1, H·N, k·W, 1] image in [0, 1].
 
-    The map is scaled by its maximum over the grid, so rows compare.
+    Each map is scaled by its maximum over the grid, so rows compare.
     """
-    images = (np.asarray(images) + 1.0) / 2.0
-    reconstructions = (np.asarray(reconstructions) + 1.0) / 2.0
-    maps = np.asarray(anomaly_maps)
-    maps = maps / max(float(maps.max()), 1e-6)
-    rows = np.concatenate([images, reconstructions, maps], axis=2)  # side by side
+    panels = [(np.asarray(images) + 1.0) / 2.0, (np.asarray(reconstructions) + 1.0) / 2.0]
+    for maps in (anomaly_maps, standardised_maps):
+        if maps is not None:
+            maps = np.maximum(np.asarray(maps), 0.0)
+            panels.append(maps / max(float(maps.max()), 1e-6))
+    rows = np.concatenate(panels, axis=2)  # side by side
     grid = np.concatenate(list(rows), axis=0)[None]
     return tf.constant(np.clip(grid, 0.0, 1.0), tf.float32)
 
 
+def _scaled_image(array: np.ndarray) -> tf.Tensor:
+    """[S, S] -> [1, S, S, 1] in [0, 1], scaled by its own range."""
+    array = np.asarray(array, np.float32)
+    low, high = float(array.min()), float(array.max())
+    return tf.constant(((array - low) / max(high - low, 1e-12))[None, ..., None])
+
+
+def write_map_statistics(log_dir: str, statistics, step: int = 0) -> None:
+    """The good parts' per-pixel mean and deviation maps as images (each scaled to its range)."""
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        tf.summary.image("map_statistics/mean", _scaled_image(statistics.mean), step=step)
+        tf.summary.image("map_statistics/std", _scaled_image(statistics.std), step=step)
+        tf.summary.scalar("map_statistics/pixel_threshold", statistics.pixel_threshold,
+                          step=step)
+        tf.summary.scalar("map_statistics/images", statistics.count, step=step)
+    writer.flush()
+    writer.close()
+
+
 def write_scoring_summaries(log_dir: str, scores: np.ndarray, labels: np.ndarray,
-                            defect_types, evaluation: dict, grids: dict, step: int = 0) -> None:
+                            defect_types, evaluation: dict, grids: dict, step: int = 0,
+                            map_statistics=None, score_name: str = "study") -> None:
     """Writes a scoring run to TensorBoard under `log_dir/score`.
 
     Args:
-      scores: anomaly scores.
+      scores: the decision's image scores (named `score_name`).
       labels: 0/1, or -1 when unknown (then no PR curve).
       defect_types: per image.
       evaluation: `metrics.evaluate` output; its numbers become scalars.
-      grids: name -> (images, reconstructions, anomaly_maps).
+      grids: name -> plots.GridRows.
+      map_statistics: the good parts' statistics, shown as images when given.
     """
     writer = tf.summary.create_file_writer(f"{log_dir}/score")
     types = np.asarray(defect_types)
     with writer.as_default():
-        tf.summary.histogram("anomaly_score/all", scores, step=step)
+        # The study's score keeps its historical tag; a map score is tagged by its name.
+        prefix = "anomaly_score" if score_name == "study" else score_name
+        tf.summary.histogram(f"{prefix}/all", scores, step=step)
         for name in sorted(set(types.tolist())):
-            tf.summary.histogram(f"anomaly_score/{name or 'unlabelled'}", scores[types == name],
+            tf.summary.histogram(f"{prefix}/{name or 'unlabelled'}", scores[types == name],
                                  step=step)
-        for key in ("auroc", "auprc", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct", "pixel_auroc"):
+        for key in ("auroc", "auprc", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct", "pixel_auroc",
+                    "pixel_auroc_standardised", "pro"):
             if key in evaluation:
                 tf.summary.scalar(f"metrics/{key}", evaluation[key], step=step)
         for key in ("precision", "recall", "f1"):
@@ -54,8 +81,13 @@ def write_scoring_summaries(log_dir: str, scores: np.ndarray, labels: np.ndarray
             tf.summary.experimental.write_raw_pb(
                 pr_curve_summary.pb("pr_curve", labels.astype(bool), scaled,
                                     num_thresholds=201).SerializeToString(), step=step)
-        for name, (images, reconstructions, maps) in grids.items():
+        for name, rows in grids.items():
             tf.summary.image(f"reconstructions/{name}",
-                             comparison_grid(images, reconstructions, maps), step=step)
+                             comparison_grid(rows.images, rows.reconstructions,
+                                             rows.anomaly_maps, rows.standardised_maps),
+                             step=step)
+        if map_statistics is not None:
+            tf.summary.image("map_statistics/mean", _scaled_image(map_statistics.mean), step=step)
+            tf.summary.image("map_statistics/std", _scaled_image(map_statistics.std), step=step)
     writer.flush()
     writer.close()

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import run_main, tensorboard_tags, write_image
 from ic_anogan import calibration, data, plots, scoring, train
@@ -26,9 +27,21 @@ def test_figures_are_written(tmp_path, rng):
     assert _png(plots.score_histogram(scores, types, str(tmp_path / "h.png"), threshold=1.5))
     assert _png(plots.roc_pr_curves(labels, scores, str(tmp_path / "r.png")))
     images = rng.uniform(-1, 1, (3, 16, 16, 1))
-    assert _png(plots.reconstruction_grid(images, images * 0.5, np.abs(images * 0.5),
-                                          ["a", "b", "c"], str(tmp_path / "g.png")))
-    assert sorted(os.listdir(tmp_path)) == ["g.png", "h.png", "r.png"]  # no temp files left
+    assert _png(plots.reconstruction_grid(
+        plots.GridRows(images, images * 0.5, np.abs(images * 0.5), ["a", "b", "c"]),
+        str(tmp_path / "g.png")))
+    masks = (images > 0.5).astype(np.float32)
+    rows = plots.GridRows(images, images * 0.5, np.abs(images * 0.5), ["a", "b", "c"],
+                          standardised_maps=np.abs(images) * 4, defect_masks=masks,
+                          true_masks=masks, maxima=np.array([[1, 2], [3, 4], [5, 6]]))
+    assert _png(plots.reconstruction_grid(rows, str(tmp_path / "g4.png")))
+    overlays = plots.defect_overlays(rows, ["x/a.png", "b", "synthetic:test:void:3"],
+                                     str(tmp_path / "overlays"))
+    assert [os.path.basename(p) for p in overlays] == [
+        "00_a.png", "01_b.png", "02_synthetic_test_void_3.png"]
+    assert Image.open(overlays[0]).size == (64, 64)
+    assert sorted(os.listdir(tmp_path)) == ["g.png", "g4.png", "h.png", "overlays",
+                                            "r.png"]  # no temp files left
 
 
 def test_run_search_batches_and_reports_progress(trained_model_dir):
@@ -170,17 +183,21 @@ def test_score_main_scores_every_mode(trained_model_dir, tmp_path):
     for mode, steps in (("search", 5), ("encoder", 0), ("encoder_search", 5)):
         stored = json.load(open(out / mode / "metrics.json"))
         assert stored["mode"] == mode and stored["search"]["steps"] == steps
-        assert stored["threshold"] == calibration.read(model_dir, mode)["threshold"]
+        # The map score decides by default, against its own calibrated threshold.
+        assert stored["image_score"] == "map_max"
+        assert stored["threshold"] == calibration.read(model_dir, mode)["image_scores"][
+            "map_max"]["threshold"]
         rows = list(csv.DictReader(open(out / mode / "scores.csv")))
         scores[mode] = np.array([float(r["anomaly_score"]) for r in rows])
-        assert all(r["is_anomaly"] == str(int(float(r["anomaly_score"]) > stored["threshold"]))
+        assert all(r["is_anomaly"] == str(int(float(r["map_score"]) > stored["threshold"]))
                    for r in rows)
         assert os.path.isdir(tmp_path / "tb" / mode / "score")
     assert np.all(scores["encoder_search"] <= scores["encoder"] * (1 + 1e-5))
     assert not np.allclose(scores["search"], scores["encoder"])
-    table = done.stdout[done.stdout.index("| mode | Γ | AUROC"):].splitlines()
-    assert [line.split("|")[1].strip() for line in table[2:5]] == [
-        "search", "encoder", "encoder_search"]
+    table = done.stdout[done.stdout.index("| mode | Γ | image score"):].splitlines()
+    assert [(line.split("|")[1].strip(), line.split("|")[3].strip()) for line in table[2:11]] \
+        == [(mode, score) for mode in ("search", "encoder", "encoder_search")
+            for score in ("study", "map_max (decides)", "map_topk")]
 
 
 def test_score_main_mode_errors(trained_model_dir, tmp_path):

@@ -1,0 +1,152 @@
+"""Image scores side by side on the synthetic IC packages, per defect type.
+
+    python benchmarks/image_scores.py --base_filters 16 --epochs 30          # the demo's budget
+    python benchmarks/image_scores.py --model_dir models/demo                # a trained model
+    python benchmarks/image_scores.py --model_dir models/demo --split validation
+
+Trains a model on the built-in synthetic packages (3277 good, 10% held out;
+GAN then encoder) unless --model_dir already holds one, calibrates every
+scoring mode on the held-out good images (thresholds and the good parts'
+anomaly-map statistics), scores the test split (1100 good, 755 short fill and
+200 each of void, chipped edge and scratch), and prints, per mode and image
+score: AUROC and TPR at 1% FPR per defect type, pixel AUROC of the study's
+map and of the standardised map, and PRO. Then it checks the targets of the
+issue "Decide from where the defect is" for the default image score.
+
+Settings are chosen with --split validation (its own images); the test
+split is for reporting only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+DEFECTS = ("short_fill", "void", "chipped_edge", "scratch")
+
+
+def _train(args):
+    from ic_anogan import encoder_train, train
+    from ic_anogan.config import EncoderConfig, ModelConfig, TrainConfig
+    begin = time.time()
+    result = train.train(model_dir=args.model_dir, log_dir=os.path.join(args.model_dir, "logs"),
+                         model_config=ModelConfig(64, 100, args.base_filters),
+                         train_config=TrainConfig(epochs=args.epochs, monitor_every_epochs=0),
+                         verbose=0)
+    encoder_train.train_encoder(model_dir=args.model_dir,
+                                log_dir=os.path.join(args.model_dir, "logs"),
+                                encoder_config=EncoderConfig(epochs=args.encoder_epochs),
+                                train_set=result.train_set, heldout=result.heldout, verbose=0)
+    print(f"trained in {time.time() - begin:.0f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_dir", default="/tmp/ic_anogan_image_scores/model")
+    parser.add_argument("--base_filters", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--encoder_epochs", type=int, default=20)
+    parser.add_argument("--modes", nargs="+", default=["search", "encoder", "encoder_search"])
+    parser.add_argument("--search_steps", type=int, default=200, help="Γ of mode search")
+    parser.add_argument("--split", default="test", choices=["test", "validation"])
+    parser.add_argument("--good", type=int, default=1100)
+    parser.add_argument("--short_fill", type=int, default=755)
+    parser.add_argument("--others", type=int, default=200, help="void, chipped edge, scratch each")
+    parser.add_argument("--map_residual", default=None, choices=["absolute", "signed"])
+    parser.add_argument("--map_kernel", default=None, choices=["box", "gaussian"])
+    parser.add_argument("--map_kernel_size", type=int, default=None)
+    parser.add_argument("--results", default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+
+    import dataclasses
+
+    from ic_anogan import calibration, data, scoring, train
+    from ic_anogan.config import IMAGE_SCORES, MapConfig, SearchConfig, search_config_for_mode
+
+    if not os.path.exists(os.path.join(args.model_dir, train.GENERATOR_FILE)):
+        _train(args)
+    model = train.load_trained_model(args.model_dir)
+    size = model.model_config.image_size
+    stored = model.metadata
+    good = data.load_training_set(None, size, seed=stored["train"]["seed"],
+                                  synthetic_count=stored["data"].get("train_images", 2950)
+                                  + stored["data"].get("heldout_images", 327),
+                                  synthetic_package=stored["data"].get("synthetic_package", "sop"))
+    _, heldout = data.split_holdout(good, stored["train"]["validation_fraction"],
+                                    stored["train"]["seed"])
+    test = data.load_scoring_set(None, size, synthetic_split=args.split, synthetic_counts={
+        "good": args.good, "short_fill": args.short_fill,
+        **{d: args.others for d in DEFECTS[1:]}})
+    overrides = {k: v for k, v in {"residual": args.map_residual, "kernel": args.map_kernel,
+                                   "kernel_size": args.map_kernel_size}.items() if v is not None}
+    map_config = dataclasses.replace(MapConfig(), **overrides)
+    print(f"{args.model_dir}: {len(heldout)} held-out good images; {args.split} split "
+          f"{data.describe(test)}; {map_config}", flush=True)
+    rows = []
+    for mode in args.modes:
+        if mode not in model.scoring_modes:
+            continue
+        search_config = search_config_for_mode(
+            mode, SearchConfig(), args.search_steps if mode == "search" else None)
+        record = scoring.calibrate(model, heldout, search_config, 99.0, 256, "held-out",
+                                   map_config=map_config)
+        begin = time.time()
+        outputs = scoring.run_search(scoring.make_search(model, search_config), test.images, 256)
+        outputs = scoring.add_map_outputs(test.images, outputs,
+                                          calibration.map_statistics(record))
+        seconds = time.time() - begin
+        evaluation = scoring.evaluate_scores(test, outputs, "map_max",
+                                             calibration.thresholds(record))
+        for name in IMAGE_SCORES:
+            e = evaluation["image_scores"][name]
+            rows.append({"mode": mode, "steps": search_config.steps, "image_score": name,
+                         "auroc": e["auroc"], "tpr_at_fpr_1pct": e["tpr_at_fpr_1pct"],
+                         "auroc_per_type": e["auroc_per_defect_type"],
+                         "tpr_per_type": e["tpr_at_fpr_1pct_per_defect_type"],
+                         "fpr_at_threshold": e["at_threshold"]["false_positive_rate"],
+                         "recall_at_threshold": e["at_threshold"]["recall"],
+                         "pixel_auroc": evaluation["pixel_auroc"],
+                         "pixel_auroc_standardised": evaluation["pixel_auroc_standardised"],
+                         "pro": evaluation["pro"],
+                         "pro_per_type": evaluation["pro_per_defect_type"],
+                         "seconds_per_image": seconds / len(test)})
+        print(f"  {mode} scored in {seconds:.1f} s", flush=True)
+
+    print("\n| mode | Γ | image score | AUROC " + " | ".join(DEFECTS) + " | TPR@1%FPR "
+          + " | ".join(DEFECTS) + " | recall at threshold (FPR) |")
+    print("|---|---:|---|" + "---:|" * (2 * len(DEFECTS) + 1))
+    for r in rows:
+        print(f"| {r['mode']} | {r['steps']} | {r['image_score']} | "
+              + " | ".join(f"{r['auroc_per_type'][d]:.3f}" for d in DEFECTS) + " | "
+              + " | ".join(f"{r['tpr_per_type'][d]:.3f}" for d in DEFECTS)
+              + f" | {r['recall_at_threshold']:.3f} ({r['fpr_at_threshold']:.3f}) |")
+    print("\n| mode | pixel AUROC, \\|x − G(z)\\| | pixel AUROC, standardised | PRO | "
+          + " | ".join(f"PRO {d}" for d in DEFECTS) + " |")
+    print("|---|---:|---:|---:|" + "---:|" * len(DEFECTS))
+    for r in rows:
+        if r["image_score"] == "map_max":
+            print(f"| {r['mode']} | {r['pixel_auroc']:.3f} | {r['pixel_auroc_standardised']:.3f} "
+                  f"| {r['pro']:.3f} | "
+                  + " | ".join(f"{r['pro_per_type'][d]:.3f}" for d in DEFECTS) + " |")
+    print("\nTargets (map_max):")
+    for r in rows:
+        if r["image_score"] != "map_max":
+            continue
+        checks = [("short fill AUROC >= 0.999", r["auroc_per_type"]["short_fill"] >= 0.999),
+                  ("short fill TPR@1%FPR >= 0.97", r["tpr_per_type"]["short_fill"] >= 0.97),
+                  *[(f"{d} AUROC >= 0.90", r["auroc_per_type"][d] >= 0.90) for d in DEFECTS[1:]],
+                  ("pixel AUROC >= 0.98", r["pixel_auroc_standardised"] >= 0.98)]
+        print(f"  {r['mode']}: " + "; ".join(f"{n}: {'met' if ok else 'NOT met'}"
+                                              for n, ok in checks))
+    if args.results:
+        with open(args.results, "w") as f:
+            json.dump({"args": vars(args), "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""From anomaly maps to decisions: smoothing, good-part statistics, map scores, masks.
+
+The study's score A(x) sums the residual |x − G(z)| over the whole image. A
+local defect (a void of a few pixels, a scratch) then competes with every
+pixel's share of the way good parts vary: leads and marking that G draws a
+little off, sensor noise, G's own blur. The maps show the defect; the sum
+hides it. This module scores an image from where its residual is unusual:
+
+1. Residual. |x − G(z)| (`absolute`), or the signed x − G(z) (`signed`),
+   whose noise is zero-mean, so smoothing removes more of it.
+2. Smoothing. A k×k box or Gaussian kernel (reflect-padded, so the border
+   is not darkened): pixel noise averages out; a defect that spans a few
+   pixels stays.
+3. Standardising. Each pixel is expressed in units of how much good parts
+   vary there: (m − μ_p)/σ_p, with μ_p, σ_p the mean and deviation of the
+   good images' smoothed maps at that pixel (`signed`: the absolute value
+   of that, so both dark and bright defects count). The places G always
+   misses a little (leads, marking, edges) stop dominating.
+4. Scores. `map_max`, the maximum of the standardised map, and `map_topk`,
+   the mean of its top fraction; the argmax says where the defect is.
+5. Mask. Pixels above a threshold (a high percentile of the good images'
+   standardised pixels) form the defect mask.
+
+Statistics from few images are noisy: a pixel that happened to vary little
+in 40 good images would flag every later part. So each pixel's mean and
+variance are shrunk toward the image-wide values with the weight of
+`prior_images` images, and the deviation is floored at a fraction of the
+image-wide one.
+
+Thresholds are percentiles of good images' scores, and a good image scored
+with statistics that include itself looks better than an unseen one would:
+at 300 images its maximum is already biased low. Calibration therefore
+cross-fits: the good images are split into folds, each fold is scored with
+statistics from the others, and the thresholds are percentiles of those
+scores. The statistics stored with the model use every image.
+
+The map functions are graph code, used as they are by the in-process scorer
+and inside the SavedModel, so both compute the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from ic_anogan import config as config_lib
+from ic_anogan.config import MapConfig
+
+log = logging.getLogger(__name__)
+
+# Outputs added to a search's outputs by `map_outputs`.
+MAP_OUTPUTS = ("map_max", "map_topk", "map_x", "map_y", "standardised_map", "defect_mask")
+
+
+@dataclasses.dataclass(frozen=True)
+class MapStatistics:
+    """What good parts' anomaly maps look like, at the model's resolution.
+
+    Attributes:
+      mean, std: float32 [S, S], per pixel, after shrinkage and the floor.
+      count: good images they rest on.
+      pixel_threshold: standardised value above which a pixel is defective.
+      config: the smoothing and standardisation they were computed with.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    count: int
+    pixel_threshold: float
+    config: MapConfig
+
+    def to_dict(self) -> dict:
+        return {"config": config_lib.to_dict(self.config), "count": int(self.count),
+                "pixel_threshold": float(self.pixel_threshold),
+                # 7 significant digits: float32 round-trips through the JSON text.
+                "mean": np.round(self.mean.astype(np.float64), 7).tolist(),
+                "std": np.round(self.std.astype(np.float64), 7).tolist()}
+
+    @staticmethod
+    def from_dict(values: dict) -> "MapStatistics":
+        mean = np.asarray(values["mean"], np.float32)
+        std = np.asarray(values["std"], np.float32)
+        if mean.ndim != 2 or mean.shape != std.shape or mean.shape[0] != mean.shape[1]:
+            raise ValueError(f"map statistics: expected two equal square arrays, got "
+                             f"{mean.shape} and {std.shape}")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+            raise ValueError("map statistics: mean must be finite and std finite and positive")
+        return MapStatistics(mean, std, int(values["count"]), float(values["pixel_threshold"]),
+                             config_lib.from_dict(MapConfig, values["config"]))
+
+
+# -- graph code ---------------------------------------------------------------
+
+def _kernel(config: MapConfig) -> np.ndarray:
+    size = config.kernel_size
+    if config.kernel == "box":
+        weights = np.ones((size, size))
+    else:
+        sigma = size / 4.0
+        axis = np.arange(size) - (size - 1) / 2.0
+        line = np.exp(-0.5 * (axis / sigma) ** 2)
+        weights = np.outer(line, line)
+    return (weights / weights.sum()).astype(np.float32)[:, :, None, None]
+
+
+def smoothed_residual(images: tf.Tensor, reconstructions: tf.Tensor,
+                      config: MapConfig) -> tf.Tensor:
+    """The residual map of `config.residual`, smoothed: [N, S, S, 1]."""
+    residual = tf.convert_to_tensor(images, tf.float32) - tf.convert_to_tensor(
+        reconstructions, tf.float32)
+    if config.residual == "absolute":
+        residual = tf.abs(residual)
+    if config.kernel_size == 1:
+        return residual
+    half = config.kernel_size // 2
+    padded = tf.pad(residual, [[0, 0], [half, half], [half, half], [0, 0]], mode="REFLECT")
+    return tf.nn.conv2d(padded, tf.constant(_kernel(config)), strides=1, padding="VALID")
+
+
+def standardise(smoothed: tf.Tensor, mean, std, config: MapConfig) -> tf.Tensor:
+    """(smoothed − mean) / std per pixel; two-sided (absolute) for the signed residual."""
+    mean = tf.reshape(tf.cast(mean, tf.float32), [1, *mean.shape, 1])
+    std = tf.reshape(tf.cast(std, tf.float32), [1, *std.shape, 1])
+    standardised = (smoothed - mean) / std
+    return tf.abs(standardised) if config.residual == "signed" else standardised
+
+
+def top_count(image_size: int, top_fraction: float) -> int:
+    """How many pixels `map_topk` averages."""
+    return max(1, int(round(top_fraction * image_size * image_size)))
+
+
+def map_scores(standardised: tf.Tensor, config: MapConfig) -> dict:
+    """map_max, map_topk [N] and the maximum's map_x, map_y (int32 [N]) of standardised maps."""
+    size = standardised.shape[1]
+    flat = tf.reshape(standardised, [tf.shape(standardised)[0], size * size])
+    where = tf.argmax(flat, axis=1, output_type=tf.int32)
+    top = tf.math.top_k(flat, k=top_count(size, config.top_fraction), sorted=False).values
+    return {"map_max": tf.reduce_max(flat, axis=1), "map_topk": tf.reduce_mean(top, axis=1),
+            "map_x": where % size, "map_y": where // size}
+
+
+def map_outputs(images: tf.Tensor, reconstructions: tf.Tensor,
+                statistics: MapStatistics) -> dict:
+    """Everything the maps add to a search's outputs (MAP_OUTPUTS), as graph code.
+
+    Args:
+      images: float32 [N, S, S, 1] in [-1, 1].
+      reconstructions: G(z) at the search's z, same shape (unrounded).
+      statistics: the good parts' statistics of this scoring mode.
+    """
+    config = statistics.config
+    standardised = standardise(smoothed_residual(images, reconstructions, config),
+                               statistics.mean, statistics.std, config)
+    outputs = map_scores(standardised, config)
+    outputs["standardised_map"] = standardised
+    outputs["defect_mask"] = tf.cast(standardised > statistics.pixel_threshold, tf.uint8)
+    return outputs
+
+
+def score_maps(images: np.ndarray, reconstructions: np.ndarray, statistics: MapStatistics,
+               batch_size: int = 512) -> dict:
+    """`map_outputs` as numpy, in batches (memory stays flat on large sets)."""
+    parts = []
+    for begin in range(0, len(images), batch_size):
+        end = begin + batch_size
+        parts.append({k: v.numpy() for k, v in map_outputs(
+            images[begin:end], reconstructions[begin:end], statistics).items()})
+    if not parts:
+        size = statistics.mean.shape[0]
+        return {"map_max": np.zeros([0], np.float32), "map_topk": np.zeros([0], np.float32),
+                "map_x": np.zeros([0], np.int32), "map_y": np.zeros([0], np.int32),
+                "standardised_map": np.zeros([0, size, size, 1], np.float32),
+                "defect_mask": np.zeros([0, size, size, 1], np.uint8)}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+# -- statistics from good images ------------------------------------------------
+
+def estimate(smoothed: np.ndarray, config: MapConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel (mean, std) [S, S] of good images' smoothed maps [N, S, S(, 1)].
+
+    Each pixel's mean and variance are shrunk toward the image-wide mean and
+    the mean within-pixel variance, with the weight of `config.prior_images`
+    images; the deviation is then floored at `config.std_floor` times the
+    image-wide deviation.
+    """
+    maps = np.asarray(smoothed, np.float64).reshape(len(smoothed), *np.shape(smoothed)[1:3])
+    count = len(maps)
+    if count == 0:
+        raise ValueError("map statistics need at least one good image")
+    pixel_mean = maps.mean(axis=0)
+    pixel_variance = maps.var(axis=0)
+    wide_mean = float(pixel_mean.mean())
+    # With one image there is no within-pixel variance to pool; the spread
+    # over the image is then the only honest guess.
+    wide_variance = float(pixel_variance.mean()) if count > 1 else float(maps.var())
+    wide_variance = max(wide_variance, 1e-12)
+    prior = config.prior_images
+    mean = (count * pixel_mean + prior * wide_mean) / (count + prior)
+    variance = (count * pixel_variance + prior * wide_variance) / (count + prior)
+    std = np.maximum(np.sqrt(variance), config.std_floor * np.sqrt(wide_variance))
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+@dataclasses.dataclass
+class MapCalibration:
+    """What calibration learns from good images' maps."""
+
+    statistics: MapStatistics
+    # Cross-fitted scores of the good images, per map score name: what unseen
+    # good parts score, for the thresholds.
+    good_scores: dict
+
+
+def calibrate(images: np.ndarray, reconstructions: np.ndarray, config: MapConfig,
+              seed: int = 0) -> MapCalibration:
+    """Statistics, pixel threshold and cross-fitted good scores from good images.
+
+    Args:
+      images: good images the model never trained on, [N, S, S, 1] in [-1, 1].
+      reconstructions: their G(z) after the search.
+      config: smoothing and standardisation.
+      seed: assigns images to folds.
+    """
+    count = len(images)
+    if count == 0:
+        raise ValueError("map calibration needs at least one good image")
+    smoothed = np.concatenate([smoothed_residual(images[b:b + 512], reconstructions[b:b + 512],
+                                                 config).numpy()
+                               for b in range(0, count, 512)])
+    mean, std = estimate(smoothed, config)
+    folds = min(config.folds, count)
+    if folds < 2:
+        log.warning("map statistics rest on one good image: no cross-fitting possible, the "
+                    "thresholds are in-sample and too low; calibrate on more good images")
+        assignment = np.zeros(count, np.int64)
+        folds = 1
+    else:
+        assignment = np.random.default_rng(seed).permutation(count) % folds
+    scores = {name: np.zeros(count, np.float64) for name in config_lib.MAP_SCORES}
+    pixels = []
+    for fold in range(folds):
+        inside = assignment == fold
+        rest = smoothed[~inside] if folds > 1 else smoothed
+        fold_mean, fold_std = estimate(rest, config)
+        standardised = standardise(tf.constant(smoothed[inside]), fold_mean, fold_std, config)
+        for name, values in map_scores(standardised, config).items():
+            if name in scores:
+                scores[name][inside] = values.numpy()
+        pixels.append(standardised.numpy().ravel())
+    pixel_threshold = float(np.percentile(np.concatenate(pixels), config.pixel_percentile))
+    statistics = MapStatistics(mean, std, count, pixel_threshold, config)
+    return MapCalibration(statistics, scores)
+
+
+def describe(statistics: MapStatistics) -> str:
+    """One line for the log: what the statistics rest on."""
+    c = statistics.config
+    return (f"map statistics on {statistics.count} good images ({c.residual} residual, "
+            f"{c.kernel} {c.kernel_size}x{c.kernel_size} smoothing, shrunk toward the "
+            f"image-wide values with the weight of {c.prior_images:g} images; pixel threshold "
+            f"{statistics.pixel_threshold:.3f} = {c.pixel_percentile:g}th percentile of good "
+            "standardised pixels)"
+            + ("; few images: the per-pixel statistics lean on the image-wide ones"
+               if statistics.count < 4 * c.prior_images else ""))

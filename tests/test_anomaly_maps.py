@@ -1,0 +1,239 @@
+"""Map statistics, map scores, defect masks and PRO: hand-made maps, tiny models."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import run_main, tensorboard_tags
+from ic_anogan import anomaly_maps, calibration, export, metrics, scoring, serving, train
+from ic_anogan.anomaly_maps import MapStatistics
+from ic_anogan.config import ConfigError, MapConfig, SearchConfig
+
+NO_SMOOTHING = MapConfig(kernel="box", kernel_size=1)
+
+
+def _statistics(mean, std, config=NO_SMOOTHING, pixel_threshold=3.0):
+    return MapStatistics(np.asarray(mean, np.float32), np.asarray(std, np.float32), 10,
+                         pixel_threshold, config)
+
+
+def test_map_max_of_one_hot_pixel_is_its_standardised_value():
+    size = 8
+    mean = np.full((size, size), 0.1)
+    std = np.full((size, size), 0.05)
+    std[5, 2] = 0.2
+    reconstructions = np.zeros((1, size, size, 1), np.float32)
+    images = np.full((1, size, size, 1), 0.1, np.float32)  # exactly the mean: z = 0
+    images[0, 5, 2, 0] = 0.9
+    out = anomaly_maps.score_maps(images, reconstructions, _statistics(mean, std))
+    expected = (0.9 - 0.1) / 0.2
+    np.testing.assert_allclose(out["map_max"], [expected], rtol=1e-6)
+    np.testing.assert_allclose(out["standardised_map"][0, 5, 2, 0], expected, rtol=1e-6)
+    assert (out["map_x"][0], out["map_y"][0]) == (2, 5)
+    # The mask is the standardised map against the pixel threshold: only the hot pixel.
+    assert out["defect_mask"].dtype == np.uint8
+    assert out["defect_mask"].sum() == 1 and out["defect_mask"][0, 5, 2, 0] == 1
+    # Top fraction of one pixel is the maximum too.
+    np.testing.assert_allclose(out["map_topk"], out["map_max"], rtol=1e-6)
+
+
+def test_signed_residual_flags_dark_and_bright_alike():
+    size = 8
+    config = MapConfig(residual="signed", kernel="box", kernel_size=1)
+    stats = _statistics(np.zeros((size, size)), np.full((size, size), 0.1), config)
+    images = np.zeros((2, size, size, 1), np.float32)
+    images[0, 1, 1, 0], images[1, 6, 6, 0] = 0.5, -0.5  # bright, dark
+    out = anomaly_maps.score_maps(images, np.zeros_like(images), stats)
+    np.testing.assert_allclose(out["map_max"], [5.0, 5.0], rtol=1e-6)
+
+
+def test_smoothing_keeps_constants_and_kernels_sum_to_one():
+    constant = np.full((2, 9, 9, 1), 0.3, np.float32)
+    for kernel in ("box", "gaussian"):
+        config = MapConfig(kernel=kernel, kernel_size=5)
+        smoothed = anomaly_maps.smoothed_residual(constant, np.zeros_like(constant), config)
+        # Reflect padding: the border is not darkened.
+        np.testing.assert_allclose(smoothed.numpy(), 0.3, rtol=1e-6)
+        assert anomaly_maps._kernel(config).sum() == pytest.approx(1.0)
+
+
+def test_shrinkage_keeps_two_images_sane():
+    rng = np.random.default_rng(0)
+    maps = rng.uniform(0.0, 0.2, (2, 16, 16))
+    maps[:, 3, 3] = 0.05  # no variation at all at this pixel in two images
+    config = MapConfig(prior_images=10.0, std_floor=0.1)
+    mean, std = anomaly_maps.estimate(maps, config)
+    wide_variance = maps.var(axis=0).mean()
+    assert np.all(np.isfinite(mean)) and np.all(std > 0)
+    # Shrunk toward the image-wide values with the weight of 10 images out of 12.
+    expected_mean = (2 * 0.05 + 10 * maps.mean(axis=0).mean()) / 12
+    assert mean[3, 3] == pytest.approx(expected_mean, rel=1e-5)
+    assert std[3, 3] == pytest.approx(np.sqrt(10 * wide_variance / 12), rel=1e-5)
+    assert std.min() >= 0.1 * np.sqrt(wide_variance) * (1 - 1e-6)
+    # A new good-looking map does not explode anywhere.
+    standardised = anomaly_maps.standardise(tf.constant(maps[:1, ..., None], tf.float32),
+                                            mean, std, config).numpy()
+    assert np.abs(standardised).max() < 10
+
+
+def test_calibration_with_few_images_cross_fits_and_says_how_many(caplog):
+    rng = np.random.default_rng(1)
+    images = rng.uniform(-1, 1, (2, 16, 16, 1)).astype(np.float32)
+    reconstructions = images + rng.normal(0, 0.05, images.shape).astype(np.float32)
+    result = anomaly_maps.calibrate(images, reconstructions, MapConfig())
+    assert result.statistics.count == 2
+    assert set(result.good_scores) == {"map_max", "map_topk"}
+    assert all(np.all(np.isfinite(v)) for v in result.good_scores.values())
+    assert np.isfinite(result.statistics.pixel_threshold)
+    text = anomaly_maps.describe(result.statistics)
+    assert "2 good images" in text and "lean on the image-wide" in text
+
+
+def test_statistics_round_trip_through_the_model_dir(trained_model_dir):
+    for mode in ("search", "encoder", "encoder_search"):
+        record = calibration.read(trained_model_dir["model_dir"], mode)
+        statistics = calibration.map_statistics(record)
+        assert statistics.mean.shape == (16, 16) and statistics.count == len(
+            trained_model_dir["result"].heldout)
+        again = MapStatistics.from_dict(json.loads(json.dumps(statistics.to_dict())))
+        np.testing.assert_array_equal(again.mean, statistics.mean)
+        np.testing.assert_array_equal(again.std, statistics.std)
+        assert again.config == statistics.config == MapConfig()
+        assert set(calibration.thresholds(record)) == {"study", "map_max", "map_topk"}
+
+
+def test_map_max_threshold_rejects_about_the_percentile_of_new_good_images(trained_model_dir):
+    """Cross-fitted thresholds hold on good images the statistics never saw."""
+    from ic_anogan import synthetic
+    model = train.load_trained_model(trained_model_dir["model_dir"])
+    record = calibration.read(model.model_dir, "encoder")
+    good = synthetic.render_set("validation", 16, good=200, seed=0)
+    search = scoring.make_search(model, calibration.stored_search_config(record))
+    outputs = scoring.add_map_outputs(good.images, scoring.run_search(search, good.images, 64),
+                                      calibration.map_statistics(record))
+    rejected = np.mean(outputs["map_max"] > calibration.thresholds(record)["map_max"])
+    assert rejected < 0.2  # 1% calibrated on 4 held-out images: loose, but not in-sample low
+
+
+def test_old_calibration_without_statistics_scores_with_study_only(trained_model_dir):
+    record = dict(calibration.read(trained_model_dir["model_dir"], "search"))
+    record.pop("map")
+    assert calibration.map_statistics(record) is None
+    outputs = {"anomaly_score": np.ones(2), "reconstruction": np.zeros((2, 16, 16, 1))}
+    assert scoring.available_scores(outputs) == ["study"]
+    with pytest.raises(ValueError, match="--calibrate_dir"):
+        scoring.score_values(outputs, "map_max")
+
+
+def test_bad_map_settings_name_the_flag():
+    with pytest.raises(ConfigError, match="map_kernel_size"):
+        MapConfig(kernel_size=4)
+    with pytest.raises(ConfigError, match="pixel_percentile"):
+        MapConfig(pixel_percentile=float("nan"))
+    with pytest.raises(ValueError, match="std"):
+        MapStatistics.from_dict({**_statistics(np.zeros((4, 4)), np.ones((4, 4))).to_dict(),
+                                 "std": np.zeros((4, 4)).tolist()})
+
+
+def test_connected_regions_and_pro_on_hand_made_maps():
+    mask = np.zeros((6, 6), bool)
+    mask[0:2, 0:2] = True          # region of 4
+    mask[2, 2] = True              # touches the first diagonally: same region (8-connected)
+    mask[4:6, 4] = True            # region of 2
+    regions = metrics.connected_regions(mask)
+    assert sorted(len(r) for r in regions) == [2, 5]
+    masks = mask[None, ..., None].astype(np.float32)
+    assert metrics.pro_auc(masks * 5.0, masks) == pytest.approx(1.0)
+    # Finding only the small region: half the regions overlap fully, whatever their size.
+    only_small = np.zeros_like(masks)
+    only_small[0, 4:6, 4, 0] = 5.0
+    assert metrics.pro_auc(only_small, masks) == pytest.approx(0.5, abs=0.02)
+
+
+@pytest.fixture(scope="session")
+def exported_with_maps(trained_model_dir, tmp_path_factory):
+    model = train.load_trained_model(trained_model_dir["model_dir"])
+    record = calibration.read(model.model_dir, "encoder_search")
+    search_config = calibration.stored_search_config(record)
+    statistics = calibration.map_statistics(record)
+    threshold = calibration.thresholds(record)["map_max"]
+    base = str(tmp_path_factory.mktemp("export_maps"))
+    path = export.export_saved_model(model, base, search_config, threshold,
+                                     warmup_batch_sizes=(), map_statistics=statistics,
+                                     image_score="map_max")
+    return {"model": model, "path": path, "config": search_config, "statistics": statistics,
+            "threshold": threshold}
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_export_map_outputs_equal_the_in_process_ones(exported_with_maps, n):
+    e = exported_with_maps
+    pixels = np.random.default_rng(n).integers(0, 256, (n, 16, 16, 1), dtype=np.uint8)
+    served = {k: v.numpy() for k, v in tf.saved_model.load(e["path"]).signatures[
+        "serving_default"](images=tf.constant(pixels)).items()}
+    assert set(served) == set(export.SCORE_OUTPUTS + export.MAP_SCORE_OUTPUTS)
+    images = pixels.astype(np.float32) / 255.0 * 2 - 1
+    outputs = scoring.run_search(scoring.make_search(e["model"], e["config"]), images, 8)
+    local = scoring.add_map_outputs(images, outputs, e["statistics"])
+    np.testing.assert_allclose(served["map_score"], local["map_max"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(served["standardised_map"], local["standardised_map"],
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(served["defect_mask"], local["defect_mask"])
+    assert served["defect_mask"].dtype == np.uint8
+    np.testing.assert_array_equal(served["map_x"], local["map_x"])
+    np.testing.assert_array_equal(served["is_anomaly"], local["map_max"] > e["threshold"])
+
+
+def test_export_carries_the_statistics_and_says_which_score_decides(exported_with_maps):
+    e = exported_with_maps
+    loaded = tf.saved_model.load(e["path"])
+    meta = {k: v.numpy() for k, v in loaded.signatures["metadata"]().items()}
+    assert meta["image_score"] == b"map_max"
+    assert meta["pixel_threshold"] == pytest.approx(e["statistics"].pixel_threshold)
+    client = serving.ExportedModel(e["path"])
+    assert client.image_scores == {"encoder_search": "map_max"}
+    again = client.map_statistics("encoder_search")
+    np.testing.assert_array_equal(again.mean, e["statistics"].mean)
+
+
+def test_score_main_reports_both_scores_and_old_dirs_say_how_to_add_them(trained_model_dir,
+                                                                           tmp_path):
+    counts = "--synthetic_counts=good:6,short_fill:3,void:3"
+    out = tmp_path / "new"
+    result = run_main("score_main.py", f"--model_dir={trained_model_dir['model_dir']}",
+                      f"--output_dir={out}", f"--log_dir={tmp_path / 'logs'}", "--mode=encoder",
+                      counts)
+    assert result.returncode == 0, result.stderr
+    header = (out / "scores.csv").read_text().splitlines()[0].split(",")
+    assert header == list(scoring.CSV_COLUMNS)
+    assert header[-3:] == ["map_score", "map_x", "map_y"]
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["image_score"] == "map_max"
+    assert set(written["image_scores"]) == {"study", "map_max", "map_topk"}
+    assert {"pixel_auroc", "pixel_auroc_standardised", "pro"} <= set(written)
+    assert len(os.listdir(out / "overlays")) == 8
+    tags = tensorboard_tags(str(tmp_path / "logs" / "score"))
+    assert {"map_max/all", "map_max/good", "map_max/void", "map_statistics/mean",
+            "map_statistics/std", "metrics/pro", "metrics/pixel_auroc_standardised",
+            "reconstructions/most_anomalous"} <= tags
+
+    # A model dir from before the map statistics: study decides, and the log says how to add them.
+    old = tmp_path / "old_model"
+    shutil.copytree(trained_model_dir["model_dir"], old)
+    stored = json.loads((old / "calibration.json").read_text())
+    for record in stored["modes"].values():
+        record.pop("map"), record.pop("image_scores")
+    (old / "calibration.json").write_text(json.dumps(stored))
+    result = run_main("score_main.py", f"--model_dir={old}", f"--output_dir={tmp_path / 'o'}",
+                      f"--log_dir={tmp_path / 'logs2'}", "--mode=encoder", counts)
+    assert result.returncode == 0, result.stderr
+    assert "--calibrate_dir" in result.stderr and "study" in result.stderr
+    written = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert written["image_score"] == "study" and list(written["image_scores"]) == ["study"]
+    refused = run_main("score_main.py", f"--model_dir={old}", f"--output_dir={tmp_path / 'p'}",
+                       "--mode=encoder", "--image_score=map_max", counts)
+    assert refused.returncode == 1 and "--calibrate_dir" in refused.stderr
