@@ -237,3 +237,28 @@ def test_score_main_reports_both_scores_and_old_dirs_say_how_to_add_them(trained
     refused = run_main("score_main.py", f"--model_dir={old}", f"--output_dir={tmp_path / 'p'}",
                        "--mode=encoder", "--image_score=map_max", counts)
     assert refused.returncode == 1 and "--calibrate_dir" in refused.stderr
+
+
+def test_an_export_from_before_the_map_scores_still_scores(trained_model_dir, tmp_path):
+    """No statistics, no image_score in its settings: score_main decides by study."""
+    model = train.load_trained_model(trained_model_dir["model_dir"])
+    record = calibration.read(model.model_dir, "search")
+    path = export.export_saved_model(model, str(tmp_path / "serving"),
+                                     calibration.stored_search_config(record),
+                                     record["threshold"], warmup_batch_sizes=())
+    asset = os.path.join(path, "assets", export.SETTINGS_ASSET)
+    settings = json.load(open(asset))
+    settings.pop("image_score")
+    for values in settings["modes"].values():
+        values.pop("image_score"), values.pop("outputs")
+    with open(asset, "w") as f:
+        json.dump(settings, f)
+    client = serving.ExportedModel(path)
+    assert client.image_scores == {"search": "study"} and client.map_statistics("search") is None
+    done = run_main("score_main.py", f"--saved_model={path}", f"--output_dir={tmp_path / 'o'}",
+                    f"--log_dir={tmp_path / 'tb'}", "--synthetic_counts=good:3,short_fill:2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert written["image_score"] == "study" and written["threshold"] == record["threshold"]
+    rows = (tmp_path / "o" / "scores.csv").read_text().splitlines()
+    assert all(row.endswith(",,,") for row in rows[1:])  # no map columns to fill

@@ -119,8 +119,10 @@ def test_score_main_end_to_end(trained_model_dir, tmp_path):
     assert stored["counts"] == {"good": 8, "short_fill": 6}
     rows = list(csv.DictReader(open(out / "scores.csv")))
     record = calibration.read(trained_model_dir["model_dir"], "encoder_search")
-    assert all(r["is_anomaly"] == str(int(float(r["anomaly_score"]) > record["threshold"]))
-               for r in rows)
+    # map_max decides by default, against its own threshold.
+    threshold = record["image_scores"]["map_max"]["threshold"]
+    assert stored["image_score"] == "map_max" and stored["threshold"] == threshold
+    assert all(r["is_anomaly"] == str(int(float(r["map_score"]) > threshold)) for r in rows)
 
 
 def test_score_main_recalibrates_and_overrides(trained_model_dir, tmp_path, rng):
@@ -133,11 +135,18 @@ def test_score_main_recalibrates_and_overrides(trained_model_dir, tmp_path, rng)
     done = run_main("score_main.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'o'}",
                     f"--log_dir={tmp_path / 'tb'}", f"--calibrate_dir={tmp_path / 'good'}",
                     "--mode=search", "--search_steps=3", "--calibration_percentile=50",
-                    "--synthetic_counts=good:4,void:4")
+                    "--synthetic_counts=good:4,void:4", "--map_kernel_size=5",
+                    "--map_residual=signed", "--pixel_percentile=99")
     assert done.returncode == 0, done.stderr[-3000:]
     record = calibration.read(model_dir)
     assert record["source"] == str(tmp_path / "good") and record["percentile"] == 50.0
     assert record["search"]["steps"] == 3
+    # The map statistics are recomputed on the new good images, with the settings given.
+    assert record["map"]["count"] == 4
+    assert record["map"]["config"]["kernel_size"] == 5
+    assert record["map"]["config"]["residual"] == "signed"
+    assert record["map"]["config"]["pixel_percentile"] == 99
+    assert "map statistics on 4 good images" in done.stderr
     other = run_main("score_main.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'p'}",
                      f"--log_dir={tmp_path / 'tb'}", "--synthetic_counts=good:2,void:2",
                      "--mode=search", "--search_steps=2")
@@ -154,6 +163,11 @@ def test_score_main_recalibrates_and_overrides(trained_model_dir, tmp_path, rng)
 def test_score_main_bad_inputs(trained_model_dir, tmp_path):
     model_dir = trained_model_dir["model_dir"]
     cases = [
+        ([f"--model_dir={model_dir}", "--map_kernel_size=5"],
+         "set how the map statistics are computed, at calibration: give them with "
+         "--calibrate_dir"),
+        ([f"--model_dir={model_dir}", f"--calibrate_dir={tmp_path}", "--map_kernel_size=4"],
+         "--map_kernel_size=4: expected an odd integer >= 1"),
         ([f"--model_dir={tmp_path / 'none'}"], "none: model directory not found"),
         ([f"--model_dir={model_dir}", "--threshold=abc"], "--threshold='abc': expected a number"),
         ([f"--model_dir={model_dir}", f"--data_dir={tmp_path / 'missing'}"],
