@@ -27,6 +27,8 @@ import gzip
 import os
 import re
 import struct
+import warnings
+import zlib
 from typing import Optional, Sequence
 
 import numpy as np
@@ -38,6 +40,15 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 GRAY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], np.float32)
 GOOD = "good"
 UNKNOWN_LABEL = -1
+# Largest image decoded, in pixels (width x height): 100 megapixels holds any
+# inspection camera's frame (a 12-bit 65 MP sensor is the largest common one)
+# and stops a decompression bomb before it takes gigabytes. --max_image_pixels
+# raises it.
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+# A JPEG this many times larger than the model on both sides is decoded at a
+# reduced DCT scale (Pillow's draft), still at least DRAFT_MARGIN times the
+# model's size, so the antialiased resize that follows sees enough pixels.
+DRAFT_MARGIN = 4
 
 
 class DataError(ValueError):
@@ -145,27 +156,58 @@ def resize_to_model(gray: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.clip_by_value(resized, 0.0, 1.0) * 2.0 - 1.0
 
 
-def read_gray(path: str) -> np.ndarray:
-    """Reads an image file as gray float32 [H, W] in [0, 1].
-
-    Raises:
-      DataError: the file cannot be decoded completely.
-    """
+def _decode(path: str, max_pixels: int, target_size: Optional[int]) -> tuple:
+    """(gray float32 [h, w] in [0, 1], original (H, W)); see `read_gray`."""
     try:
-        with Image.open(path) as image:
-            image.load()  # forces a full decode, so truncation is caught here
-            if image.mode == "P":
-                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-            elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-                image = image.convert("RGB")
-            elif image.mode == "1":
-                image = image.convert("L")
-            pixels = np.array(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        with warnings.catch_warnings():
+            # The pixel limit below replaces Pillow's bomb warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
+                # Pillow refuses above twice its own limit at open(); a user who
+                # raised ours must get what they asked for.
+                Image.MAX_IMAGE_PIXELS = max_pixels
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise DataError(
+                        f"{path}: {width}x{height} = {width * height} pixels, above the limit "
+                        f"of {max_pixels} pixels (--max_image_pixels); a model needs far "
+                        "fewer. Raise the limit if the file is genuine")
+                if (target_size and image.format == "JPEG"
+                        and min(width, height) >= 2 * DRAFT_MARGIN * target_size):
+                    # Decode at 1/2, 1/4 or 1/8 scale: the full frame is never in memory.
+                    image.draft(image.mode, (DRAFT_MARGIN * target_size,) * 2)
+                image.load()  # forces a full decode, so truncation is caught here
+                if image.mode == "P":
+                    image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+                elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                    image = image.convert("RGB")
+                elif image.mode == "1":
+                    image = image.convert("L")
+                pixels = np.array(image)
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: above the limit of {max_pixels} pixels "
+                        f"(--max_image_pixels), refused before decoding ({e}). Raise the limit "
+                        "if the file is genuine") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, zlib.error,
+            MemoryError) as e:
         raise DataError(f"{path}: not a decodable PNG/JPEG/BMP/TIFF image ({e})") from e
     if pixels.ndim not in (2, 3) or pixels.size == 0:
         raise DataError(f"{path}: expected a 2-D image, got pixel array {pixels.shape}")
-    return gray_from_decoded(pixels)
+    return gray_from_decoded(pixels), (height, width)
+
+
+def read_gray(path: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Reads an image file as gray float32 [H, W] in [0, 1].
+
+    Args:
+      path: the file.
+      max_pixels: larger images (width x height) are refused before decoding.
+
+    Raises:
+      DataError: the file cannot be decoded completely, or is above the pixel limit.
+    """
+    return _decode(path, max_pixels, None)[0]
 
 
 def _to_model(gray: np.ndarray, image_size: int) -> np.ndarray:
@@ -195,7 +237,8 @@ def list_images(folder: str) -> list:
 
 
 def load_image_files(paths: Sequence[str], image_size: int, skip_corrupt: bool = False,
-                     workers: Optional[int] = None, with_sizes: bool = False):
+                     workers: Optional[int] = None, with_sizes: bool = False,
+                     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
     """Decodes `paths` in parallel threads to float32 [N, S, S, 1] in [-1, 1].
 
     Args:
@@ -204,6 +247,7 @@ def load_image_files(paths: Sequence[str], image_size: int, skip_corrupt: bool =
       skip_corrupt: skip and report undecodable files instead of raising.
       workers: decoding threads (default: CPU count).
       with_sizes: also return each kept file's original (H, W).
+      max_image_pixels: larger files are refused (or skipped) before decoding.
 
     Returns:
       (images, kept_paths, skipped) where skipped lists (path, reason);
@@ -216,12 +260,12 @@ def load_image_files(paths: Sequence[str], image_size: int, skip_corrupt: bool =
 
     def decode(path):
         try:
-            gray = read_gray(path)
+            gray, size = _decode(path, max_image_pixels, image_size)
         except DataError as e:
             if not skip_corrupt:
                 raise
             return path, None, None, str(e)
-        return path, _to_model(gray, image_size), gray.shape, None
+        return path, _to_model(gray, image_size), size, None
 
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(decode, paths))
@@ -245,20 +289,24 @@ def is_mvtec_root(folder: str) -> bool:
 
 
 def load_folder(folder: str, image_size: int, skip_corrupt: bool = False,
-                label: int = UNKNOWN_LABEL, defect_type: str = "") -> ImageSet:
+                label: int = UNKNOWN_LABEL, defect_type: str = "",
+                max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageSet:
     """All images under `folder` (recursive) with one label for all."""
-    images, kept, skipped = load_image_files(list_images(folder), image_size, skip_corrupt)
+    images, kept, skipped = load_image_files(list_images(folder), image_size, skip_corrupt,
+                                             max_image_pixels=max_image_pixels)
     n = len(kept)
     return ImageSet(images, kept, np.full(n, label, np.int64), [defect_type] * n,
                     skipped=skipped)
 
 
-def load_mvtec_train(root: str, image_size: int, skip_corrupt: bool = False) -> ImageSet:
+def load_mvtec_train(root: str, image_size: int, skip_corrupt: bool = False,
+                     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageSet:
     """The good training images of an MVTec-AD-style root (`train/good/`)."""
     folder = os.path.join(root, "train", GOOD)
     if not os.path.isdir(folder):
         raise DataError(f"{root}: expected an MVTec-style root with train/good/")
-    return load_folder(folder, image_size, skip_corrupt, label=0, defect_type=GOOD)
+    return load_folder(folder, image_size, skip_corrupt, label=0, defect_type=GOOD,
+                       max_image_pixels=max_image_pixels)
 
 
 def _mask_path(ground_truth: str, defect_type: str, image_path: str) -> str:
@@ -267,7 +315,8 @@ def _mask_path(ground_truth: str, defect_type: str, image_path: str) -> str:
 
 
 def load_mvtec_test(test_root: str, image_size: int, skip_corrupt: bool = False,
-                    ground_truth: Optional[str] = None) -> ImageSet:
+                    ground_truth: Optional[str] = None,
+                    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageSet:
     """Labelled images of a `test/<type>/` folder; masks from `ground_truth/<type>/`.
 
     Args:
@@ -290,7 +339,7 @@ def load_mvtec_test(test_root: str, image_size: int, skip_corrupt: bool = False,
     for defect_type in types:
         paths = list_images(os.path.join(test_root, defect_type))
         images, kept, skipped, sizes = load_image_files(
-            paths, image_size, skip_corrupt, with_sizes=True)
+            paths, image_size, skip_corrupt, with_sizes=True, max_image_pixels=max_image_pixels)
         n = len(kept)
         masks = np.zeros_like(images)
         has_mask = np.zeros(n, bool)
@@ -298,7 +347,7 @@ def load_mvtec_test(test_root: str, image_size: int, skip_corrupt: bool = False,
             mask_path = _mask_path(ground_truth, defect_type, path)
             if defect_type == GOOD or not os.path.exists(mask_path):
                 continue
-            mask = read_gray(mask_path)
+            mask = read_gray(mask_path, max_image_pixels)
             if mask.shape != tuple(size):
                 raise DataError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but "
                                 f"its image {path} is {size[1]}x{size[0]}; expected equal sizes")
@@ -331,8 +380,9 @@ def read_idx(path: str, expected_magic: int) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from e
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot read ({e}); expected an IDX file, plain or gzipped"
+                        ) from e
     if len(data) < 4:
         raise DataError(f"{path}: too short for an IDX header")
     magic = struct.unpack(">I", data[:4])[0]
@@ -340,6 +390,9 @@ def read_idx(path: str, expected_magic: int) -> np.ndarray:
         raise DataError(f"{path}: IDX magic number 0x{magic:08x}, expected "
                         f"0x{expected_magic:08x} ({'images' if expected_magic == _IDX_IMAGES_MAGIC else 'labels'})")
     ndim = magic & 0xFF
+    if len(data) < 4 + 4 * ndim:
+        raise DataError(f"{path}: cut off inside its header (expected {ndim} dimension "
+                        f"sizes after the magic number, {len(data)} bytes in the file)")
     shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
     body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
@@ -412,7 +465,8 @@ def resolve_source(spec: Optional[str]) -> Source:
 
 def load_training_set(spec: Optional[str], image_size: int, skip_corrupt: bool = False,
                       seed: int = 0, synthetic_count: int = 3277,
-                      synthetic_package: str = "sop") -> ImageSet:
+                      synthetic_package: str = "sop",
+                      max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageSet:
     """The good images to train on for a source spec."""
     source = resolve_source(spec)
     if source.kind == "synthetic":
@@ -422,14 +476,15 @@ def load_training_set(spec: Optional[str], image_size: int, skip_corrupt: bool =
     if source.kind == "idx":
         return load_idx(source.path, "train", source.normal_class, image_size, True)
     if source.kind == "mvtec":
-        return load_mvtec_train(source.path, image_size, skip_corrupt)
-    return load_folder(source.path, image_size, skip_corrupt, label=0, defect_type=GOOD)
+        return load_mvtec_train(source.path, image_size, skip_corrupt, max_image_pixels)
+    return load_folder(source.path, image_size, skip_corrupt, label=0, defect_type=GOOD,
+                       max_image_pixels=max_image_pixels)
 
 
 def load_scoring_set(spec: Optional[str], image_size: int, skip_corrupt: bool = False,
                      seed: int = 0, synthetic_counts: Optional[dict] = None,
-                     synthetic_split: str = "test", synthetic_package: str = "sop"
-                     ) -> ImageSet:
+                     synthetic_split: str = "test", synthetic_package: str = "sop",
+                     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageSet:
     """The images to score for a source spec, labelled where the source knows labels.
 
     `synthetic_split` = "validation" gives synthetic images of their own, for
@@ -445,12 +500,13 @@ def load_scoring_set(spec: Optional[str], image_size: int, skip_corrupt: bool = 
         return load_idx(source.path, "test", source.normal_class, image_size, False)
     if source.kind == "mvtec":
         return load_mvtec_test(os.path.join(source.path, "test"), image_size, skip_corrupt,
-                               os.path.join(source.path, "ground_truth"))
+                               os.path.join(source.path, "ground_truth"), max_image_pixels)
     subfolders = [d for d in os.listdir(source.path)
                   if os.path.isdir(os.path.join(source.path, d))]
     if GOOD in subfolders:  # a bare test/ root: labels from folder names
-        return load_mvtec_test(source.path, image_size, skip_corrupt)
-    return load_folder(source.path, image_size, skip_corrupt)
+        return load_mvtec_test(source.path, image_size, skip_corrupt,
+                               max_image_pixels=max_image_pixels)
+    return load_folder(source.path, image_size, skip_corrupt, max_image_pixels=max_image_pixels)
 
 
 def split_holdout(images: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
