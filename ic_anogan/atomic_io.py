@@ -8,10 +8,11 @@ is renamed into place; a rename within one file system is atomic, so a reader
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
-from typing import Iterator
+from typing import Iterator, Optional
 
 
 def _temp_path(path: str, suffix: str = "") -> str:
@@ -79,6 +80,65 @@ def new_directory(path: str) -> Iterator[str]:
     try:
         yield temp
         os.rename(temp, path)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+
+
+def unwritable_reason(folder: str) -> Optional[str]:
+    """Why files cannot be written into `folder` (made if missing), or None when they can.
+
+    Checked by writing and removing a probe file in the nearest existing
+    folder, which catches read-only file systems and permissions alike, and
+    leaves nothing behind: no folder is created.
+    """
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        return "exists and is a file; expected a folder"
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            break
+        existing = parent
+    if not os.path.isdir(existing):
+        return f"{existing} is a file, so no folder can be made under it"
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".write_probe.", dir=existing)
+        os.close(handle)
+        os.remove(probe)
+    except OSError as e:
+        return f"cannot write in {existing} ({e.strerror or e})"
+    return None
+
+
+@contextlib.contextmanager
+def new_numbered_directory(base: str, first: int) -> Iterator[dict]:
+    """Yields {"temp": folder}; on success the folder becomes base/<n>, n >= first and free.
+
+    The number is taken at the rename, which is atomic, so two writers that
+    both looked for the next free number end as two numbers: the one whose
+    rename finds the folder taken moves on to the next. After the block,
+    the dict's "path" holds where the folder went; on error it is removed.
+    """
+    os.makedirs(base, exist_ok=True)
+    temp = tempfile.mkdtemp(prefix=".version.", suffix=".tmp", dir=base)
+    os.chmod(temp, 0o777 & ~_umask())
+    result = {"temp": temp}
+    try:
+        yield result
+        number = first
+        while True:
+            target = os.path.join(base, str(number))
+            try:
+                if os.path.exists(target):  # never replace even an empty folder
+                    raise FileExistsError(errno.EEXIST, "exists", target)
+                os.rename(temp, target)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                number += 1
+        result["path"] = target
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise

@@ -15,6 +15,7 @@ the same command restores it and goes on from the next epoch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -315,27 +316,55 @@ def load_trained_model(model_dir: str, image_size: Optional[int] = None,
     for name in (CONFIG_FILE, GENERATOR_FILE, DISCRIMINATOR_FILE):
         if not os.path.exists(os.path.join(model_dir, name)):
             raise ModelDirError(f"{model_dir}: {name} missing; is training finished?")
-    metadata = config_lib.read_json(os.path.join(model_dir, CONFIG_FILE))
-    model_config = config_lib.from_dict(ModelConfig, metadata["model"])
+    config_path = os.path.join(model_dir, CONFIG_FILE)
+    try:
+        metadata = config_lib.read_json(config_path)
+    except ValueError as e:
+        raise ModelDirError(f"{e}; train again with train_main.py --model_dir={model_dir}"
+                            ) from None
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("model"), dict):
+        raise ModelDirError(f"{config_path}: expected a JSON object with a 'model' section "
+                            "(image_size, latent_dim, base_filters), as train_main.py writes it")
+    try:
+        model_config = config_lib.from_dict(ModelConfig, metadata["model"])
+    except (config_lib.ConfigError, TypeError) as e:
+        raise ModelDirError(f"{config_path}: the 'model' section is unusable ({e})") from None
     if image_size is not None and image_size != model_config.image_size:
         raise ModelDirError(f"{model_dir}: model trained at image size {model_config.image_size}, "
                             f"asked to score {image_size}x{image_size} images")
     generator, discriminator, features = build_models(model_config)
-    generator.load_weights(os.path.join(model_dir, GENERATOR_FILE))
-    discriminator.load_weights(os.path.join(model_dir, DISCRIMINATOR_FILE))
+    _load_weights(generator, os.path.join(model_dir, GENERATOR_FILE))
+    _load_weights(discriminator, os.path.join(model_dir, DISCRIMINATOR_FILE))
     encoder = None
     encoder_path = os.path.join(model_dir, ENCODER_FILE)
     if load_encoder and os.path.exists(encoder_path):
-        encoder_record = config_lib.read_json(os.path.join(model_dir, ENCODER_CONFIG_FILE))
+        try:
+            encoder_record = config_lib.read_json(os.path.join(model_dir, ENCODER_CONFIG_FILE))
+        except (FileNotFoundError, ValueError) as e:
+            raise ModelDirError(f"{e}; run train_main.py again with the same flags to retrain "
+                                "the encoder") from None
+        if not isinstance(encoder_record, dict):
+            encoder_record = {}
         if encoder_record.get("gan_fingerprint") == gan_fingerprint(generator, discriminator):
             encoder = build_encoder(model_config)
-            encoder.load_weights(encoder_path)
+            _load_weights(encoder, encoder_path)
         else:
             # The GAN was trained further after E: E's guesses are for another G.
             log.warning("%s: the encoder was trained against other generator weights and is "
                         "ignored; train it again (train_main.py with the same flags)", model_dir)
     return TrainedModel(model_dir, model_config, generator, discriminator, features, metadata,
                         encoder)
+
+
+def _load_weights(model: keras.Model, path: str) -> None:
+    """Loads a weights file, naming it and saying what to do when it is damaged."""
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelDirError(
+            f"{path}: cannot be loaded ({type(e).__name__}: {str(e)[:200]}); the file is "
+            "damaged, cut off or from another model. Run train_main.py again with the same "
+            "--model_dir and flags: it resumes from checkpoint.npz and rewrites it") from None
 
 
 def gan_fingerprint(generator: Generator, discriminator: Discriminator) -> str:
@@ -374,7 +403,8 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
           search_config: SearchConfig = SearchConfig(),
           strategy: Optional[tf.distribute.Strategy] = None,
           extra_callbacks: Sequence[Callable[..., keras.callbacks.Callback]] = (),
-          verbose: int = 1) -> TrainResult:
+          verbose: int = 1,
+          max_image_pixels: int = data_lib.DEFAULT_MAX_IMAGE_PIXELS) -> TrainResult:
     """Trains the DCGAN on the good images of `data_spec` and writes `model_dir`.
 
     Args:
@@ -392,6 +422,11 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
       extra_callbacks: factories called as f(trainer=..., heldout=..., log_dir=...)
         that return more callbacks (e.g. to stop a run at a given epoch).
       verbose: Keras progress bar verbosity.
+      max_image_pixels: image files above this many pixels are refused.
+
+    The model directory is created only once the data has loaded; a fresh
+    run that stops before its first checkpoint removes what it wrote, so a
+    refused run leaves no half model directory behind.
 
     Raises:
       data.DataError, ModelDirError, NonFiniteLossError.
@@ -401,7 +436,9 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
     description = _run_description(model_config, train_config, data_spec)
     if data_lib.resolve_source(data_spec).kind == "synthetic":
         description["data"]["synthetic_package"] = synthetic_package
-    os.makedirs(model_dir, exist_ok=True)
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise ModelDirError(f"{model_dir}: exists and is a file; expected a model folder")
+    created = not os.path.exists(model_dir)
     checkpoint_path = os.path.join(model_dir, CHECKPOINT_FILE)
     resuming = os.path.exists(checkpoint_path)
     if resuming:
@@ -409,7 +446,8 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
 
     images = data_lib.load_training_set(data_spec, model_config.image_size, skip_corrupt,
                                         seed=train_config.seed, synthetic_count=synthetic_count,
-                                        synthetic_package=synthetic_package)
+                                        synthetic_package=synthetic_package,
+                                        max_image_pixels=max_image_pixels)
     train_set, heldout = data_lib.split_holdout(images, train_config.validation_fraction,
                                                 train_config.seed)
     global_batch = train_config.batch_size * strategy.num_replicas_in_sync
@@ -426,6 +464,30 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
     config_lib.write_json(os.path.join(model_dir, CONFIG_FILE), description)
     atomic_io.write_text(os.path.join(model_dir, HELDOUT_FILE),
                          "".join(i + "\n" for i in heldout.ids))
+    try:
+        return _fit_and_write(
+            model_dir=model_dir, log_dir=log_dir, model_config=model_config,
+            train_config=train_config, search_config=search_config, strategy=strategy,
+            extra_callbacks=extra_callbacks, verbose=verbose, train_set=train_set,
+            heldout=heldout, global_batch=global_batch, resuming=resuming, start=start)
+    except BaseException:
+        if not os.path.exists(checkpoint_path):
+            # Not one epoch finished: nothing worth keeping, and a folder with
+            # a config but no weights would look like a model.
+            for name in (CONFIG_FILE, HELDOUT_FILE, HISTORY_FILE):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(model_dir, name))
+            if created:
+                with contextlib.suppress(OSError):
+                    os.rmdir(model_dir)
+        raise
+
+
+def _fit_and_write(*, model_dir, log_dir, model_config, train_config, search_config, strategy,
+                   extra_callbacks, verbose, train_set, heldout, global_batch, resuming,
+                   start) -> TrainResult:
+    """The GAN's fit and its weights; `train`'s second half, after the data is loaded."""
+    checkpoint_path = os.path.join(model_dir, CHECKPOINT_FILE)
 
     keras.utils.set_random_seed(train_config.seed)
     with strategy.scope():
