@@ -109,6 +109,11 @@ class ServedMode:
                               "score_main.py --calibrate_dir, or export image_score 'study'")
 
 
+# What the in-graph decoder (tf.io.decode_image) reads, by magic number; the
+# library also reads TIFF, which clients must decode and send as pixels.
+GRAPH_DECODABLE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a")
+
+
 class ExportError(ValueError):
     """The export cannot be written (bad base path, settings)."""
 
@@ -162,6 +167,14 @@ class ServingFunctions:
         self.threshold = float("inf") if served.threshold is None else float(served.threshold)
 
     def _outputs(self, images: tf.Tensor) -> dict:
+        # An empty batch gets empty outputs: the search runs on one blank
+        # image (the convolutions cannot take a batch of 0) and is cut to 0.
+        count = tf.shape(images)[0]
+        size = self.image_size
+        images = tf.cond(count > 0, lambda: images, lambda: tf.zeros([1, size, size, 1]))
+        return {k: v[:count] for k, v in self._score(images).items()}
+
+    def _score(self, images: tf.Tensor) -> dict:
         result = self.search.graph_score(images)  # the one-piece in-graph search
         reconstruction = tf.clip_by_value(result["reconstruction"], -1.0, 1.0)
         outputs = {
@@ -183,7 +196,11 @@ class ServingFunctions:
                            defect_mask=maps["defect_mask"])
             if self.served.image_score != "study":
                 decision = maps[self.served.image_score]
-        outputs["is_anomaly"] = decision > self.threshold
+        # A non-finite score (NaN pixels through score_float) is anomalous:
+        # garbage is never judged good. Spelt out, since grappler rewrites
+        # not(a <= b) into a > b, which is false for NaN.
+        outputs["is_anomaly"] = tf.logical_or(decision > self.threshold,
+                                              tf.logical_not(tf.math.is_finite(decision)))
         return outputs
 
     def score_images(self, images):
@@ -195,17 +212,29 @@ class ServingFunctions:
         return self._outputs(tf.clip_by_value(images, -1.0, 1.0))
 
     def score_encoded(self, image_bytes):
-        tf.debugging.assert_rank(image_bytes, 1, message="image_bytes: expected a string "
-                                 "tensor [N], one encoded image file per element")
+        # The signature takes any shape, so that this check (not the
+        # signature's own) is what a client with a wrong shape reads.
+        rank_ok = tf.equal(tf.rank(image_bytes), 1)
+        with tf.control_dependencies([tf.debugging.Assert(rank_ok, [
+                "image_bytes: expected a string tensor [N], one encoded image file per "
+                "element; got shape", tf.shape(image_bytes)])]):
+            image_bytes = tf.reshape(image_bytes, [-1])
         size = self.image_size
 
-        def decode(data):
-            image = tf.io.decode_image(data, dtype=tf.float32, expand_animations=False)
+        def decode(element):
+            index, data = element
+            known = tf.reduce_any([tf.equal(tf.strings.substr(data, 0, len(magic)), magic)
+                                   for magic in GRAPH_DECODABLE_MAGIC])
+            with tf.control_dependencies([tf.debugging.Assert(known, [
+                    "image_bytes[", index, "]: not a PNG, JPEG, BMP or GIF file (decode other "
+                    "formats, e.g. TIFF, and send the pixels to serving_default)"])]):
+                image = tf.io.decode_image(data, dtype=tf.float32, expand_animations=False)
             # At the model's size the antialiased resize is the identity, as
             # data.py's shortcut assumes.
             return data_lib.resize_to_model(_gray_from_any_channels(image), size)
 
-        images = tf.map_fn(decode, image_bytes,
+        indices = tf.range(tf.shape(image_bytes)[0])
+        images = tf.map_fn(decode, (indices, image_bytes),
                            fn_output_signature=tf.TensorSpec([size, size, 1], tf.float32))
         return self._outputs(images)
 
@@ -337,12 +366,12 @@ def export_saved_model(model: TrainedModel, export_base: str, search_config: Sea
                           "the model has no encoder (train one with train_main.py)")
     functions = [ServingFunctions(model, m) for m in served]
     size = functions[0].image_size
-    path = os.path.join(export_base, str(next_version(export_base)))
     record = settings(model, served)
     uint8_spec = [tf.TensorSpec(None, tf.uint8, name="images")]
-    bytes_spec = [tf.TensorSpec([None], tf.string, name="image_bytes")]
+    bytes_spec = [tf.TensorSpec(None, tf.string, name="image_bytes")]
     float_spec = [tf.TensorSpec([None, size, size, 1], tf.float32, name="images")]
-    with atomic_io.new_directory(path) as temp:
+    with atomic_io.new_numbered_directory(export_base, next_version(export_base)) as written:
+        temp = written["temp"]
         archive = keras.export.ExportArchive()
         archive.track(model.generator)
         archive.track(model.discriminator)
@@ -384,7 +413,7 @@ def export_saved_model(model: TrainedModel, export_base: str, search_config: Sea
             with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
                 for serialized in _warmup_records(size, warmup_batch_sizes, names):
                     writer.write(serialized)
-    return path
+    return written["path"]
 
 
 def read_settings(saved_model_dir: str) -> dict:

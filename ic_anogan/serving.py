@@ -17,18 +17,44 @@ import tensorflow as tf
 
 from ic_anogan import config as config_lib, data as data_lib
 from ic_anogan.anomaly_maps import MapStatistics
-from ic_anogan.export import ExportError, read_settings
+from ic_anogan.export import GRAPH_DECODABLE_MAGIC, ExportError, read_settings
+
+
+def graph_decodable(data: bytes) -> bool:
+    """Whether `score_encoded` can decode these file bytes (PNG, JPEG, BMP, GIF).
+
+    Other formats the library reads (TIFF) are sent as decoded pixels.
+    """
+    return data.startswith(GRAPH_DECODABLE_MAGIC)
+
+
+def _check_version_folder(path: str) -> None:
+    """Refuses anything but a version folder holding saved_model.pb, saying what to give."""
+    if not os.path.isdir(path):
+        raise ExportError(f"{path}: SavedModel folder not found (expected EXPORT_DIR/<version>)")
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return
+    versions = sorted((int(d) for d in os.listdir(path)
+                       if d.isdigit() and os.path.exists(os.path.join(path, d, "saved_model.pb"))))
+    if versions:
+        raise ExportError(f"{path}: an export base, not a version folder; give "
+                          f"--saved_model={os.path.join(path, str(versions[-1]))} (the newest "
+                          f"of versions {', '.join(map(str, versions))})")
+    raise ExportError(f"{path}: no saved_model.pb; expected a version folder written by "
+                      "score_main.py --export_dir (EXPORT_DIR/<version>)")
 
 
 class ExportedModel:
     """A loaded export with its baked-in settings, per mode."""
 
     def __init__(self, saved_model_dir: str):
-        if not os.path.isdir(saved_model_dir):
-            raise ExportError(f"{saved_model_dir}: SavedModel folder not found (expected "
-                              "EXPORT_DIR/<version>)")
+        _check_version_folder(saved_model_dir)
         self.settings = read_settings(saved_model_dir)
-        self.loaded = tf.saved_model.load(saved_model_dir)
+        try:
+            self.loaded = tf.saved_model.load(saved_model_dir)
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            raise ExportError(f"{saved_model_dir}: the SavedModel cannot be loaded "
+                              f"({type(e).__name__}: {str(e)[:300]}); export it again") from None
         self.image_size = int(self.settings["model"]["image_size"])
         # Exports from before the modes existed serve the search only.
         self.default_mode = self.settings.get("mode", "search")
@@ -70,15 +96,20 @@ class ExportedModel:
         mode = mode or self.default_mode
         steps = int(self.settings_of(mode)["steps"])
         from_files = all(os.path.isfile(i) for i in images.ids)
-        signature = self._signature(mode, "encoded" if from_files else "float")
+        encoded = self._signature(mode, "encoded")
+        decoded = self._signature(mode, "float")
         parts = []
         for begin in range(0, len(images), batch_size):
             end = min(begin + batch_size, len(images))
-            if from_files:
-                payload = tf.constant([open(p, "rb").read() for p in images.ids[begin:end]])
-                result = signature(image_bytes=payload)
+            payload = ([open(p, "rb").read() for p in images.ids[begin:end]]
+                       if from_files else None)
+            if payload and all(graph_decodable(b) for b in payload):
+                # What a REST client sends: the files themselves.
+                result = encoded(image_bytes=tf.constant(payload))
             else:
-                result = signature(images=tf.constant(images.images[begin:end]))
+                # Not files, or a format the graph cannot decode (TIFF): the
+                # pixels the library decoded, which are what a trained image got.
+                result = decoded(images=tf.constant(images.images[begin:end]))
             part = {k: v.numpy() for k, v in result.items()}
             part["reconstruction"] = part["reconstruction"].astype(np.float32) / 127.5 - 1.0
             if "map_score" in part:
