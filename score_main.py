@@ -20,6 +20,7 @@ model supports is reported side by side in metrics.json and the table.
 """
 
 import logging
+import math
 import os
 import time
 
@@ -100,6 +101,10 @@ _SYNTHETIC_COUNTS = flags.DEFINE_string(
     "Synthetic test split when --data_dir is unset: type:count,... "
     "(types: good, short_fill, void, chipped_edge, scratch).")
 
+_MAX_IMAGE_PIXELS = flags.DEFINE_integer(
+    "max_image_pixels", 100_000_000, "Image files above this many pixels (width x height) are "
+    "refused, or skipped with --skip_corrupt, before they are decoded.")
+
 flags.register_multi_flags_validator(
     ["model_dir", "saved_model"], lambda v: bool(v["model_dir"] or v["saved_model"]),
     message="--model_dir (or --saved_model) is required")
@@ -111,8 +116,15 @@ flags.register_validator("search_steps", lambda v: v is None or v >= 0,
                          message="must be an integer >= 0")
 flags.register_validator("discrimination_weight", lambda v: v is None or 0 <= v <= 1,
                          message="must be in [0, 1]")
-flags.register_validator("learning_rate", lambda v: v is None or v > 0, message="must be positive")
-flags.register_validator("clip_z", lambda v: v is None or v > 0, message="must be positive")
+# inf and nan pass a "> 0" test: every float flag must be finite.
+flags.register_validator("learning_rate", lambda v: v is None or (math.isfinite(v) and v > 0),
+                         message="must be a finite positive number")
+flags.register_validator("clip_z", lambda v: v is None or (math.isfinite(v) and v > 0),
+                         message="must be a finite positive number")
+flags.register_validator("pixel_percentile", lambda v: v is None or 0 < v <= 100,
+                         message="must be in (0, 100]")
+flags.register_validator("max_image_pixels", lambda v: v > 0,
+                         message="must be a positive integer")
 flags.register_validator("calibration_percentile", lambda v: 0 < v <= 100,
                          message="must be in (0, 100]")
 
@@ -236,7 +248,8 @@ def main(argv):
     del argv
     threshold_override = _parse_threshold(_THRESHOLD.value)
     synthetic_counts = _parse_counts(_SYNTHETIC_COUNTS.value)
-    from ic_anogan import calibration, cli, config, data, export, scoring, serving, train
+    from ic_anogan import (atomic_io, calibration, cli, config, data, export, scoring, serving,
+                           train)
     cli.setup_logging()
     log = logging.getLogger("score_main")
     model_dir = _MODEL_DIR.value
@@ -282,6 +295,17 @@ def main(argv):
         return 1
     if threshold_override is not None and len(modes) > 1:
         raise app.UsageError("--threshold applies to one mode; give a single --mode")
+    # Every place this run writes is checked now, before any search runs.
+    output_root = _OUTPUT_DIR.value or os.path.join(model_dir or _SAVED_MODEL.value, "scores")
+    log_root = _LOG_DIR.value or cli.default_log_dir(name_for_logs)
+    places = ([("export_dir", _EXPORT_DIR.value)] if _EXPORT_DIR.value
+              else [("output_dir", output_root), ("log_dir", log_root)])
+    if _CALIBRATE_DIR.value:
+        places.append(("model_dir", model_dir))
+    for flag, folder in places:
+        reason = atomic_io.unwritable_reason(folder)
+        if reason:
+            raise app.UsageError(f"--{flag}={folder}: {reason}")
 
     if served is None and any(f.present for f in (_MAP_RESIDUAL, _MAP_KERNEL, _MAP_KERNEL_SIZE,
                                                   _PIXEL_PERCENTILE)) \
@@ -295,7 +319,8 @@ def main(argv):
     package = _SYNTHETIC_PACKAGE.value or trained_on or "sop"
     try:
         if _CALIBRATE_DIR.value:
-            good = data.load_training_set(_CALIBRATE_DIR.value, image_size, _SKIP_CORRUPT.value)
+            good = data.load_training_set(_CALIBRATE_DIR.value, image_size, _SKIP_CORRUPT.value,
+                                          max_image_pixels=_MAX_IMAGE_PIXELS.value)
             log.info("recalibrating %s on %s", ", ".join(modes), data.describe(good))
             for mode in modes:
                 steps = search_configs[mode].steps
@@ -311,7 +336,8 @@ def main(argv):
             images = data.load_scoring_set(_DATA_DIR.value, image_size, _SKIP_CORRUPT.value,
                                            synthetic_counts=synthetic_counts,
                                            synthetic_split=_SYNTHETIC_SPLIT.value,
-                                           synthetic_package=package)
+                                           synthetic_package=package,
+                                           max_image_pixels=_MAX_IMAGE_PIXELS.value)
     except (data.DataError, calibration.CalibrationError, ValueError) as e:
         log.error("%s", e)
         return 1
@@ -380,8 +406,6 @@ def main(argv):
         return 0
 
     log.info("scoring %s", data.describe(images))
-    output_root = _OUTPUT_DIR.value or os.path.join(model_dir or _SAVED_MODEL.value, "scores")
-    log_root = _LOG_DIR.value or cli.default_log_dir(name_for_logs)
     rows = []
     for mode in modes:
         settings = (served.settings_of(mode) if served

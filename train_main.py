@@ -11,6 +11,7 @@ Started again with the same flags, an interrupted run resumes.
 """
 
 import logging
+import math
 import sys
 
 from absl import app, flags
@@ -65,7 +66,7 @@ _CALIBRATE = flags.DEFINE_bool("calibrate", True,
 _SEARCH_STEPS = flags.DEFINE_integer("search_steps", 500,
                                      "Γ: latent search steps of the 'search' mode.")
 _ENCODER_SEARCH_STEPS = flags.DEFINE_integer(
-    "encoder_search_steps", 10, "Γ of the 'encoder_search' mode (search started at E(x)).")
+    "encoder_search_steps", 50, "Γ of the 'encoder_search' mode (search started at E(x)).")
 _DISCRIMINATION_WEIGHT = flags.DEFINE_float("discrimination_weight", 0.1, "λ of the search.")
 _SEARCH_LEARNING_RATE = flags.DEFINE_float("search_learning_rate", 0.05,
                                            "Adam learning rate of the latent search.")
@@ -88,6 +89,10 @@ _PIXEL_PERCENTILE = flags.DEFINE_float(
     "pixel_percentile", 99.9, "Defect-mask threshold = this percentile of held-out good "
     "images' standardised pixels.")
 
+_MAX_IMAGE_PIXELS = flags.DEFINE_integer(
+    "max_image_pixels", 100_000_000, "Image files above this many pixels (width x height) are "
+    "refused, or skipped with --skip_corrupt, before they are decoded.")
+
 flags.mark_flags_as_required(["model_dir"])
 for _flag in ("latent_dim", "base_filters", "batch_size", "epochs", "synthetic_train_count",
               "monitor_search_steps", "restarts", "search_batch_size", "encoder_epochs"):
@@ -100,46 +105,61 @@ flags.register_validator("image_size", lambda v: v in (16, 32, 64, 128, 256),
                          message="must be one of 16, 32, 64, 128, 256")
 flags.register_validator("validation_fraction", lambda v: 0 <= v < 1,
                          message="must be in [0, 1)")
-flags.register_validator("learning_rate", lambda v: v > 0, message="must be positive")
-flags.register_validator("search_learning_rate", lambda v: v > 0, message="must be positive")
+# Every float flag must be a finite number: inf and nan pass a "> 0" test.
+for _flag in ("learning_rate", "search_learning_rate", "encoder_learning_rate"):
+    flags.register_validator(_flag, lambda v: math.isfinite(v) and v > 0,
+                             message="must be a finite positive number")
+flags.register_validator("beta_1", lambda v: 0 <= v < 1, message="must be in [0, 1)")
+flags.register_validator("max_image_pixels", lambda v: v > 0,
+                         message="must be a positive integer")
 flags.register_validator("encoder_batch_size", lambda v: v is None or v > 0,
                          message="must be a positive integer")
-flags.register_validator("encoder_learning_rate", lambda v: v > 0, message="must be positive")
-flags.register_validator("encoder_feature_weight", lambda v: v >= 0, message="must be >= 0")
+flags.register_validator("encoder_feature_weight", lambda v: math.isfinite(v) and v >= 0,
+                         message="must be a finite number >= 0")
 flags.register_validator("discrimination_weight", lambda v: 0 <= v <= 1,
                          message="must be in [0, 1]")
 flags.register_validator("calibration_percentile", lambda v: 0 < v <= 100,
                          message="must be in (0, 100]")
-flags.register_validator("clip_z", lambda v: v is None or v > 0, message="must be positive")
+flags.register_validator("clip_z", lambda v: v is None or (math.isfinite(v) and v > 0),
+                         message="must be a finite positive number")
+flags.register_validator("pixel_percentile", lambda v: 0 < v <= 100,
+                         message="must be in (0, 100]")
 
 
 def main(argv):
     del argv
     # Heavy imports after flag parsing, so --help and flag errors are instant.
-    from ic_anogan import cli, config, data, encoder_train, scoring, train
+    from ic_anogan import atomic_io, cli, config, data, encoder_train, scoring, train
     cli.setup_logging()
     log = logging.getLogger("train_main")
 
-    model_config = config.ModelConfig(_IMAGE_SIZE.value, _LATENT_DIM.value, _BASE_FILTERS.value)
-    train_config = config.TrainConfig(
-        batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, learning_rate=_LEARNING_RATE.value,
-        beta_1=_BETA_1.value, seed=_SEED.value, validation_fraction=_VALIDATION_FRACTION.value,
-        monitor_every_epochs=_MONITOR_EVERY.value, monitor_search_steps=_MONITOR_STEPS.value)
-    search_config = config.SearchConfig(
-        steps=_SEARCH_STEPS.value, discrimination_weight=_DISCRIMINATION_WEIGHT.value,
-        learning_rate=_SEARCH_LEARNING_RATE.value, restarts=_RESTARTS.value,
-        clip_z=_CLIP_Z.value, seed=_SEARCH_SEED.value)
-    encoder_config = config.EncoderConfig(
-        epochs=_ENCODER_EPOCHS.value, feature_weight=_ENCODER_FEATURE_WEIGHT.value,
-        batch_size=_ENCODER_BATCH_SIZE.value or _BATCH_SIZE.value, learning_rate=_ENCODER_LEARNING_RATE.value,
-        seed=_SEED.value)
+    # The configs check every value; a bad one is a usage error naming its flag.
     try:
+        model_config = config.ModelConfig(_IMAGE_SIZE.value, _LATENT_DIM.value,
+                                          _BASE_FILTERS.value)
+        train_config = config.TrainConfig(
+            batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value,
+            learning_rate=_LEARNING_RATE.value, beta_1=_BETA_1.value, seed=_SEED.value,
+            validation_fraction=_VALIDATION_FRACTION.value,
+            monitor_every_epochs=_MONITOR_EVERY.value, monitor_search_steps=_MONITOR_STEPS.value)
+        search_config = config.SearchConfig(
+            steps=_SEARCH_STEPS.value, discrimination_weight=_DISCRIMINATION_WEIGHT.value,
+            learning_rate=_SEARCH_LEARNING_RATE.value, restarts=_RESTARTS.value,
+            clip_z=_CLIP_Z.value, seed=_SEARCH_SEED.value)
+        encoder_config = config.EncoderConfig(
+            epochs=_ENCODER_EPOCHS.value, feature_weight=_ENCODER_FEATURE_WEIGHT.value,
+            batch_size=_ENCODER_BATCH_SIZE.value or _BATCH_SIZE.value,
+            learning_rate=_ENCODER_LEARNING_RATE.value, seed=_SEED.value)
         map_config = config.MapConfig(residual=_MAP_RESIDUAL.value, kernel=_MAP_KERNEL.value,
                                       kernel_size=_MAP_KERNEL_SIZE.value,
                                       pixel_percentile=_PIXEL_PERCENTILE.value)
     except config.ConfigError as e:
         raise app.UsageError(f"--{e}") from None
     log_dir = _LOG_DIR.value or cli.default_log_dir(_MODEL_DIR.value)
+    for flag, folder in (("model_dir", _MODEL_DIR.value), ("log_dir", log_dir)):
+        reason = atomic_io.unwritable_reason(folder)
+        if reason:
+            raise app.UsageError(f"--{flag}={folder}: {reason}")
     log.info("model %s", config.to_dict(model_config))
     log.info("training %s", config.to_dict(train_config))
     log.info("TensorBoard: tensorboard --logdir %s", log_dir)
@@ -151,6 +171,7 @@ def main(argv):
             skip_corrupt=_SKIP_CORRUPT.value, synthetic_count=_SYNTHETIC_TRAIN_COUNT.value,
             synthetic_package=_SYNTHETIC_PACKAGE.value,
             search_config=search_config, strategy=cli.make_strategy(_STRATEGY.value),
+            max_image_pixels=_MAX_IMAGE_PIXELS.value,
             # A redrawn bar per epoch on a terminal; one line per epoch in a log file.
             verbose=1 if sys.stdout.isatty() else 2)
         last = {k: v[-1] for k, v in result.history.items() if v}

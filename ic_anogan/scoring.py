@@ -145,6 +145,13 @@ def score_values(outputs: dict, image_score: str) -> np.ndarray:
     return np.asarray(outputs[key])
 
 
+def ranked(values: np.ndarray) -> np.ndarray:
+    """Scores for ranking metrics: a non-finite score (NaN pixels, a broken model) ranks
+    above every finite one, so garbage is counted as found anomalous, never as good."""
+    values = np.asarray(values, np.float64)
+    return np.where(np.isfinite(values), values, np.finfo(np.float64).max)
+
+
 def map_score_name(image_score: str) -> str:
     """The map score shown as `map_score`: the decision's own when it is a map score."""
     return image_score if image_score in config_lib.MAP_SCORES else config_lib.DEFAULT_IMAGE_SCORE
@@ -183,7 +190,8 @@ def scores_table(images: data_lib.ImageSet, outputs: dict, threshold: Optional[f
             image_id, "" if label < 0 else label, images.defect_types[i],
             f"{float(outputs['anomaly_score'][i]):.6f}", f"{float(outputs['residual_score'][i]):.6f}",
             f"{float(outputs['discrimination_score'][i]):.6f}",
-            "" if threshold is None else int(decision[i] > threshold), *map_columns])
+            # Not "<=" so that a NaN score is anomalous: never judged good unscored.
+            "" if threshold is None else int(not decision[i] <= threshold), *map_columns])
     return buffer.getvalue()
 
 
@@ -210,7 +218,7 @@ def evaluate_scores(images: data_lib.ImageSet, outputs: dict, image_score: str,
     """
     per_score = {}
     for name in available_scores(outputs):
-        per_score[name] = metrics.evaluate(images.labels, score_values(outputs, name),
+        per_score[name] = metrics.evaluate(images.labels, ranked(score_values(outputs, name)),
                                            images.defect_types, thresholds.get(name))
     evaluation = {**per_score[image_score], "image_score": image_score,
                   "image_scores": per_score}
@@ -245,7 +253,12 @@ def write_report(output_dir: str, images: data_lib.ImageSet, outputs: dict,
 
     thresholds = dict(thresholds or {})
     thresholds[image_score] = threshold
-    scores = score_values(outputs, image_score)
+    raw_scores = score_values(outputs, image_score)
+    unscorable = int(np.sum(~np.isfinite(raw_scores)))
+    if unscorable:
+        log.warning("%d image(s) scored NaN or infinity (non-finite pixels?); they are judged "
+                    "anomalous", unscorable)
+    scores = ranked(raw_scores)
     os.makedirs(output_dir, exist_ok=True)
     scores_csv = os.path.join(output_dir, SCORES_FILE)
     atomic_io.write_text(scores_csv, scores_table(images, outputs, threshold, image_score))
@@ -263,9 +276,12 @@ def write_report(output_dir: str, images: data_lib.ImageSet, outputs: dict,
                                                os.path.join(output_dir, "roc_pr.png")))
     title = f"Image score {image_score}" + (f" (AUROC {evaluation['auroc']:.3f})"
                                             if "auroc" in evaluation else "")
-    figures.append(plots.score_histogram(
-        scores, images.defect_types, os.path.join(output_dir, "score_histogram.png"),
-        threshold, title, x_label=plots.SCORE_LABELS.get(image_score, image_score)))
+    finite = np.isfinite(raw_scores)
+    if finite.any():
+        figures.append(plots.score_histogram(
+            raw_scores[finite], [t for t, keep in zip(images.defect_types, finite) if keep],
+            os.path.join(output_dir, "score_histogram.png"), threshold, title,
+            x_label=plots.SCORE_LABELS.get(image_score, image_score)))
     grids = {}
     standardised = outputs.get("standardised_map")
     for name, index in _grid_selections(images, scores, seed).items():
