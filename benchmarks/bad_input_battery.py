@@ -1,0 +1,278 @@
+"""A battery of bad inputs against both binaries and an export; prints how each ended.
+
+    python benchmarks/bad_input_battery.py [--work_dir /tmp/ic_anogan_battery]
+
+Trains a tiny model and exports it, then runs each case in a fresh process
+(absl flags are process-global) or against the loaded export, and prints one
+Markdown row per case: exit code, whether a Python traceback was printed,
+whether anything was left behind where it should not be, and the last line
+of the message. "ok" means: refused (non-zero exit) with a named message and
+no traceback, or, for the cases that should succeed, exit 0. Not a test: the
+tests check the important cases' exact messages; this checks breadth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--image_size=16", "--latent_dim=8", "--base_filters=4", "--batch_size=8", "--epochs=1",
+        "--synthetic_train_count=20", "--monitor_every_epochs=0", "--search_steps=2",
+        "--encoder_epochs=1", "--encoder_search_steps=2"]
+
+
+def _run(script, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    done = subprocess.run([sys.executable, os.path.join(REPO, script), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    lines = [line for line in done.stderr.splitlines() + done.stdout.splitlines()
+             if line.strip() and not line.startswith(("W0", "I0", "WARNING: All log"))]
+    message = next((line for line in reversed(lines) if "rror" in line or "expected" in line
+                    or "must be" in line or "refus" in line), lines[-1] if lines else "")
+    return done.returncode, "Traceback" in done.stderr, message.strip()[:160]
+
+
+def _png_bomb(path, side=15000):
+    def chunk(kind, payload):
+        body = kind + payload
+        return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0,
+                                                                 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work_dir", default="/tmp/ic_anogan_battery")
+    args = parser.parse_args()
+    import numpy as np
+    from PIL import Image
+
+    work = args.work_dir
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    model = os.path.join(work, "model")
+    code, _, message = _run("train_main.py", f"--model_dir={model}", f"--log_dir={work}/logs",
+                            *TINY)
+    assert code == 0, message
+    code, _, message = _run("score_main.py", f"--model_dir={model}", f"--export_dir={work}/serving",
+                            "--mode=encoder")
+    assert code == 0, message
+    export = os.path.join(work, "serving", "1")
+
+    rng = np.random.default_rng(0)
+    folders = {}
+
+    def folder(name, files):
+        path = os.path.join(work, name)
+        os.makedirs(path, exist_ok=True)
+        for file_name, content in files.items():
+            with open(os.path.join(path, file_name), "wb") as f:
+                f.write(content)
+        folders[name] = path
+        return path
+
+    def png(pixels):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    good_png = png(rng.integers(0, 256, (16, 16), dtype=np.uint8))
+    tiff = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(tiff, format="TIFF")
+    folder("corrupt", {"a.png": good_png, "b.png": b"not an image"})
+    folder("truncated", {"a.png": good_png, "b.png": good_png[: len(good_png) // 2]})
+    folder("empty", {})
+    bomb_dir = folder("bomb", {"a.png": good_png})
+    _png_bomb(os.path.join(bomb_dir, "b.png"))
+    folder("tiffs", {"a.tif": tiff.getvalue(), "b.tif": tiff.getvalue()})
+    folder("zero_bytes", {"a.png": b""})
+    folder("text_named_png", {"a.png": b"hello"})
+    idx_cut = folder("idx_cut", {"train-images-idx3-ubyte": struct.pack(">I", 0x803) + b"\0\0",
+                                 "train-labels-idx1-ubyte": struct.pack(">II", 0x801, 0)})
+    whole = gzip.compress(struct.pack(">IIII", 0x803, 1, 2, 2) + bytes(4))
+    idx_gz = folder("idx_gz", {"train-images-idx3-ubyte.gz": whole[:12] + b"\xff" * 20 + whole[32:],
+                               "train-labels-idx1-ubyte.gz": gzip.compress(
+                                   struct.pack(">II", 0x801, 1) + b"\0")})
+    a_file = os.path.join(work, "a_file")
+    open(a_file, "w").close()
+
+    def broken_model(name, change):
+        path = os.path.join(work, name)
+        shutil.copytree(model, path)
+        change(path)
+        return path
+
+    def cut(path, file_name, keep=500):
+        full = os.path.join(path, file_name)
+        data = open(full, "rb").read()
+        open(full, "wb").write(data[:keep])
+
+    truncated_g = broken_model("m_trunc_g", lambda p: cut(p, "generator.weights.h5"))
+    truncated_e = broken_model("m_trunc_e", lambda p: cut(p, "encoder.weights.h5"))
+    config_list = broken_model("m_cfg_list", lambda p: open(f"{p}/config.json", "w").write("[]"))
+    config_nomodel = broken_model("m_cfg_nomodel",
+                                  lambda p: open(f"{p}/config.json", "w").write('{"train": {}}'))
+    config_bad = broken_model("m_cfg_bad", lambda p: open(f"{p}/config.json", "w").write("{"))
+    calib_bad = broken_model("m_calib_bad",
+                             lambda p: open(f"{p}/calibration.json", "w").write("{"))
+
+    def strip_maps(path):
+        stored = json.load(open(f"{path}/calibration.json"))
+        for record in stored["modes"].values():
+            record.pop("map"), record.pop("image_scores")
+        json.dump(stored, open(f"{path}/calibration.json", "w"))
+    old = broken_model("m_old", strip_maps)
+    no_pb = os.path.join(work, "no_pb", "1")
+    os.makedirs(no_pb)
+
+    t = ("train_main.py",)
+    s = ("score_main.py",)
+    fresh = lambda name: f"--model_dir={work}/new_{name}"  # noqa: E731
+    cases = [
+        # (name, script, args, should succeed, path that must not exist afterwards)
+        ("beta_1=1.5", t, [fresh(1), "--beta_1=1.5"], False, f"{work}/new_1"),
+        ("beta_1=-0.1", t, [fresh(2), "--beta_1=-0.1"], False, f"{work}/new_2"),
+        ("learning_rate=inf", t, [fresh(3), "--learning_rate=inf"], False, f"{work}/new_3"),
+        ("learning_rate=nan", t, [fresh(4), "--learning_rate=nan"], False, f"{work}/new_4"),
+        ("learning_rate=0", t, [fresh(5), "--learning_rate=0"], False, f"{work}/new_5"),
+        ("search_learning_rate=inf", t, [fresh(6), "--search_learning_rate=inf"], False, None),
+        ("encoder_feature_weight=nan", t, [fresh(7), "--encoder_feature_weight=nan"], False, None),
+        ("clip_z=inf", t, [fresh(8), "--clip_z=inf"], False, None),
+        ("discrimination_weight=2", t, [fresh(9), "--discrimination_weight=2"], False, None),
+        ("batch_size=0", t, [fresh(10), "--batch_size=0"], False, None),
+        ("epochs=0", t, [fresh(11), "--epochs=0"], False, None),
+        ("image_size=48", t, [fresh(12), "--image_size=48"], False, None),
+        ("latent_dim=0", t, [fresh(13), "--latent_dim=0"], False, None),
+        ("validation_fraction=1", t, [fresh(14), "--validation_fraction=1"], False, None),
+        ("calibration_percentile=0", t, [fresh(15), "--calibration_percentile=0"], False, None),
+        ("map_kernel_size=2", t, [fresh(16), "--map_kernel_size=2"], False, f"{work}/new_16"),
+        ("pixel_percentile=101", t, [fresh(17), "--pixel_percentile=101"], False, None),
+        ("max_image_pixels=0", t, [fresh(18), "--max_image_pixels=0"], False, None),
+        ("model_dir is a file", t, [f"--model_dir={a_file}"], False, None),
+        ("model_dir read-only (/proc)", t, ["--model_dir=/proc/battery"], False, None),
+        ("log_dir is a file", t, [fresh(19), f"--log_dir={a_file}"], False, f"{work}/new_19"),
+        ("data_dir missing", t, [fresh(20), f"--data_dir={work}/none"], False, f"{work}/new_20"),
+        ("data_dir empty", t, [fresh(21), f"--data_dir={folders['empty']}"], False,
+         f"{work}/new_21"),
+        ("data_dir is a file", t, [fresh(22), f"--data_dir={a_file}"], False, f"{work}/new_22"),
+        ("corrupt PNG", t, [fresh(23), f"--data_dir={folders['corrupt']}"], False,
+         f"{work}/new_23"),
+        ("truncated PNG", t, [fresh(24), f"--data_dir={folders['truncated']}"], False,
+         f"{work}/new_24"),
+        ("zero-byte PNG", t, [fresh(25), f"--data_dir={folders['zero_bytes']}"], False,
+         f"{work}/new_25"),
+        ("text named .png", t, [fresh(26), f"--data_dir={folders['text_named_png']}"], False,
+         f"{work}/new_26"),
+        ("decompression bomb", t, [fresh(27), f"--data_dir={folders['bomb']}"], False,
+         f"{work}/new_27"),
+        ("bomb with --skip_corrupt (one good image: too few)", t,
+         [fresh(28), f"--data_dir={folders['bomb']}", "--skip_corrupt"], False, f"{work}/new_28"),
+        ("IDX cut in header", t, [fresh(29), f"--data_dir=idx:{idx_cut}:0"], False,
+         f"{work}/new_29"),
+        ("IDX corrupt gzip", t, [fresh(30), f"--data_dir=idx:{idx_gz}:0"], False,
+         f"{work}/new_30"),
+        ("idx spec without class", t, [fresh(31), f"--data_dir=idx:{idx_gz}"], False,
+         f"{work}/new_31"),
+        ("score: model_dir missing", s, [f"--model_dir={work}/none"], False, None),
+        ("score: truncated generator", s, [f"--model_dir={truncated_g}"], False, None),
+        ("score: truncated encoder", s, [f"--model_dir={truncated_e}"], False, None),
+        ("score: config.json []", s, [f"--model_dir={config_list}"], False, None),
+        ("score: config.json without model", s, [f"--model_dir={config_nomodel}"], False, None),
+        ("score: config.json not JSON", s, [f"--model_dir={config_bad}"], False, None),
+        ("score: calibration.json not JSON", s, [f"--model_dir={calib_bad}"], False, None),
+        ("score: output_dir is a file", s, [f"--model_dir={model}", f"--output_dir={a_file}"],
+         False, None),
+        ("score: output_dir read-only", s, [f"--model_dir={model}", "--output_dir=/proc/out"],
+         False, None),
+        ("score: export_dir is a file", s, [f"--model_dir={model}", f"--export_dir={a_file}"],
+         False, None),
+        ("score: threshold=abc", s, [f"--model_dir={model}", "--threshold=abc"], False, None),
+        ("score: threshold=nan", s, [f"--model_dir={model}", "--threshold=nan"], False, None),
+        ("score: mode=foo", s, [f"--model_dir={model}", "--mode=foo"], False, None),
+        ("score: image_score=foo", s, [f"--model_dir={model}", "--image_score=foo"], False, None),
+        ("score: map_kernel_size without calibrate_dir", s,
+         [f"--model_dir={model}", "--map_kernel_size=5"], False, None),
+        ("score: map_max on an old model dir", s,
+         [f"--model_dir={old}", "--image_score=map_max"], False, None),
+        ("score: old model dir decides by study", s,
+         [f"--model_dir={old}", f"--output_dir={work}/o_old", "--synthetic_counts=good:2"],
+         True, None),
+        ("score: synthetic_counts bad", s,
+         [f"--model_dir={model}", "--synthetic_counts=good:x"], False, None),
+        ("score: calibrate_dir with corrupt file", s,
+         [f"--model_dir={model}", f"--calibrate_dir={folders['corrupt']}"], False, None),
+        ("score: saved_model is the export base", s, [f"--saved_model={work}/serving"], False,
+         None),
+        ("score: saved_model without saved_model.pb", s, [f"--saved_model={no_pb}"], False, None),
+        ("score: saved_model missing", s, [f"--saved_model={work}/none"], False, None),
+        ("score: TIFF folder through the export", s,
+         [f"--saved_model={export}", f"--data_dir={folders['tiffs']}",
+          f"--output_dir={work}/o_tiff"], True, None),
+        ("score: bomb in data_dir, --skip_corrupt", s,
+         [f"--model_dir={model}", f"--data_dir={folders['bomb']}", "--skip_corrupt",
+          f"--output_dir={work}/o_bomb"], True, None),
+    ]
+    rows = []
+    for name, (script,), case_args, should_succeed, must_not_exist in cases:
+        code, traceback, message = _run(script, *case_args)
+        left = bool(must_not_exist and os.path.exists(must_not_exist))
+        ok = (code == 0) if should_succeed else (code != 0 and not traceback)
+        rows.append((name, code, traceback, left, ok and not left, message))
+
+    import numpy as np  # noqa: F811
+    import tensorflow as tf
+    loaded = tf.saved_model.load(export)
+    signature_cases = [
+        ("signature: empty uint8 batch", lambda: loaded.signatures["serving_default"](
+            images=tf.zeros([0, 16, 16, 1], tf.uint8))["anomaly_score"].shape == (0,)),
+        ("signature: empty string batch", lambda: loaded.signatures["score_encoded"](
+            image_bytes=tf.constant([], tf.string))["anomaly_score"].shape == (0,)),
+        ("signature: rank-2 strings", lambda: loaded.signatures["score_encoded"](
+            image_bytes=tf.constant([[good_png]]))),
+        ("signature: one undecodable element", lambda: loaded.signatures["score_encoded"](
+            image_bytes=tf.constant([good_png, b"junk"]))),
+        ("signature: TIFF bytes", lambda: loaded.signatures["score_encoded"](
+            image_bytes=tf.constant([tiff.getvalue()]))),
+        ("signature: wrong size", lambda: loaded.signatures["serving_default"](
+            images=tf.zeros([1, 20, 16, 1], tf.uint8))),
+        ("signature: three channels", lambda: loaded.signatures["serving_default"](
+            images=tf.zeros([1, 16, 16, 3], tf.uint8))),
+        ("signature: rank 3", lambda: loaded.signatures["serving_default"](
+            images=tf.zeros([16, 16, 1], tf.uint8))),
+        ("signature: NaN pixels judged anomalous", lambda: bool(loaded.signatures["score_float"](
+            images=tf.fill([1, 16, 16, 1], float("nan")))["is_anomaly"].numpy()[0])),
+        ("signature: inf pixels judged anomalous", lambda: bool(loaded.signatures["score_float"](
+            images=tf.fill([1, 16, 16, 1], float("inf")))["is_anomaly"].numpy()[0])),
+    ]
+    for name, call in signature_cases:
+        try:
+            result = call()
+            ok = result is True
+            message = f"returned {result!r}" if isinstance(result, bool) else "returned outputs"
+            code = 0
+        except tf.errors.InvalidArgumentError as e:
+            message = e.message.splitlines()[0][:160]
+            ok, code = "expected" in message or "not a PNG" in message, 1
+        rows.append((name, code, False, False, ok, message))
+
+    print("| case | exit | traceback | left behind | ok | message |")
+    print("|---|---:|---|---|---|---|")
+    for name, code, traceback, left, ok, message in rows:
+        print(f"| {name} | {code} | {'yes' if traceback else ''} | {'yes' if left else ''} | "
+              f"{'ok' if ok else 'NO'} | {message.replace('|', '/')} |")
+    print(f"\n{sum(r[4] for r in rows)} of {len(rows)} cases ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""Bad input is refused by name, before any work; nothing is left half-written.
+
+Each case checks the exit code or exception, a message naming the file or
+flag and what was expected, and that nothing was left behind.
+"""
+
+import gzip
+import io
+import json
+import os
+import shutil
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from conftest import run_main, write_image
+from ic_anogan import atomic_io, calibration, data, export, scoring, serving, train
+from ic_anogan.export import ExportError
+
+TINY_TRAIN = ["--image_size=16", "--latent_dim=8", "--base_filters=4", "--batch_size=8",
+              "--epochs=1", "--synthetic_train_count=20", "--noencoder",
+              "--monitor_every_epochs=0", "--search_steps=2"]
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header claims width x height: what a decompression bomb looks like
+    before decoding, without writing gigabytes."""
+    def chunk(kind, payload):
+        body = kind + payload
+        return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+# -- images and IDX -------------------------------------------------------------
+
+def test_decompression_bomb_is_refused_by_name_or_skipped(tmp_path, rng):
+    folder = tmp_path / "images"
+    write_image(str(folder / "ok.png"), rng.integers(0, 256, (16, 16), dtype=np.uint8))
+    bomb = _png_header_only(str(folder / "bomb.png"), 15000, 15000)
+    with pytest.raises(data.DataError, match="bomb.png: .*above the limit of 100000000 pixels "
+                       "\\(--max_image_pixels\\)"):
+        data.load_folder(str(folder), 16)
+    # Under Pillow's own bomb limit, ours is what refuses.
+    with pytest.raises(data.DataError, match="bomb.png: 15000x15000 = 225000000 pixels, above "
+                       "the limit of 200000000 pixels"):
+        data.read_gray(bomb, max_pixels=200_000_000)
+    kept = data.load_folder(str(folder), 16, skip_corrupt=True)
+    assert kept.ids == [str(folder / "ok.png")] and kept.skipped[0][0] == bomb
+    # A lower limit refuses ordinary images too, by the same rule.
+    with pytest.raises(data.DataError, match="ok.png: 16x16 = 256 pixels, above the limit of 100 "):
+        data.read_gray(str(folder / "ok.png"), max_pixels=100)
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale_with_the_same_result(tmp_path):
+    y, x = np.mgrid[0:1024, 0:1024]
+    pixels = ((np.sin(x / 90.0) + np.cos(y / 70.0)) * 60 + 128).astype(np.uint8)
+    path = str(tmp_path / "big.jpg")
+    Image.fromarray(pixels).save(path, quality=95)
+    drafted = data.load_image_files([path], 16)[0][0]
+    full = data.resize_to_model(data.read_gray(path)[..., None], 16).numpy()
+    # Decoded at 1/8 scale (128 px), then resized: the model input hardly differs.
+    assert np.abs(drafted - full).max() < 0.03
+    sizes = data.load_image_files([path], 16, with_sizes=True)[3]
+    assert sizes == [(1024, 1024)]  # the original size, for the mask check
+
+
+def test_idx_cut_in_its_header_or_with_a_corrupt_gzip_stream_is_named(tmp_path):
+    cut = tmp_path / "cut-idx3-ubyte"
+    cut.write_bytes(struct.pack(">I", 0x00000803) + b"\x00\x00")
+    with pytest.raises(data.DataError, match="cut-idx3-ubyte: cut off inside its header"):
+        data.read_idx(str(cut), 0x00000803)
+    broken = tmp_path / "broken-idx3-ubyte.gz"
+    good = gzip.compress(struct.pack(">IIII", 0x00000803, 1, 2, 2) + bytes(4))
+    broken.write_bytes(good[:12] + b"\xff" * 20 + good[32:])
+    with pytest.raises(data.DataError, match="broken-idx3-ubyte.gz: cannot read .*expected an "
+                       "IDX file"):
+        data.read_idx(str(broken), 0x00000803)
+
+
+# -- model directories ------------------------------------------------------------
+
+@pytest.fixture()
+def model_copy(trained_model_dir, tmp_path):
+    path = tmp_path / "model"
+    shutil.copytree(trained_model_dir["model_dir"], path)
+    return path
+
+
+def test_truncated_weights_are_named_with_what_to_do(model_copy):
+    weights = model_copy / train.GENERATOR_FILE
+    weights.write_bytes(weights.read_bytes()[:500])
+    with pytest.raises(train.ModelDirError, match="generator.weights.h5: cannot be loaded .*"
+                       "Run train_main.py again with the same --model_dir"):
+        train.load_trained_model(str(model_copy))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[]", "expected a JSON object with a 'model' section"),
+    ('{"train": {}}', "expected a JSON object with a 'model' section"),
+    ('{"model": {"image_size": 48}}', "the 'model' section is unusable"),
+    ("{not json", "not valid JSON"),
+])
+def test_broken_config_json_is_named(model_copy, content, message):
+    (model_copy / train.CONFIG_FILE).write_text(content)
+    with pytest.raises(train.ModelDirError, match=message) as raised:
+        train.load_trained_model(str(model_copy))
+    assert "config.json" in str(raised.value)
+
+
+# -- output places ------------------------------------------------------------------
+
+def test_unwritable_places_are_explained():
+    assert atomic_io.unwritable_reason("/proc/ic_anogan/model").startswith("cannot write in /proc")
+    assert atomic_io.unwritable_reason("/etc/hostname") == "exists and is a file; expected a folder"
+    assert "is a file, so no folder" in atomic_io.unwritable_reason("/etc/hostname/sub")
+
+
+def test_train_main_refuses_bad_flags_and_places_before_any_work(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    cases = [
+        (["--beta_1=1.5"], "--beta_1=1.5: must be in [0, 1)"),
+        (["--learning_rate=inf"], "--learning_rate=inf: must be a finite positive number"),
+        (["--learning_rate=nan"], "--learning_rate=nan: must be a finite positive number"),
+        (["--encoder_learning_rate=inf"], "must be a finite positive number"),
+        (["--map_kernel_size=4"], "--map_kernel_size=4: expected an odd integer >= 1"),
+        (["--max_image_pixels=0"], "--max_image_pixels=0: must be a positive integer"),
+        ([f"--model_dir={tmp_path / 'a_file'}"],
+         f"--model_dir={tmp_path / 'a_file'}: exists and is a file; expected a folder"),
+        (["--model_dir=/proc/ic_anogan_model"], "--model_dir=/proc/ic_anogan_model: cannot "
+                                                "write in /proc"),
+    ]
+    for args, message in cases:
+        args = args if any(a.startswith("--model_dir") for a in args) else [
+            f"--model_dir={tmp_path / 'm'}", *args]
+        done = run_main("train_main.py", f"--log_dir={tmp_path / 'logs'}", *TINY_TRAIN, *args)
+        assert done.returncode != 0 and message in done.stderr, (args, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "m") and not os.path.exists(tmp_path / "logs")
+    # A refusal after the flags (no data) leaves no model dir behind either.
+    missing = run_main("train_main.py", f"--model_dir={tmp_path / 'm'}", *TINY_TRAIN,
+                       f"--log_dir={tmp_path / 'logs'}", f"--data_dir={tmp_path / 'none'}")
+    assert missing.returncode == 1 and "none: folder not found" in missing.stderr
+    assert not os.path.exists(tmp_path / "m")
+
+
+def test_a_run_stopped_before_its_first_checkpoint_leaves_no_model_dir(tmp_path):
+    from ic_anogan.config import ModelConfig, TrainConfig
+
+    class Stop(Exception):
+        pass
+
+    def stopper(**_):
+        import keras
+
+        class StopAtFirstBatch(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                raise Stop()
+        return StopAtFirstBatch()
+
+    with pytest.raises(Stop):
+        train.train(model_dir=str(tmp_path / "m"), log_dir=str(tmp_path / "logs"),
+                    model_config=ModelConfig(16, 8, 4),
+                    train_config=TrainConfig(batch_size=8, epochs=1, monitor_every_epochs=0),
+                    synthetic_count=20, verbose=0, extra_callbacks=[stopper])
+    assert not os.path.exists(tmp_path / "m")
+
+
+def test_score_main_refuses_output_places_before_the_search(trained_model_dir, tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    model_dir = trained_model_dir["model_dir"]
+    for flag, folder, message in (
+            ("output_dir", tmp_path / "a_file", "exists and is a file; expected a folder"),
+            ("output_dir", "/proc/ic_anogan_out", "cannot write in /proc"),
+            ("log_dir", tmp_path / "a_file", "exists and is a file"),
+            ("export_dir", tmp_path / "a_file", "exists and is a file")):
+        done = run_main("score_main.py", f"--model_dir={model_dir}", f"--{flag}={folder}",
+                        "--synthetic_counts=good:2")
+        assert done.returncode != 0 and f"--{flag}={folder}: {message}" in done.stderr, \
+            done.stderr[-2000:]
+        assert "scoring" not in done.stderr  # refused before any image was searched
+
+
+# -- exports --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_export(trained_model_dir, tmp_path_factory):
+    model = train.load_trained_model(trained_model_dir["model_dir"])
+    record = calibration.read(model.model_dir, "encoder")
+    base = str(tmp_path_factory.mktemp("bad_input_export"))
+    path = export.export_saved_model(
+        model, base, calibration.stored_search_config(record),
+        calibration.thresholds(record)["map_max"], warmup_batch_sizes=(),
+        map_statistics=calibration.map_statistics(record), image_score="map_max")
+    return {"model": model, "base": base, "path": path, "record": record,
+            "loaded": tf.saved_model.load(path)}
+
+
+def test_saved_model_paths_are_explained(small_export, tmp_path):
+    with pytest.raises(ExportError, match="an export base, not a version folder; give "
+                       f"--saved_model={small_export['path']}"):
+        serving.ExportedModel(small_export["base"])
+    (tmp_path / "3").mkdir()
+    with pytest.raises(ExportError, match="no saved_model.pb; expected a version folder"):
+        serving.ExportedModel(str(tmp_path / "3"))
+    done = run_main("score_main.py", f"--saved_model={small_export['base']}")
+    assert done.returncode == 1 and "an export base, not a version folder" in done.stderr
+
+
+def test_empty_batch_gives_empty_outputs(small_export):
+    signatures = small_export["loaded"].signatures
+    empty = signatures["serving_default"](images=tf.zeros([0, 16, 16, 1], tf.uint8))
+    assert empty["anomaly_score"].shape == (0,) and empty["defect_mask"].shape == (0, 16, 16, 1)
+    assert signatures["score_encoded"](image_bytes=tf.constant([], tf.string))[
+        "is_anomaly"].shape == (0,)
+
+
+def test_encoded_inputs_are_checked_with_the_element_named(small_export):
+    signature = small_export["loaded"].signatures["score_encoded"]
+    png = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(png, format="PNG")
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="image_bytes: expected a string tensor \\[N\\]"):
+        signature(image_bytes=tf.constant([[png.getvalue()]]))
+    tiff = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tiff, format="TIFF")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes\\[\\] 1 \\]: not a "
+                       "PNG, JPEG, BMP or GIF file|image_bytes\\[.*1.*\\]: not a PNG"):
+        signature(image_bytes=tf.constant([png.getvalue(), tiff.getvalue()]))
+
+
+def test_nan_pixels_are_never_judged_good(small_export):
+    images = np.zeros((2, 16, 16, 1), np.float32)
+    images[1, 3, 3, 0] = np.nan
+    out = small_export["loaded"].signatures["score_float"](images=tf.constant(images))
+    assert not np.isfinite(out["map_score"].numpy()[1])
+    assert bool(out["is_anomaly"].numpy()[1]) is True
+
+
+def test_tiff_files_score_through_the_export_as_decoded_pixels(small_export, tmp_path, rng):
+    folder = tmp_path / "tiffs"
+    for i in range(3):
+        write_image(str(folder / f"{i}.tif"), rng.integers(0, 256, (20, 24), dtype=np.uint8))
+    images = data.load_folder(str(folder), 16)
+    served = serving.ExportedModel(small_export["path"]).score(images, batch_size=2)
+    search = scoring.make_search(small_export["model"],
+                                 calibration.stored_search_config(small_export["record"]))
+    direct = scoring.run_search(search, images.images, 2)
+    np.testing.assert_allclose(served["anomaly_score"], direct["anomaly_score"], rtol=1e-4)
+
+
+def test_concurrent_exports_end_as_two_versions(tmp_path):
+    base = str(tmp_path / "serving")
+    with atomic_io.new_numbered_directory(base, 1) as first:
+        with atomic_io.new_numbered_directory(base, 1) as second:  # both saw "1" as next
+            open(os.path.join(second["temp"], "saved_model.pb"), "w").close()
+        open(os.path.join(first["temp"], "saved_model.pb"), "w").close()
+    assert second["path"].endswith("/1") and first["path"].endswith("/2")
+    assert sorted(os.listdir(base)) == ["1", "2"]  # no temporary folder left
+    with pytest.raises(RuntimeError):
+        with atomic_io.new_numbered_directory(base, 3):
+            raise RuntimeError("export failed")
+    assert sorted(os.listdir(base)) == ["1", "2"]
+
+
+def test_report_judges_non_finite_scores_anomalous(tmp_path):
+    images = data.ImageSet(np.zeros((3, 16, 16, 1), np.float32), ["a", "b", "c"],
+                           np.array([0, 1, 1]), ["good", "void", "void"])
+    outputs = {"anomaly_score": np.array([1.0, np.nan, 5.0]),
+               "residual_score": np.zeros(3), "discrimination_score": np.zeros(3),
+               "reconstruction": np.zeros((3, 16, 16, 1), np.float32),
+               "anomaly_map": np.zeros((3, 16, 16, 1), np.float32)}
+    report = scoring.write_report(str(tmp_path / "o"), images, outputs, threshold=2.0)
+    rows = (tmp_path / "o" / "scores.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[6] for r in rows] == ["0", "1", "1"]
+    assert report.evaluation["auroc"] == 1.0  # NaN ranks as the most anomalous
+    # The metrics count it as the CSV does: found anomalous.
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["at_threshold"][
+        "true_positives"] == 2
