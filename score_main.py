@@ -220,7 +220,10 @@ def _print_summary(report, log_dir):
         print(f"at threshold {t['threshold']:.4f}: precision {t['precision']:.4f} "
               f"recall {t['recall']:.4f} F1 {t['f1']:.4f} FPR {t['false_positive_rate']:.4f}")
     print(f"scores: {report.scores_csv}")
-    print(f"figures: {', '.join(report.figures)}")
+    overlays = [f for f in report.figures if os.path.basename(os.path.dirname(f)) == "overlays"]
+    print(f"figures: {', '.join(f for f in report.figures if f not in overlays)}")
+    if overlays:
+        print(f"defect-mask overlays: {os.path.dirname(overlays[0])}/ ({len(overlays)} images)")
     if log_dir:
         print(f"TensorBoard: tensorboard --logdir {log_dir}")
 
