@@ -18,6 +18,7 @@ import gzip
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -36,8 +37,11 @@ def _run(script, *args):
                           capture_output=True, text=True, timeout=600)
     lines = [line for line in done.stderr.splitlines() + done.stdout.splitlines()
              if line.strip() and not line.startswith(("W0", "I0", "WARNING: All log"))]
-    message = next((line for line in reversed(lines) if "rror" in line or "expected" in line
-                    or "must be" in line or "refus" in line), lines[-1] if lines else "")
+    # The refusal itself: an error log line, absl's flag error, or a usage
+    # error's last line (after the printed help), not a line of the help.
+    named = [line for line in lines if re.match(r"(E\d{4} |FATAL |--\w+=\S*: )", line)]
+    message = named[-1] if named else (lines[-1] if lines else "")
+    message = re.sub(r"^E\d{4} [\d:.]+ +\d+ ", "", message)
     return done.returncode, "Traceback" in done.stderr, message.strip()[:160]
 
 
@@ -262,8 +266,10 @@ def main() -> None:
             message = f"returned {result!r}" if isinstance(result, bool) else "returned outputs"
             code = 0
         except tf.errors.InvalidArgumentError as e:
-            message = e.message.splitlines()[0][:160]
-            ok, code = "expected" in message or "not a PNG" in message, 1
+            found = [line for line in e.message.splitlines()
+                     if "expected" in line or "not a PNG" in line]
+            message = (found[0] if found else e.message.splitlines()[0]).strip()[:160]
+            ok, code = bool(found), 1
         rows.append((name, code, False, False, ok, message))
 
     print("| case | exit | traceback | left behind | ok | message |")

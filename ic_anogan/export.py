@@ -225,9 +225,10 @@ class ServingFunctions:
             index, data = element
             known = tf.reduce_any([tf.equal(tf.strings.substr(data, 0, len(magic)), magic)
                                    for magic in GRAPH_DECODABLE_MAGIC])
-            with tf.control_dependencies([tf.debugging.Assert(known, [
-                    "image_bytes[", index, "]: not a PNG, JPEG, BMP or GIF file (decode other "
-                    "formats, e.g. TIFF, and send the pixels to serving_default)"])]):
+            message = tf.strings.format(
+                "image_bytes[{}]: not a PNG, JPEG, BMP or GIF file (decode other formats, e.g. "
+                "TIFF, and send the pixels to serving_default)", index)
+            with tf.control_dependencies([tf.debugging.Assert(known, [message])]):
                 image = tf.io.decode_image(data, dtype=tf.float32, expand_animations=False)
             # At the model's size the antialiased resize is the identity, as
             # data.py's shortcut assumes.

@@ -231,8 +231,8 @@ def test_encoded_inputs_are_checked_with_the_element_named(small_export):
         signature(image_bytes=tf.constant([[png.getvalue()]]))
     tiff = io.BytesIO()
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tiff, format="TIFF")
-    with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes\\[\\] 1 \\]: not a "
-                       "PNG, JPEG, BMP or GIF file|image_bytes\\[.*1.*\\]: not a PNG"):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="image_bytes\\[1\\]: not a PNG, JPEG, BMP or GIF file"):
         signature(image_bytes=tf.constant([png.getvalue(), tiff.getvalue()]))
 
 
