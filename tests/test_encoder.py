@@ -159,7 +159,7 @@ def test_modes_need_an_encoder_and_encoder_mode_takes_no_steps(tiny_models):
         SearchConfig(mode="encoder", steps=5)
     with pytest.raises(ConfigError, match="mode='fast': expected one of"):
         SearchConfig(mode="fast")
-    assert search_config_for_mode("encoder_search").steps == 10
+    assert search_config_for_mode("encoder_search").steps == 50  # chosen under map_max
     assert search_config_for_mode("encoder", SearchConfig(steps=9, restarts=3)).steps == 0
     assert search_config_for_mode("encoder_search", SearchConfig(steps=9), steps=4).steps == 4
     with pytest.raises(ConfigError, match="encoder_feature_weight"):
