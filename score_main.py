@@ -236,12 +236,12 @@ def _comparison_table(rows):
         top = r["evaluation"]
         for name, e in top.get("image_scores", {"-": top}).items():
             metric = (lambda k, d=e: f"{d[k]:.4f}" if k in d else "-")
-            pixel = (metric("pixel_auroc_standardised", top) if name in ("map_max", "map_topk")
-                     else metric("pixel_auroc", top))
+            map_score = name != "study"  # a map score is judged on the standardised map
+            pixel = metric("pixel_auroc_standardised" if map_score else "pixel_auroc", top)
             decides = " (decides)" if name == top.get("image_score") else ""
             lines.append(f"| {r['mode']} | {r['steps']} | {name}{decides} | {metric('auroc')} | "
                          f"{metric('auprc')} | {metric('tpr_at_fpr_1pct')} | {pixel} | "
-                         f"{metric('pro', top) if name != 'study' else '-'} | "
+                         f"{metric('pro', top) if map_score else '-'} | "
                          f"{r['seconds'] / r['images']:.4f} | "
                          f"{r['images'] / max(r['seconds'], 1e-9):.1f} |")
     return "\n".join(lines)
@@ -333,8 +333,7 @@ def main(argv):
                     progress=cli.StepProgress(len(good) * steps, f"calibration ({mode})")
                     if steps else None,
                     chunk_steps=_CHUNK_STEPS.value or max(1, steps // 20),
-                    map_config=map_config, log_dir=_LOG_DIR.value or cli.default_log_dir(
-                        name_for_logs))
+                    map_config=map_config, log_dir=log_root)
         if not _EXPORT_DIR.value:
             images = data.load_scoring_set(_DATA_DIR.value, image_size, _SKIP_CORRUPT.value,
                                            synthetic_counts=synthetic_counts,

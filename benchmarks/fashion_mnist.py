@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--results", default=None, help="write the results as JSON here")
     args = parser.parse_args()
 
-    from ic_anogan import data, encoder_train, metrics, scoring, train
+    from ic_anogan import calibration, data, encoder_train, metrics, scoring, train
     from ic_anogan.config import (EncoderConfig, IMAGE_SCORES, ModelConfig, SearchConfig,
                                   TrainConfig, search_config_for_mode)
 
@@ -91,8 +91,8 @@ def main() -> None:
             start = time.time()
             outputs = scoring.run_search(scoring.make_search(model, search_config),
                                          test.images, batch_size=256)
-            statistics_ = scoring.calibration.map_statistics(record)
-            outputs = scoring.add_map_outputs(test.images, outputs, statistics_)
+            outputs = scoring.add_map_outputs(test.images, outputs,
+                                              calibration.map_statistics(record))
             score_seconds = time.time() - start
             row = {"class": k, "name": CLASS_NAMES[k], "mode": mode,
                    "steps": search_config.steps, "train_seconds": train_seconds,

@@ -51,6 +51,13 @@ MAP_SCORES = IMAGE_SCORES[1:]
 # Chosen on validation data only (README, "Image scores").
 DEFAULT_IMAGE_SCORE = "map_max"
 MAP_KERNELS = ("box", "gaussian")
+
+
+def map_score_name(image_score: str) -> str:
+    """The map score reported as `map_score`: the decision's own when it is a map score,
+    else the default map score."""
+    return image_score if image_score in MAP_SCORES else DEFAULT_IMAGE_SCORE
+
 MAP_RESIDUALS = ("absolute", "signed")
 
 T = TypeVar("T")

@@ -189,9 +189,8 @@ class ServingFunctions:
         if statistics is not None:
             # From the unrounded G(z), exactly as the in-process scorer does.
             maps = anomaly_maps.map_outputs(images, result["reconstruction"], statistics)
-            map_name = (self.served.image_score if self.served.image_score != "study"
-                        else config_lib.DEFAULT_IMAGE_SCORE)
-            outputs.update(map_score=maps[map_name], map_x=maps["map_x"], map_y=maps["map_y"],
+            outputs.update(map_score=maps[config_lib.map_score_name(self.served.image_score)],
+                           map_x=maps["map_x"], map_y=maps["map_y"],
                            standardised_map=maps["standardised_map"],
                            defect_mask=maps["defect_mask"])
             if self.served.image_score != "study":

@@ -152,11 +152,6 @@ def ranked(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), values, np.finfo(np.float64).max)
 
 
-def map_score_name(image_score: str) -> str:
-    """The map score shown as `map_score`: the decision's own when it is a map score."""
-    return image_score if image_score in config_lib.MAP_SCORES else config_lib.DEFAULT_IMAGE_SCORE
-
-
 @dataclasses.dataclass
 class Report:
     """What a scoring run wrote and found."""
@@ -178,7 +173,7 @@ def scores_table(images: data_lib.ImageSet, outputs: dict, threshold: Optional[f
     """
     decision = score_values(outputs, image_score)
     has_map = "map_max" in outputs
-    map_values = outputs[map_score_name(image_score)] if has_map else None
+    map_values = outputs[config_lib.map_score_name(image_score)] if has_map else None
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)

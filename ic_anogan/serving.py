@@ -114,9 +114,7 @@ class ExportedModel:
             part["reconstruction"] = part["reconstruction"].astype(np.float32) / 127.5 - 1.0
             if "map_score" in part:
                 # Named as the in-process outputs are, so one report reads both.
-                image_score = self.image_scores[mode]
-                part[image_score if image_score in config_lib.MAP_SCORES
-                     else config_lib.DEFAULT_IMAGE_SCORE] = part["map_score"]
+                part[config_lib.map_score_name(self.image_scores[mode])] = part["map_score"]
             parts.append(part)
             if progress:
                 progress(end * steps)

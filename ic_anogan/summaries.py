@@ -30,12 +30,17 @@ def _scaled_image(array: np.ndarray) -> tf.Tensor:
     return tf.constant(((array - low) / max(high - low, 1e-12))[None, ..., None])
 
 
+def _map_statistics_images(statistics, step: int) -> None:
+    """The good parts' per-pixel mean and deviation maps, each scaled to its range."""
+    tf.summary.image("map_statistics/mean", _scaled_image(statistics.mean), step=step)
+    tf.summary.image("map_statistics/std", _scaled_image(statistics.std), step=step)
+
+
 def write_map_statistics(log_dir: str, statistics, step: int = 0) -> None:
-    """The good parts' per-pixel mean and deviation maps as images (each scaled to its range)."""
+    """The good parts' statistics as images, with the pixel threshold and image count."""
     writer = tf.summary.create_file_writer(log_dir)
     with writer.as_default():
-        tf.summary.image("map_statistics/mean", _scaled_image(statistics.mean), step=step)
-        tf.summary.image("map_statistics/std", _scaled_image(statistics.std), step=step)
+        _map_statistics_images(statistics, step)
         tf.summary.scalar("map_statistics/pixel_threshold", statistics.pixel_threshold,
                           step=step)
         tf.summary.scalar("map_statistics/images", statistics.count, step=step)
@@ -87,7 +92,6 @@ def write_scoring_summaries(log_dir: str, scores: np.ndarray, labels: np.ndarray
                                              rows.anomaly_maps, rows.standardised_maps),
                              step=step)
         if map_statistics is not None:
-            tf.summary.image("map_statistics/mean", _scaled_image(map_statistics.mean), step=step)
-            tf.summary.image("map_statistics/std", _scaled_image(map_statistics.std), step=step)
+            _map_statistics_images(map_statistics, step)
     writer.flush()
     writer.close()
