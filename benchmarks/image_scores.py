@@ -70,6 +70,9 @@ def main() -> None:
     parser.add_argument("--encoder_epochs", type=int, default=20)
     parser.add_argument("--modes", nargs="+", default=["search", "encoder", "encoder_search"])
     parser.add_argument("--search_steps", type=int, default=200, help="Γ of mode search")
+    parser.add_argument("--encoder_search_steps", type=int, nargs="+", default=[50],
+                        help="Γ of mode encoder_search; several compare them in one run "
+                        "(10 was the default before the map scores, 50 is now)")
     parser.add_argument("--split", default="test", choices=["test", "validation"])
     parser.add_argument("--good", type=int, default=1100)
     parser.add_argument("--short_fill", type=int, default=755)
@@ -105,11 +108,11 @@ def main() -> None:
     print(f"{args.model_dir}: {len(heldout)} held-out good images; {args.split} split "
           f"{data.describe(test)}; {map_config}", flush=True)
     rows = []
-    for mode in args.modes:
-        if mode not in model.scoring_modes:
-            continue
-        search_config = search_config_for_mode(
-            mode, SearchConfig(), args.search_steps if mode == "search" else None)
+    runs = [(mode, steps) for mode in args.modes if mode in model.scoring_modes
+            for steps in {"search": [args.search_steps], "encoder": [0]}.get(
+                mode, args.encoder_search_steps)]
+    for mode, steps in runs:
+        search_config = search_config_for_mode(mode, SearchConfig(), steps)
         record = scoring.calibrate(model, heldout, search_config, 99.0, 256, "held-out",
                                    map_config=map_config)
         begin = time.time()
@@ -129,6 +132,9 @@ def main() -> None:
                          "fpr_at_threshold": e["at_threshold"]["false_positive_rate"],
                          "recall_at_threshold": e["at_threshold"]["recall"],
                          "pixel_auroc": evaluation["pixel_auroc"],
+                         "pixel_auroc_per_type": evaluation["pixel_auroc_per_defect_type"],
+                         "pixel_auroc_standardised_per_type":
+                             evaluation["pixel_auroc_standardised_per_defect_type"],
                          "pixel_auroc_standardised": evaluation["pixel_auroc_standardised"],
                          "pro": evaluation["pro"],
                          "pro_per_type": evaluation["pro_per_defect_type"],
@@ -158,6 +164,19 @@ def main() -> None:
         if r["image_score"] == "map_max":
             print(f"| {r['mode']} | "
                   + " | ".join(f"{r['peak_in_defect_per_type'][d]:.2f}" for d in DEFECTS) + " |")
+    print("\nBefore (the study's A(x) and its map |x − G(z)|) and after (map_max and the "
+          "standardised map), per defect type, same run and data:")
+    print("\n| mode | Γ | image score | " + " | ".join(
+        f"{d} AUROC / TPR@1%FPR / pixel AUROC" for d in DEFECTS) + " |")
+    print("|---|---:|---|" + "---|" * len(DEFECTS))
+    for r in rows:
+        if r["image_score"] == "map_topk":
+            continue
+        pixel = (r["pixel_auroc_per_type"] if r["image_score"] == "study"
+                 else r["pixel_auroc_standardised_per_type"])
+        print(f"| {r['mode']} | {r['steps']} | {r['image_score']} | " + " | ".join(
+            f"{r['auroc_per_type'][d]:.3f} / {r['tpr_per_type'][d]:.3f} / "
+            f"{pixel.get(d, float('nan')):.3f}" for d in DEFECTS) + " |")
     print("\nTargets (map_max):")
     for r in rows:
         if r["image_score"] != "map_max":

@@ -210,8 +210,9 @@ def pixel_metrics(labels, defect_types: Sequence[str], masks: np.ndarray, has_ma
     """Pixel-level figures over the defect images with masks plus every good image.
 
     Returns:
-      pixel_auroc (of |x − G(z)|, the study's map), and with the standardised
-      maps pixel_auroc_standardised, pro and both per defect type; with the
+      pixel_auroc (of |x − G(z)|, the study's map) overall and per defect type,
+      and with the standardised maps pixel_auroc_standardised, pro and both
+      per defect type; with the
       defect masks, pixel precision / recall / IoU of the mask decision.
     """
     labels = np.asarray(labels)
@@ -230,18 +231,22 @@ def pixel_metrics(labels, defect_types: Sequence[str], masks: np.ndarray, has_ma
     if value is None:
         return result
     result["pixel_auroc"] = value
+    # Per defect type: its images with masks plus every good image.
+    per_type_rows = {}
+    for defect_type in sorted(set(types[np.asarray(has_mask)].tolist())):
+        rows = keep & ((types == defect_type) | (labels == 0))
+        if truth[rows].any():  # masks too small to survive resizing are left out
+            per_type_rows[defect_type] = rows
+    result["pixel_auroc_per_defect_type"] = {
+        t: area_under(anomaly_maps, rows) for t, rows in per_type_rows.items()}
     if standardised_maps is not None:
+        standardised_maps = np.asarray(standardised_maps)
         result["pixel_auroc_standardised"] = area_under(standardised_maps, keep)
-        result["pro"] = pro_auc(np.asarray(standardised_maps)[keep], truth[keep])
-        per_type_auroc, per_type_pro = {}, {}
-        for defect_type in sorted(set(types[np.asarray(has_mask)].tolist())):
-            rows = keep & ((types == defect_type) | (labels == 0))
-            if not truth[rows].any():  # masks too small to survive resizing
-                continue
-            per_type_auroc[defect_type] = area_under(standardised_maps, rows)
-            per_type_pro[defect_type] = pro_auc(np.asarray(standardised_maps)[rows], truth[rows])
-        result["pixel_auroc_standardised_per_defect_type"] = per_type_auroc
-        result["pro_per_defect_type"] = per_type_pro
+        result["pro"] = pro_auc(standardised_maps[keep], truth[keep])
+        result["pixel_auroc_standardised_per_defect_type"] = {
+            t: area_under(standardised_maps, rows) for t, rows in per_type_rows.items()}
+        result["pro_per_defect_type"] = {
+            t: pro_auc(standardised_maps[rows], truth[rows]) for t, rows in per_type_rows.items()}
     if defect_masks is not None:
         predicted = np.asarray(defect_masks)[keep] > 0
         actual = truth[keep]
