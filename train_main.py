@@ -28,9 +28,28 @@ _LOG_DIR = flags.DEFINE_string("log_dir", None,
                                "TensorBoard directory; default tensorboard_logs/<model name>.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Image side: 16, 32, 64, 128 or 256.")
 _LATENT_DIM = flags.DEFINE_integer("latent_dim", 100, "Size of z.")
-_BASE_FILTERS = flags.DEFINE_integer("base_filters", 64, "Filters of the outermost blocks.")
+_BASE_FILTERS = flags.DEFINE_integer(
+    "base_filters", None, "Filters of the outermost blocks; default: 64 (the study's) from 2000 "
+    "training images up, 32 below.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per training step (per replica).")
-_EPOCHS = flags.DEFINE_integer("epochs", 25, "Training epochs.")
+_UPDATES = flags.DEFINE_integer(
+    "updates", None, "Generator updates (the training length); default 3000. An epoch is one "
+    "pass over the images, but at least 50 updates.")
+_EPOCHS = flags.DEFINE_integer(
+    "epochs", None, "Training length in passes over the images, instead of --updates.")
+# What the GAN adds to the study's DCGAN; all four off is the study's DCGAN.
+_EMA_DECAY = flags.DEFINE_float(
+    "ema_decay", 0.999, "Decay of the moving average of G's weights that scoring uses (0: off, "
+    "score the raw G).")
+_D_PENALTY = flags.DEFINE_enum("d_penalty", "r1", ["r1", "none"],
+                               "Penalty on D: R1 on real images (Mescheder et al. 2018) or none.")
+_R1_GAMMA = flags.DEFINE_float("r1_gamma", 0.1, "γ of the R1 penalty.")
+_AUGMENT = flags.DEFINE_enum(
+    "augment", "auto", ["auto", "on", "off"], "DiffAugment (translation, cutout) on what D "
+    "sees; auto: on below 2000 training images.")
+_KEEP_BEST = flags.DEFINE_bool(
+    "keep_best", True, "Keep G and D of the monitor evaluation with the lowest held-out "
+    "reconstruction error instead of the last epoch's.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 2e-4, "Adam learning rate for G and D.")
 _BETA_1 = flags.DEFINE_float("beta_1", 0.5, "Adam beta_1 for G and D.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for weights, noise, shuffling and the split.")
@@ -47,7 +66,8 @@ _SYNTHETIC_PACKAGE = flags.DEFINE_enum(
 _STRATEGY = flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker"],
                               "tf.distribute strategy.")
 _MONITOR_EVERY = flags.DEFINE_integer(
-    "monitor_every_epochs", 5, "Log a short search on held-out good images every N epochs (0: off).")
+    "monitor_every_epochs", None, "Search held-out good images every N epochs, log it and keep "
+    "the best epoch (--keep_best); default: 10 times per run; 0: off.")
 _MONITOR_STEPS = flags.DEFINE_integer("monitor_search_steps", 50, "Steps of that search.")
 # The encoder E, trained after the GAN with G and D frozen.
 _ENCODER = flags.DEFINE_bool("encoder", True,
@@ -94,13 +114,25 @@ _MAX_IMAGE_PIXELS = flags.DEFINE_integer(
     "refused, or skipped with --skip_corrupt, before they are decoded.")
 
 flags.mark_flags_as_required(["model_dir"])
-for _flag in ("latent_dim", "base_filters", "batch_size", "epochs", "synthetic_train_count",
+for _flag in ("latent_dim", "batch_size", "synthetic_train_count",
               "monitor_search_steps", "restarts", "search_batch_size", "encoder_epochs"):
     flags.register_validator(_flag, lambda v: v is not None and v > 0,
                              message="must be a positive integer")
-for _flag in ("search_steps", "monitor_every_epochs", "encoder_search_steps"):
+for _flag in ("base_filters", "epochs", "updates"):
+    flags.register_validator(_flag, lambda v: v is None or v > 0,
+                             message="must be a positive integer")
+for _flag in ("search_steps", "encoder_search_steps"):
     flags.register_validator(_flag, lambda v: v is not None and v >= 0,
                              message="must be an integer >= 0")
+flags.register_validator("monitor_every_epochs", lambda v: v is None or v >= 0,
+                         message="must be an integer >= 0")
+flags.register_multi_flags_validator(
+    ["epochs", "updates"], lambda v: v["epochs"] is None or v["updates"] is None,
+    message="--epochs and --updates both set the training length; give one")
+flags.register_validator("ema_decay", lambda v: math.isfinite(v) and 0 <= v < 1,
+                         message="must be in [0, 1)")
+flags.register_validator("r1_gamma", lambda v: math.isfinite(v) and v > 0,
+                         message="must be a finite positive number")
 flags.register_validator("image_size", lambda v: v in (16, 32, 64, 128, 256),
                          message="must be one of 16, 32, 64, 128, 256")
 flags.register_validator("validation_fraction", lambda v: 0 <= v < 1,
@@ -138,8 +170,11 @@ def main(argv):
         model_config = config.ModelConfig(_IMAGE_SIZE.value, _LATENT_DIM.value,
                                           _BASE_FILTERS.value)
         train_config = config.TrainConfig(
-            batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value,
+            batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, updates=_UPDATES.value,
             learning_rate=_LEARNING_RATE.value, beta_1=_BETA_1.value, seed=_SEED.value,
+            ema_decay=_EMA_DECAY.value, d_penalty=_D_PENALTY.value, r1_gamma=_R1_GAMMA.value,
+            augment={"auto": None, "on": True, "off": False}[_AUGMENT.value],
+            keep_best=_KEEP_BEST.value,
             validation_fraction=_VALIDATION_FRACTION.value,
             monitor_every_epochs=_MONITOR_EVERY.value, monitor_search_steps=_MONITOR_STEPS.value)
         search_config = config.SearchConfig(
@@ -175,8 +210,10 @@ def main(argv):
             # A redrawn bar per epoch on a terminal; one line per epoch in a log file.
             verbose=1 if sys.stdout.isatty() else 2)
         last = {k: v[-1] for k, v in result.history.items() if v}
-        log.info("trained %d GAN epochs in %.0f s; last epoch: %s", result.epochs_run,
-                 result.seconds, ", ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
+        log.info("trained %d GAN epochs (%d updates) in %.0f s; kept epoch %d; last epoch: %s",
+                 result.epochs_run, result.epochs_run * result.plan.updates_per_epoch,
+                 result.seconds, result.kept_epoch,
+                 ", ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
         if _ENCODER.value:
             log.info("encoder %s", config.to_dict(encoder_config))
             encoded = encoder_train.train_encoder(

@@ -84,15 +84,18 @@ class ModelConfig:
 
     image_size: int = 64
     latent_dim: int = 100
-    base_filters: int = 64
+    # None: chosen from the number of training images when training starts
+    # (training_plan.py); a trained model's config always holds the number.
+    base_filters: Optional[int] = 64
 
     def __post_init__(self):
         _require(self.image_size in SUPPORTED_IMAGE_SIZES, "image_size",
                  f"one of {SUPPORTED_IMAGE_SIZES}", self.image_size)
         _require(isinstance(self.latent_dim, int) and self.latent_dim > 0,
                  "latent_dim", "a positive integer", self.latent_dim)
-        _require(isinstance(self.base_filters, int) and self.base_filters > 0,
-                 "base_filters", "a positive integer", self.base_filters)
+        _require(self.base_filters is None
+                 or (isinstance(self.base_filters, int) and self.base_filters > 0),
+                 "base_filters", "a positive integer or None", self.base_filters)
 
     @property
     def num_blocks(self) -> int:
@@ -100,36 +103,93 @@ class ModelConfig:
         return int(round(math.log2(self.image_size // 4)))
 
 
+D_PENALTIES = ("none", "r1")
+# Generator updates when neither epochs nor updates are given. A GAN needs
+# thousands of updates whatever the data size: 25 epochs of 400 images are
+# about 150, and G then draws one blurred average part.
+DEFAULT_UPDATES = 3000
+# An epoch (checkpoint, logs, model selection) is one pass over the images,
+# but at least this many updates, so that small data sets do not pay the
+# per-epoch costs every few updates.
+MIN_UPDATES_PER_EPOCH = 50
+# Model selection evaluates this many times over a run when its interval is
+# not given.
+SELECTION_EVALUATIONS = 10
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """How the GAN is trained."""
+    """How the GAN is trained.
+
+    Attributes:
+      batch_size, learning_rate, beta_1, seed: DCGAN's Adam and batches.
+      epochs: passes over the good images; None: the length is `updates`.
+      updates: generator updates; None: DEFAULT_UPDATES (unless epochs is given).
+      ema_decay: G's weights are averaged with this decay (warmed up as
+        min(decay, (1 + t) / (10 + t)) at update t) and the average is what
+        scoring and export use; 0 turns the average off.
+      d_penalty: `r1` adds γ/2·‖∇D(x)‖² on real images to D's loss
+        (Mescheder et al. 2018); `none` is the study's DCGAN.
+      r1_gamma: γ of the R1 penalty.
+      augment: DiffAugment (translation, cutout) on what D sees; None: on
+        when there are few training images (training_plan.py).
+      keep_best: keep G and D of the evaluation with the lowest held-out
+        reconstruction error, not the last epoch's. Needs the monitor.
+      validation_fraction: good images held out (never trained on).
+      monitor_every_epochs: every this many epochs a short latent search on
+        held-out good images is logged to TensorBoard and drives keep_best;
+        None: SELECTION_EVALUATIONS times per run; 0 turns it off.
+      monitor_images, monitor_search_steps: that search's images and Γ.
+    """
 
     batch_size: int = 64
-    epochs: int = 25
+    epochs: Optional[int] = None
+    updates: Optional[int] = None
     learning_rate: float = 2e-4
     beta_1: float = 0.5
     seed: int = 0
+    ema_decay: float = 0.999
+    d_penalty: str = "r1"
+    r1_gamma: float = 0.1
+    augment: Optional[bool] = None
+    keep_best: bool = True
     validation_fraction: float = 0.1
-    # Every this many epochs a short latent search on held-out good images is
-    # logged to TensorBoard; 0 turns it off.
-    monitor_every_epochs: int = 5
-    monitor_images: int = 8
+    monitor_every_epochs: Optional[int] = None
+    monitor_images: int = 64
     monitor_search_steps: int = 50
 
     def __post_init__(self):
         _require(self.batch_size > 0, "batch_size", "a positive integer", self.batch_size)
-        _require(self.epochs > 0, "epochs", "a positive integer", self.epochs)
+        _require(self.epochs is None or (isinstance(self.epochs, int) and self.epochs > 0),
+                 "epochs", "a positive integer or None", self.epochs)
+        _require(self.updates is None or (isinstance(self.updates, int) and self.updates > 0),
+                 "updates", "a positive integer or None", self.updates)
+        _require(self.epochs is None or self.updates is None, "epochs",
+                 "either epochs or updates, not both", (self.epochs, self.updates))
         _require(_finite(self.learning_rate) and self.learning_rate > 0, "learning_rate",
                  "a finite positive number", self.learning_rate)
         _require(0 <= self.beta_1 < 1, "beta_1", "a number in [0, 1)", self.beta_1)
+        _require(_finite(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay",
+                 "a number in [0, 1)", self.ema_decay)
+        _require(self.d_penalty in D_PENALTIES, "d_penalty", f"one of {D_PENALTIES}",
+                 self.d_penalty)
+        _require(_finite(self.r1_gamma) and self.r1_gamma > 0, "r1_gamma",
+                 "a finite positive number", self.r1_gamma)
+        _require(self.augment in (None, True, False), "augment", "true, false or None",
+                 self.augment)
         _require(0 <= self.validation_fraction < 1, "validation_fraction",
                  "a number in [0, 1)", self.validation_fraction)
-        _require(self.monitor_every_epochs >= 0, "monitor_every_epochs",
-                 "an integer >= 0", self.monitor_every_epochs)
+        _require(self.monitor_every_epochs is None or self.monitor_every_epochs >= 0,
+                 "monitor_every_epochs", "an integer >= 0 or None", self.monitor_every_epochs)
         _require(self.monitor_images > 0, "monitor_images", "a positive integer",
                  self.monitor_images)
         _require(self.monitor_search_steps > 0, "monitor_search_steps",
                  "a positive integer", self.monitor_search_steps)
+
+    def as_study_dcgan(self) -> "TrainConfig":
+        """These settings with every addition to the study's DCGAN turned off."""
+        return dataclasses.replace(self, ema_decay=0.0, d_penalty="none", augment=False,
+                                   keep_best=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -132,6 +132,8 @@ def test_train_main_refuses_bad_flags_and_places_before_any_work(tmp_path):
         (["--encoder_learning_rate=inf"], "must be a finite positive number"),
         (["--map_kernel_size=4"], "--map_kernel_size=4: expected an odd integer >= 1"),
         (["--max_image_pixels=0"], "--max_image_pixels=0: must be a positive integer"),
+        (["--ema_decay=1"], "--ema_decay=1.0: must be in [0, 1)"),
+        (["--updates=100"], "--epochs and --updates both set the training length; give one"),
         ([f"--model_dir={tmp_path / 'a_file'}"],
          f"--model_dir={tmp_path / 'a_file'}: exists and is a file; expected a folder"),
         (["--model_dir=/proc/ic_anogan_model"], "--model_dir=/proc/ic_anogan_model: cannot "

@@ -96,7 +96,8 @@ def test_tensorboard_tags(trained_model_dir):
         os.path.join(log_dir, "train"))
     assert tensorboard_tags(os.path.join(log_dir, "images")) == {"generated_samples"}
     assert tensorboard_tags(os.path.join(log_dir, "monitor")) == {
-        "monitor/heldout_anomaly_score", "monitor/reconstructions"}
+        "monitor/heldout_anomaly_score", "monitor/heldout_reconstruction_error",
+        "monitor/reconstructions"}
 
 
 def _hash(path):
