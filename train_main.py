@@ -2,7 +2,10 @@
 
     python train_main.py --model_dir=models/line3 --data_dir=/path/to/good_images
 
-Without --data_dir it trains on the built-in synthetic IC packages. After the
+Without --data_dir it trains on the built-in synthetic IC packages. The
+network size, augmentation and training length not given by flags are chosen
+from the number of good images, and the log and config.json say what was
+chosen (ic_anogan/training_plan.py). After the
 GAN it trains the encoder E (f-AnoGAN's izi_f; --noencoder skips it), then
 calibrates a threshold for every scoring mode the model supports. The model
 directory ends up holding everything score_main.py needs: weights, the

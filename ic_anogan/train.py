@@ -7,10 +7,15 @@ a `SeedGenerator`. Losses are summed per example and divided by the global
 batch size, so the same step is right under a `tf.distribute` strategy, where
 the optimizers add up the replicas' gradients.
 
+What the trainer adds to the study's DCGAN (G's moving average, the R1
+penalty, DiffAugment, keeping the best epoch) is set by `TrainConfig`; with
+`TrainConfig.as_study_dcgan()` it trains the study's DCGAN.
+
 Checkpoints are one `.npz` per model directory, holding every variable of G,
-D, both optimizers and the noise generator plus the number of finished epochs,
-written atomically at the end of each epoch. A killed run started again with
-the same command restores it and goes on from the next epoch.
+D, both optimizers and the noise generator, G's average and the kept epoch's
+copy, plus the number of finished epochs, written atomically at the end of
+each epoch. A killed run started again with the same command restores it and
+goes on from the next epoch.
 """
 
 from __future__ import annotations
