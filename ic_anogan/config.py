@@ -131,8 +131,8 @@ class TrainConfig:
       d_penalty: `r1` adds γ/2·‖∇D(x)‖² on real images to D's loss
         (Mescheder et al. 2018); `none` is the study's DCGAN.
       r1_gamma: γ of the R1 penalty.
-      augment: DiffAugment (translation, cutout) on what D sees; None: on
-        when there are few training images (training_plan.py).
+      augment: DiffAugment (translation, cutout) on what D sees; None: as
+        training_plan.py decides from the number of training images.
       keep_best: keep G and D of the evaluation with the lowest held-out
         reconstruction error, not the last epoch's. Needs the monitor.
       validation_fraction: good images held out (never trained on).
@@ -200,7 +200,8 @@ class EncoderConfig:
     G and D frozen.
 
     Attributes:
-      epochs: passes over the good training images; 0 trains no encoder.
+      epochs: passes over the good training images, each at least
+        MIN_UPDATES_PER_EPOCH updates; 0 trains no encoder.
       feature_weight: κ, the weight of the feature residual.
       batch_size, learning_rate, beta_1: Adam on E's weights.
       seed: initial weights and shuffling.

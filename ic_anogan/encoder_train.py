@@ -267,8 +267,11 @@ def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig
     # Written before the first epoch so a killed run can check what it resumes.
     config_lib.write_json(record_path, description)
 
+    # An epoch is one pass, but at least MIN_UPDATES_PER_EPOCH updates, as for
+    # the GAN: 20 passes over a few hundred images are only about 100 updates.
+    updates_per_epoch = max(len(train_set) // global_batch, config_lib.MIN_UPDATES_PER_EPOCH)
     dataset = data_lib.make_dataset(train_set.images, global_batch, shuffle=True,
-                                    seed=encoder_config.seed + initial_epoch)
+                                    seed=encoder_config.seed + initial_epoch).repeat()
     # Every held-out image counts in validation, the last partial batch too.
     validation = (data_lib.make_dataset(heldout.images, global_batch, shuffle=False,
                                         drop_remainder=False) if len(heldout) else None)
@@ -286,8 +289,8 @@ def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig
                                                    heldout.images[:GRID_IMAGES], log_dir))
     callbacks += [factory(trainer=trainer, log_dir=log_dir) for factory in extra_callbacks]
     if initial_epoch < encoder_config.epochs:
-        trainer.fit(dataset, epochs=encoder_config.epochs, initial_epoch=initial_epoch,
-                    validation_data=validation, callbacks=callbacks, verbose=verbose,
+        trainer.fit(dataset, epochs=encoder_config.epochs, steps_per_epoch=updates_per_epoch,
+                    initial_epoch=initial_epoch, validation_data=validation, callbacks=callbacks, verbose=verbose,
                     shuffle=False)
     kept_epoch = (trainer.restore_best() if keep_best else None) or encoder_config.epochs
     encoder_path = os.path.join(model_dir, train.ENCODER_FILE)

@@ -250,7 +250,7 @@ def test_without_the_monitor_the_last_epoch_is_kept(tmp_path):
 
 def test_plan_fits_the_data_size():
     small = training_plan.plan_training(400, 64, ModelConfig(base_filters=None), TrainConfig())
-    assert (small.base_filters, small.augment) == (32, True)
+    assert (small.base_filters, small.augment) == (32, False)
     # 6 batches per pass, so epochs of at least 50 updates, 3000 updates in all.
     assert small.updates_per_epoch == 50 and small.epochs == 60 and small.updates == 3000
     assert small.monitor_every_epochs == 6
@@ -275,9 +275,9 @@ def test_plan_is_stored_with_the_model(tmp_path):
     _train(tmp_path, train_config=TrainConfig(batch_size=8, updates=12, monitor_every_epochs=0),
            )
     stored = json.load(open(tmp_path / "model" / "config.json"))
-    assert stored["plan"]["augment"] is True and stored["plan"]["epochs"] == 1
+    assert stored["plan"]["augment"] is False and stored["plan"]["epochs"] == 1
     assert stored["plan"]["updates_per_epoch"] == 12
-    assert "training images < 2000" in stored["plan"]["reasons"]["augment"]
+    assert stored["plan"]["reasons"]["base_filters"] == "given"
 
 
 def test_length_is_epochs_or_updates_not_both():
