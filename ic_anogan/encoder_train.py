@@ -290,8 +290,8 @@ def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig
     callbacks += [factory(trainer=trainer, log_dir=log_dir) for factory in extra_callbacks]
     if initial_epoch < encoder_config.epochs:
         trainer.fit(dataset, epochs=encoder_config.epochs, steps_per_epoch=updates_per_epoch,
-                    initial_epoch=initial_epoch, validation_data=validation, callbacks=callbacks, verbose=verbose,
-                    shuffle=False)
+                    initial_epoch=initial_epoch, validation_data=validation, callbacks=callbacks,
+                    verbose=verbose, shuffle=False)
     kept_epoch = (trainer.restore_best() if keep_best else None) or encoder_config.epochs
     encoder_path = os.path.join(model_dir, train.ENCODER_FILE)
     train.write_weights(encoder, encoder_path)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
 
 from ic_anogan import config as config_lib
 from ic_anogan.config import ModelConfig, TrainConfig

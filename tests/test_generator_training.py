@@ -2,7 +2,6 @@
 model selection and the data-size plan."""
 
 import json
-import os
 
 import keras
 import numpy as np
@@ -20,7 +19,7 @@ def _trainer(**options):
     generator, discriminator, _ = build_models(ModelConfig(**TINY), seed=0)
     average = None
     if options.pop("average", False):
-        average = Generator(**{k: TINY[k] for k in TINY}, name="generator_average")
+        average = Generator(**TINY, name="generator_average")
         for a, w in zip(average.weights, generator.weights):
             a.assign(w)
     trainer = train.GANTrainer(generator, discriminator, seed=0, ema_generator=average,
