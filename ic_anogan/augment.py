@@ -26,17 +26,23 @@ TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5
 
 
+def _per_image_draws(images: tf.Tensor, low: int, high: int,
+                     seed_generator: keras.random.SeedGenerator) -> tuple:
+    """A (row, column) integer in [low, high) per image, shaped [2, N, 1], and the
+    pixel positions [1, S] to compare them with."""
+    draws = keras.random.randint((2, tf.shape(images)[0], 1), low, high, seed=seed_generator,
+                                 dtype="int32")
+    return draws, tf.range(images.shape[1], dtype=tf.int32)[None, :]
+
+
 def translate(images: tf.Tensor, seed_generator: keras.random.SeedGenerator,
               ratio: float = TRANSLATION_RATIO) -> tf.Tensor:
     """Shifts each image by its own random offset in [-ratio·S, ratio·S], zero-filled."""
-    batch = tf.shape(images)[0]
     size = images.shape[1]
     shift = int(size * ratio + 0.5)
     if shift == 0:
         return images
-    offsets = keras.random.randint((2, batch, 1), -shift, shift + 1, seed=seed_generator,
-                                   dtype="int32")
-    positions = tf.range(size, dtype=tf.int32)[None, :]
+    offsets, positions = _per_image_draws(images, -shift, shift + 1, seed_generator)
     # Indices into the image padded by one zero row/column on each side:
     # a source position off the image reads the padding.
     rows = tf.clip_by_value(positions + offsets[0] + 1, 0, size + 1)
@@ -49,14 +55,11 @@ def translate(images: tf.Tensor, seed_generator: keras.random.SeedGenerator,
 def cutout(images: tf.Tensor, seed_generator: keras.random.SeedGenerator,
            ratio: float = CUTOUT_RATIO) -> tf.Tensor:
     """Sets one random square of side ratio·S per image to zero."""
-    batch = tf.shape(images)[0]
     size = images.shape[1]
     side = int(size * ratio + 0.5)
     if side == 0:
         return images
-    centres = keras.random.randint((2, batch, 1), 0, size + (1 - side % 2),
-                                   seed=seed_generator, dtype="int32")
-    positions = tf.range(size, dtype=tf.int32)[None, :]
+    centres, positions = _per_image_draws(images, 0, size + (1 - side % 2), seed_generator)
     starts = centres - side // 2
     inside_rows = (positions >= starts[0]) & (positions < starts[0] + side)
     inside_cols = (positions >= starts[1]) & (positions < starts[1] + side)

@@ -29,7 +29,6 @@ class BestWeights:
 
     def __init__(self, generator: Generator, discriminator: Discriminator):
         self.sources = list(generator.weights) + list(discriminator.weights)
-        self.generator_count = len(generator.weights)
         self.copies = [tf.Variable(np.asarray(v), trainable=False, name="best_weight")
                        for v in self.sources]
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
