@@ -4,18 +4,12 @@
 
 Without --data_dir it trains on the built-in synthetic IC packages. The
 network size, augmentation and training length not given by flags are chosen
-from the number of good images, and the log and config.json say what was
-chosen (ic_anogan/training_plan.py). After the
-GAN it trains the encoder E (f-AnoGAN's izi_f; --noencoder skips it), then
-calibrates a threshold for every scoring mode the model supports. The model
-directory ends up holding everything score_main.py needs: weights, the
-resolved config, the held-out good file list and the calibrated thresholds.
-Started again with the same flags, an interrupted run resumes.
+from the number of good images (ic_anogan/training_plan.py). After the GAN it
+trains the encoder E (--noencoder skips it), then calibrates every scoring
+mode on the held-out good images: ic_anogan.pipeline.train_and_calibrate,
+which this binary calls with the configs its flags build. Started again with
+the same flags, an interrupted run resumes.
 """
-
-import logging
-import math
-import sys
 
 from absl import app, flags
 
@@ -119,145 +113,84 @@ _MAX_IMAGE_PIXELS = flags.DEFINE_integer(
     "refused, or skipped with --skip_corrupt, before they are decoded.")
 
 flags.mark_flags_as_required(["model_dir"])
-for _flag in ("latent_dim", "batch_size", "synthetic_train_count",
-              "monitor_search_steps", "restarts", "search_batch_size", "encoder_epochs"):
-    flags.register_validator(_flag, lambda v: v is not None and v > 0,
-                             message="must be a positive integer")
-for _flag in ("base_filters", "epochs", "updates"):
-    flags.register_validator(_flag, lambda v: v is None or v > 0,
-                             message="must be a positive integer")
-for _flag in ("search_steps", "encoder_search_steps"):
-    flags.register_validator(_flag, lambda v: v is not None and v >= 0,
-                             message="must be an integer >= 0")
-flags.register_validator("monitor_every_epochs", lambda v: v is None or v >= 0,
-                         message="must be an integer >= 0")
-flags.register_multi_flags_validator(
-    ["epochs", "updates"], lambda v: v["epochs"] is None or v["updates"] is None,
-    message="--epochs and --updates both set the training length; give one")
-flags.register_validator("ema_decay", lambda v: math.isfinite(v) and 0 <= v < 1,
-                         message="must be in [0, 1)")
-flags.register_validator("r1_gamma", lambda v: math.isfinite(v) and v > 0,
-                         message="must be a finite positive number")
-flags.register_validator("image_size", lambda v: v in (16, 32, 64, 128, 256),
-                         message="must be one of 16, 32, 64, 128, 256")
-flags.register_validator("validation_fraction", lambda v: 0 <= v < 1,
-                         message="must be in [0, 1)")
-# Every float flag must be a finite number: inf and nan pass a "> 0" test.
-for _flag in ("learning_rate", "search_learning_rate", "encoder_learning_rate"):
-    flags.register_validator(_flag, lambda v: math.isfinite(v) and v > 0,
-                             message="must be a finite positive number")
-flags.register_validator("beta_1", lambda v: 0 <= v < 1, message="must be in [0, 1)")
-flags.register_validator("max_image_pixels", lambda v: v > 0,
-                         message="must be a positive integer")
-flags.register_validator("encoder_batch_size", lambda v: v is None or v > 0,
-                         message="must be a positive integer")
-flags.register_validator("encoder_feature_weight", lambda v: math.isfinite(v) and v >= 0,
-                         message="must be a finite number >= 0")
-flags.register_validator("discrimination_weight", lambda v: 0 <= v <= 1,
-                         message="must be in [0, 1]")
-flags.register_validator("calibration_percentile", lambda v: 0 < v <= 100,
-                         message="must be in (0, 100]")
-flags.register_validator("clip_z", lambda v: v is None or (math.isfinite(v) and v > 0),
-                         message="must be a finite positive number")
-flags.register_validator("pixel_percentile", lambda v: 0 < v <= 100,
-                         message="must be in (0, 100]")
+# Flags whose config field has another name.
+_RENAMES = {"learning_rate": "search_learning_rate", "seed": "search_seed"}
+
+
+def _configs() -> dict:
+    """The configs the flags describe; every value is checked by its config."""
+    from ic_anogan import config
+    try:
+        search = config.SearchConfig(
+            steps=_SEARCH_STEPS.value, discrimination_weight=_DISCRIMINATION_WEIGHT.value,
+            learning_rate=_SEARCH_LEARNING_RATE.value, restarts=_RESTARTS.value,
+            clip_z=_CLIP_Z.value, seed=_SEARCH_SEED.value)
+    except config.ConfigError as e:
+        raise app.UsageError(e.as_flag(_RENAMES)) from None
+    try:
+        return dict(
+            model_config=config.ModelConfig(_IMAGE_SIZE.value, _LATENT_DIM.value,
+                                            _BASE_FILTERS.value),
+            train_config=config.TrainConfig(
+                batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, updates=_UPDATES.value,
+                learning_rate=_LEARNING_RATE.value, beta_1=_BETA_1.value, seed=_SEED.value,
+                ema_decay=_EMA_DECAY.value, d_penalty=_D_PENALTY.value,
+                r1_gamma=_R1_GAMMA.value,
+                augment={"auto": None, "on": True, "off": False}[_AUGMENT.value],
+                keep_best=_KEEP_BEST.value, validation_fraction=_VALIDATION_FRACTION.value,
+                monitor_every_epochs=_MONITOR_EVERY.value,
+                monitor_search_steps=_MONITOR_STEPS.value),
+            data_config=config.DataConfig(
+                data_dir=_DATA_DIR.value, skip_corrupt=_SKIP_CORRUPT.value,
+                max_image_pixels=_MAX_IMAGE_PIXELS.value,
+                synthetic_train_count=_SYNTHETIC_TRAIN_COUNT.value,
+                synthetic_package=_SYNTHETIC_PACKAGE.value),
+            search_config=search,
+            # Built (and so checked) even when --noencoder or --nocalibrate
+            # leaves them unused: a bad value is refused whatever else is set.
+            encoder_config=config.EncoderConfig(
+                epochs=_ENCODER_EPOCHS.value, feature_weight=_ENCODER_FEATURE_WEIGHT.value,
+                batch_size=_ENCODER_BATCH_SIZE.value or _BATCH_SIZE.value,
+                learning_rate=_ENCODER_LEARNING_RATE.value, seed=_SEED.value),
+            calibration_config=config.CalibrationConfig(
+                encoder_search_steps=_ENCODER_SEARCH_STEPS.value,
+                percentile=_PERCENTILE.value, batch_size=_SEARCH_BATCH_SIZE.value,
+                map=config.MapConfig(residual=_MAP_RESIDUAL.value, kernel=_MAP_KERNEL.value,
+                                     kernel_size=_MAP_KERNEL_SIZE.value,
+                                     pixel_percentile=_PIXEL_PERCENTILE.value)))
+    except config.ConfigError as e:
+        raise app.UsageError(e.as_flag()) from None
 
 
 def main(argv):
     del argv
-    # Heavy imports after flag parsing, so --help and flag errors are instant.
-    from ic_anogan import atomic_io, cli, config, data, encoder_train, scoring, train
-    cli.setup_logging()
-    log = logging.getLogger("train_main")
-
-    # The configs check every value; a bad one is a usage error naming its flag.
-    try:
-        model_config = config.ModelConfig(_IMAGE_SIZE.value, _LATENT_DIM.value,
-                                          _BASE_FILTERS.value)
-        train_config = config.TrainConfig(
-            batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, updates=_UPDATES.value,
-            learning_rate=_LEARNING_RATE.value, beta_1=_BETA_1.value, seed=_SEED.value,
-            ema_decay=_EMA_DECAY.value, d_penalty=_D_PENALTY.value, r1_gamma=_R1_GAMMA.value,
-            augment={"auto": None, "on": True, "off": False}[_AUGMENT.value],
-            keep_best=_KEEP_BEST.value,
-            validation_fraction=_VALIDATION_FRACTION.value,
-            monitor_every_epochs=_MONITOR_EVERY.value, monitor_search_steps=_MONITOR_STEPS.value)
-        search_config = config.SearchConfig(
-            steps=_SEARCH_STEPS.value, discrimination_weight=_DISCRIMINATION_WEIGHT.value,
-            learning_rate=_SEARCH_LEARNING_RATE.value, restarts=_RESTARTS.value,
-            clip_z=_CLIP_Z.value, seed=_SEARCH_SEED.value)
-        encoder_config = config.EncoderConfig(
-            epochs=_ENCODER_EPOCHS.value, feature_weight=_ENCODER_FEATURE_WEIGHT.value,
-            batch_size=_ENCODER_BATCH_SIZE.value or _BATCH_SIZE.value,
-            learning_rate=_ENCODER_LEARNING_RATE.value, seed=_SEED.value)
-        map_config = config.MapConfig(residual=_MAP_RESIDUAL.value, kernel=_MAP_KERNEL.value,
-                                      kernel_size=_MAP_KERNEL_SIZE.value,
-                                      pixel_percentile=_PIXEL_PERCENTILE.value)
-    except config.ConfigError as e:
-        raise app.UsageError(f"--{e}") from None
+    configs = _configs()
+    if not _ENCODER.value:
+        configs["encoder_config"] = None
+    if not _CALIBRATE.value:
+        configs["calibration_config"] = None
+    from ic_anogan import atomic_io, cli, image_set, sources
     log_dir = _LOG_DIR.value or cli.default_log_dir(_MODEL_DIR.value)
     for flag, folder in (("model_dir", _MODEL_DIR.value), ("log_dir", log_dir)):
         reason = atomic_io.unwritable_reason(folder)
         if reason:
             raise app.UsageError(f"--{flag}={folder}: {reason}")
-    log.info("model %s", config.to_dict(model_config))
-    log.info("training %s", config.to_dict(train_config))
-    log.info("TensorBoard: tensorboard --logdir %s", log_dir)
-
     try:
-        result = train.train(
-            model_dir=_MODEL_DIR.value, log_dir=log_dir, model_config=model_config,
-            train_config=train_config, data_spec=_DATA_DIR.value,
-            skip_corrupt=_SKIP_CORRUPT.value, synthetic_count=_SYNTHETIC_TRAIN_COUNT.value,
-            synthetic_package=_SYNTHETIC_PACKAGE.value,
-            search_config=search_config, strategy=cli.make_strategy(_STRATEGY.value),
-            max_image_pixels=_MAX_IMAGE_PIXELS.value,
-            # A redrawn bar per epoch on a terminal; one line per epoch in a log file.
-            verbose=1 if sys.stdout.isatty() else 2)
-        last = {k: v[-1] for k, v in result.history.items() if v}
-        log.info("trained %d GAN epochs (%d updates) in %.0f s; kept epoch %d; last epoch: %s",
-                 result.epochs_run, result.epochs_run * result.plan.updates_per_epoch,
-                 result.seconds, result.kept_epoch,
-                 ", ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
-        if _ENCODER.value:
-            log.info("encoder %s", config.to_dict(encoder_config))
-            encoded = encoder_train.train_encoder(
-                model_dir=_MODEL_DIR.value, log_dir=log_dir, encoder_config=encoder_config,
-                train_set=result.train_set, heldout=result.heldout,
-                strategy=cli.make_strategy(_STRATEGY.value),
-                verbose=1 if sys.stdout.isatty() else 2)
-            last = {k: v[-1] for k, v in encoded.history.items() if v}
-            log.info("trained %d encoder epochs in %.0f s; last epoch: %s", encoded.epochs_run,
-                     encoded.seconds, ", ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
-            held_out = encoded.history.get("val_loss", [])
-            if len(held_out) >= encoded.kept_epoch:
-                log.info("kept the encoder of epoch %d (lowest held-out loss: %.4f)",
-                         encoded.kept_epoch, held_out[encoded.kept_epoch - 1])
-    except (data.DataError, train.ModelDirError, train.NonFiniteLossError) as e:
-        log.error("%s", e)
+        sources.resolve_source(_DATA_DIR.value)
+    except image_set.DataError as e:
+        cli.report_error(e)
         return 1
-
-    if _CALIBRATE.value and len(result.heldout):
-        model = train.load_trained_model(_MODEL_DIR.value)
-        source = f"held-out {len(result.heldout)} good images of {_DATA_DIR.value or 'synthetic'}"
-        for mode in model.scoring_modes:
-            mode_config = config.search_config_for_mode(
-                mode, search_config,
-                steps=_ENCODER_SEARCH_STEPS.value if mode == "encoder_search" else None)
-            progress = cli.StepProgress(len(result.heldout) * max(mode_config.steps, 1),
-                                        f"calibration ({mode})")
-            record = scoring.calibrate(
-                model, result.heldout, mode_config, _PERCENTILE.value, _SEARCH_BATCH_SIZE.value,
-                source=source, progress=progress if mode_config.steps else None,
-                chunk_steps=max(1, mode_config.steps // 10), map_config=map_config,
-                log_dir=log_dir)
-            log.info("calibrated %s (Γ = %d) on %d held-out good images, %gth percentile: "
-                     "thresholds %s", mode, mode_config.steps, record["count"],
-                     record["percentile"], ", ".join(
-                         f"{name} {values['threshold']:.4f}"
-                         for name, values in record["image_scores"].items()))
-    elif _CALIBRATE.value:
-        log.warning("no held-out images (--validation_fraction=0): threshold not calibrated")
+    # TensorFlow only now: --help and refused flags or places answer at once.
+    from ic_anogan import pipeline
+    cli.setup_logging()
+    print(f"TensorBoard: tensorboard --logdir {log_dir}", flush=True)
+    try:
+        pipeline.train_and_calibrate(model_dir=_MODEL_DIR.value, log_dir=log_dir,
+                                     strategy=cli.make_strategy(_STRATEGY.value),
+                                     progress_factory=cli.StepProgress, **configs)
+    except cli.expected_errors() as e:
+        cli.report_error(e)
+        return 1
     print(f"model written to {_MODEL_DIR.value}; TensorBoard logs in {log_dir}")
     return 0
 

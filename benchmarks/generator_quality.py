@@ -32,18 +32,14 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common
 
-DEFECTS = ("short_fill", "void", "chipped_edge", "scratch")
+DEFECTS = common.DEFECT_TYPES
 VARIANTS = ("study", "ema", "r1", "augment", "keep_best", "ema_keep_best", "ema_r1",
             "default", "all")
-SPLITS = {"validation": {"good": 300, "short_fill": 200, "void": 200, "chipped_edge": 200,
-                         "scratch": 200},
-          "test": {"good": 1100, "short_fill": 755, "void": 200, "chipped_edge": 200,
-                   "scratch": 200}}
+SPLITS = {"validation": common.study_test_counts(200, good=300, short_fill=200),
+          "test": common.study_test_counts(200)}
 
 
 def train_config_for(variant: str, args):
@@ -66,48 +62,33 @@ def train_config_for(variant: str, args):
 def run(args) -> dict:
     import numpy as np
 
-    from ic_anogan import calibration, data, encoder_train, scoring, train
-    from ic_anogan.config import (EncoderConfig, MapConfig, ModelConfig, SearchConfig,
-                                  search_config_for_mode)
+    from ic_anogan.config import DataConfig, ModelConfig, SearchConfig, search_config_for_mode
 
     model_dir = os.path.join(args.work_dir, f"{args.tag}_{args.variant}")
     if os.path.exists(model_dir):
         import shutil
         shutil.rmtree(model_dir)
     train_config = train_config_for(args.variant, args)
-    begin = time.time()
-    result = train.train(model_dir=model_dir, log_dir=os.path.join(model_dir, "logs"),
-                         model_config=ModelConfig(64, 100, args.base_filters or None),
-                         train_config=train_config, synthetic_count=args.train_count,
-                         verbose=0)
-    gan_seconds = time.time() - begin
-    begin = time.time()
-    encoder_train.train_encoder(model_dir=model_dir, log_dir=os.path.join(model_dir, "logs"),
-                                encoder_config=EncoderConfig(epochs=args.encoder_epochs),
-                                train_set=result.train_set, heldout=result.heldout, verbose=0)
-    encoder_seconds = time.time() - begin
-    model = train.load_trained_model(model_dir)
+    result = common.train(model_dir, model_config=ModelConfig(64, 100, args.base_filters or None),
+                          train_config=train_config,
+                          data_config=DataConfig(synthetic_train_count=args.train_count),
+                          encoder_epochs=args.encoder_epochs)
+    model = common.load(model_dir)
     search_config = search_config_for_mode("encoder_search", SearchConfig())
-    begin = time.time()
-    record = scoring.calibrate(model, result.heldout, search_config, 99.0, 256, "held-out",
-                               map_config=MapConfig())
-    calibration_seconds = time.time() - begin
-    search = scoring.make_search(model, search_config)
-    heldout_outputs = scoring.run_search(search, result.heldout.images, 256)
+    (scorer, record), calibration_seconds = common.median_seconds(
+        lambda: common.calibrated_scorer(model, result.gan.heldout, search_config),
+        warm_up=lambda: None)
+    heldout_outputs = scorer.score(result.gan.heldout, 256)
     row = {"variant": args.variant, "tag": args.tag,
            "base_filters": model.model_config.base_filters,
-           "train_images": result.train_images, "plan": dataclasses.asdict(result.plan),
-           "train_config": dataclasses.asdict(train_config), "kept_epoch": result.kept_epoch,
-           "heldout_reconstruction_error": float(np.mean(heldout_outputs["anomaly_map"])),
-           "gan_seconds": gan_seconds, "encoder_seconds": encoder_seconds,
+           "train_images": result.gan.train_images, "plan": dataclasses.asdict(result.gan.plan),
+           "train_config": dataclasses.asdict(train_config), "kept_epoch": result.gan.kept_epoch,
+           "heldout_reconstruction_error": float(np.mean(heldout_outputs.anomaly_map)),
+           "gan_seconds": result.gan.seconds, "encoder_seconds": result.encoder.seconds,
            "calibration_seconds": calibration_seconds}
     for split, counts in SPLITS.items():
-        images = data.load_scoring_set(None, 64, synthetic_split=split, synthetic_counts=counts)
-        outputs = scoring.add_map_outputs(images.images,
-                                          scoring.run_search(search, images.images, 256),
-                                          calibration.map_statistics(record))
-        evaluation = scoring.evaluate_scores(images, outputs, "map_max",
-                                             calibration.thresholds(record))
+        images = common.synthetic_split(64, counts, split=split)
+        evaluation = common.evaluate(images, scorer.score(images, 256), record)
         chosen = evaluation["image_scores"]["map_max"]
         row[split] = {"auroc": chosen["auroc_per_defect_type"],
                       "tpr_at_fpr_1pct": chosen["tpr_at_fpr_1pct_per_defect_type"],

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common
 
 
 def main() -> None:
@@ -31,26 +29,23 @@ def main() -> None:
     parser.add_argument("--voids", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model_dir", default="/tmp/ic_anogan_ic_synthetic/model",
-                        help="reused if it holds a finished run with the same settings")
+                        help="resumed if it holds a run with the same settings")
     parser.add_argument("--output_dir", default="/tmp/ic_anogan_ic_synthetic/results")
     args = parser.parse_args()
 
-    from ic_anogan import data, metrics, plots, scoring, train
-    from ic_anogan.calibration import calibrate
+    from ic_anogan import plots
     from ic_anogan.config import ModelConfig, SearchConfig, TrainConfig
-    from ic_anogan.search import LatentSearch
 
-    start = time.time()
-    result = train.train(
-        model_dir=args.model_dir, log_dir=os.path.join(args.output_dir, "logs"),
-        model_config=ModelConfig(args.image_size, 100, args.base_filters),
+    result = common.train(
+        args.model_dir, model_config=ModelConfig(args.image_size, 100, args.base_filters),
         train_config=TrainConfig(epochs=args.epochs, seed=args.seed, monitor_every_epochs=0),
-        verbose=0)
-    print(f"trained {result.epochs_run} epochs in {time.time() - start:.0f} s "
+        encoder_epochs=None)
+    print(f"trained {result.gan.epochs_run} epochs in {result.gan.seconds:.0f} s "
           f"(base_filters {args.base_filters}, image {args.image_size})", flush=True)
-    model = train.load_trained_model(args.model_dir)
-    test = data.load_scoring_set(None, args.image_size, synthetic_counts={
-        "good": 1100, "short_fill": 755, "void": args.voids})
+    model = common.load(args.model_dir)
+    counts = common.study_test_counts()
+    counts["void"] = args.voids
+    test = common.synthetic_split(args.image_size, counts)
     os.makedirs(args.output_dir, exist_ok=True)
     print("| Γ | AUROC | AUROC short fill | AUROC void | AUPRC | TPR@1%FPR | pixel AUROC | "
           "F1 at threshold | s / image |")
@@ -58,22 +53,21 @@ def main() -> None:
     for steps in args.steps:
         config = SearchConfig(steps=steps, restarts=args.restarts,
                               learning_rate=args.learning_rate, seed=args.seed)
-        search = LatentSearch(model.generator, model.features, config)
-        held = scoring.run_search(search, result.heldout.images, 256)
-        threshold = calibrate(held["anomaly_score"], 99.0, config, "held-out")["threshold"]
-        begin = time.time()
-        outputs = scoring.run_search(search, test.images, 256)
-        seconds = (time.time() - begin) / len(test)
-        e = metrics.evaluate(test.labels, outputs["anomaly_score"], test.defect_types, threshold,
-                             outputs["anomaly_map"], test.masks, test.has_mask)
+        scorer, record = common.calibrated_scorer(model, result.gan.heldout, config,
+                                                  map_config=None)
+        outputs, seconds = common.median_seconds(lambda: scorer.score(test, 256),
+                                                 warm_up=lambda: scorer.score(
+                                                     test.subset(range(8)), 8))
+        e = common.evaluate(test, outputs, record, "study")
         per = e["auroc_per_defect_type"]
         print(f"| {steps} | {e['auroc']:.3f} | {per.get('short_fill', float('nan')):.3f} | "
               f"{per.get('void', float('nan')):.3f} | {e['auprc']:.3f} | "
               f"{e['tpr_at_fpr_1pct']:.3f} | {e['pixel_auroc']:.3f} | "
-              f"{e['at_threshold']['f1']:.3f} | {seconds:.3f} |", flush=True)
-        plots.score_histogram(outputs["anomaly_score"], test.defect_types,
+              f"{e['at_threshold']['f1']:.3f} | {seconds / len(test):.3f} |", flush=True)
+        plots.score_histogram(outputs.anomaly_score, test.defect_types,
                               os.path.join(args.output_dir, f"histogram_steps_{steps}.png"),
-                              threshold, f"Synthetic ICs, Γ = {steps} (AUROC {e['auroc']:.3f})")
+                              e["at_threshold"]["threshold"],
+                              f"Synthetic ICs, Γ = {steps} (AUROC {e['auroc']:.3f})")
     print(f"figures in {args.output_dir}")
 
 

@@ -22,12 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common
 
-DEFECTS = ("short_fill", "void", "chipped_edge", "scratch")
+DEFECTS = common.DEFECT_TYPES
 
 
 def _peak_in_defect(test, outputs):
@@ -41,25 +39,10 @@ def _peak_in_defect(test, outputs):
             mask = test.masks[i, ..., 0] > 0.5
             if not mask.any():
                 continue
-            y, x = int(outputs["map_y"][i]), int(outputs["map_x"][i])
+            y, x = int(outputs.map_y[i]), int(outputs.map_x[i])
             hits.append(mask[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].any())
         shares[defect] = float(np.mean(hits)) if hits else float("nan")
     return shares
-
-
-def _train(args):
-    from ic_anogan import encoder_train, train
-    from ic_anogan.config import EncoderConfig, ModelConfig, TrainConfig
-    begin = time.time()
-    result = train.train(model_dir=args.model_dir, log_dir=os.path.join(args.model_dir, "logs"),
-                         model_config=ModelConfig(64, 100, args.base_filters),
-                         train_config=TrainConfig(epochs=args.epochs, monitor_every_epochs=0),
-                         verbose=0)
-    encoder_train.train_encoder(model_dir=args.model_dir,
-                                log_dir=os.path.join(args.model_dir, "logs"),
-                                encoder_config=EncoderConfig(epochs=args.encoder_epochs),
-                                train_set=result.train_set, heldout=result.heldout, verbose=0)
-    print(f"trained in {time.time() - begin:.0f} s", flush=True)
 
 
 def main() -> None:
@@ -85,43 +68,38 @@ def main() -> None:
 
     import dataclasses
 
-    from ic_anogan import calibration, data, scoring, train
-    from ic_anogan.config import IMAGE_SCORES, MapConfig, SearchConfig, search_config_for_mode
+    from ic_anogan.config import IMAGE_SCORES, MapConfig, ModelConfig, SearchConfig, TrainConfig
+    from ic_anogan.config import search_config_for_mode
+    from ic_anogan.model_dir import GENERATOR_FILE
 
-    if not os.path.exists(os.path.join(args.model_dir, train.GENERATOR_FILE)):
-        _train(args)
-    model = train.load_trained_model(args.model_dir)
-    size = model.model_config.image_size
-    stored = model.metadata
-    good = data.load_training_set(None, size, seed=stored["train"]["seed"],
-                                  synthetic_count=stored["data"].get("train_images", 2950)
-                                  + stored["data"].get("heldout_images", 327),
-                                  synthetic_package=stored["data"].get("synthetic_package", "sop"))
-    _, heldout = data.split_holdout(good, stored["train"]["validation_fraction"],
-                                    stored["train"]["seed"])
-    test = data.load_scoring_set(None, size, synthetic_split=args.split, synthetic_counts={
-        "good": args.good, "short_fill": args.short_fill,
-        **{d: args.others for d in DEFECTS[1:]}})
+    if not os.path.exists(os.path.join(args.model_dir, GENERATOR_FILE)):
+        result = common.train(args.model_dir, model_config=ModelConfig(64, 100, args.base_filters),
+                              train_config=TrainConfig(epochs=args.epochs,
+                                                       monitor_every_epochs=0),
+                              encoder_epochs=args.encoder_epochs)
+        print(f"trained in {result.gan.seconds + result.encoder.seconds:.0f} s", flush=True)
+    model = common.load(args.model_dir)
+    heldout = common.heldout_images(model)
+    test = common.synthetic_split(
+        model.model_config.image_size,
+        common.study_test_counts(args.others, good=args.good, short_fill=args.short_fill),
+        split=args.split)
     overrides = {k: v for k, v in {"residual": args.map_residual, "kernel": args.map_kernel,
                                    "kernel_size": args.map_kernel_size}.items() if v is not None}
     map_config = dataclasses.replace(MapConfig(), **overrides)
     print(f"{args.model_dir}: {len(heldout)} held-out good images; {args.split} split "
-          f"{data.describe(test)}; {map_config}", flush=True)
+          f"{len(test)} images; {map_config}", flush=True)
     rows = []
     runs = [(mode, steps) for mode in args.modes if mode in model.scoring_modes
             for steps in {"search": [args.search_steps], "encoder": [0]}.get(
                 mode, args.encoder_search_steps)]
     for mode, steps in runs:
         search_config = search_config_for_mode(mode, SearchConfig(), steps)
-        record = scoring.calibrate(model, heldout, search_config, 99.0, 256, "held-out",
-                                   map_config=map_config)
-        begin = time.time()
-        outputs = scoring.run_search(scoring.make_search(model, search_config), test.images, 256)
-        outputs = scoring.add_map_outputs(test.images, outputs,
-                                          calibration.map_statistics(record))
-        seconds = time.time() - begin
-        evaluation = scoring.evaluate_scores(test, outputs, "map_max",
-                                             calibration.thresholds(record))
+        scorer, record = common.calibrated_scorer(model, heldout, search_config, map_config)
+        outputs, seconds = common.median_seconds(lambda: scorer.score(test, 256),
+                                                 warm_up=lambda: scorer.score(
+                                                     test.subset(range(8)), 8))
+        evaluation = common.evaluate(test, outputs, record)
         peaks = _peak_in_defect(test, outputs)
         for name in IMAGE_SCORES:
             e = evaluation["image_scores"][name]

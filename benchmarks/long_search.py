@@ -24,7 +24,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def one_run(args) -> dict:
-    sys.path.insert(0, os.path.dirname(HERE))
     import numpy as np
 
     from ic_anogan.config import ModelConfig, SearchConfig

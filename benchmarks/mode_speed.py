@@ -14,14 +14,11 @@ study's search at Γ = 500 (issue 6's target: encoder ≥ 500x).
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import sys
-import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common
+
 
 
 def _median_seconds(search, images, repeats: int) -> float:
@@ -31,16 +28,15 @@ def _median_seconds(search, images, repeats: int) -> float:
     so a long Γ is not paid twice.
     """
     steps = search.config.steps
-    search.finish(images, search.advance(images, search.start(images), min(steps, 1)))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+    def run():
         state = search.start(images)
         if steps:
             state = search.advance(images, state, steps)
-        search.finish(images, state)["anomaly_score"].numpy()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return search.finish(images, state)["anomaly_score"].numpy()
+
+    return common.median_seconds(run, repeats, warm_up=lambda: search.finish(
+        images, search.advance(images, search.start(images), min(steps, 1))))[1]
 
 
 def main() -> None:

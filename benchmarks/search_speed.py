@@ -22,17 +22,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ic_anogan.config import ModelConfig, SearchConfig  # noqa: E402
-from ic_anogan.models import build_models  # noqa: E402
-from ic_anogan.search import LatentSearch  # noqa: E402
+import common
+from ic_anogan.config import ModelConfig, SearchConfig
+from ic_anogan.models import build_models
+from ic_anogan.search import LatentSearch
 
 
 def layer_shapes(config: ModelConfig) -> list:
@@ -60,16 +58,6 @@ def layer_macs(kind: str, shape: tuple, out_channels: int) -> int:
     if kind == "conv_transpose":
         return h * w * c * out_channels * 16
     return (h // 2) * (w // 2) * c * out_channels * 16
-
-
-def _time(fn, repeats: int) -> float:
-    fn()  # compile / warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def ceiling(config: ModelConfig, batch: int, inner: int = 20, repeats: int = 3) -> dict:
@@ -100,7 +88,7 @@ def ceiling(config: ModelConfig, batch: int, inner: int = 20, repeats: int = 3) 
                 return i + 1, acc + 1e-30 * tf.reduce_sum(grad)
             return tf.while_loop(lambda i, _: i < inner, body, (0, tf.constant(0.0)))[1]
 
-        seconds = _time(lambda: loop(x).numpy(), repeats) / inner
+        seconds = common.median_seconds(lambda: loop(x).numpy(), repeats)[1] / inner
         flop = 2 * 2 * layer_macs(kind, (h, w, c), out) * batch  # forward + input grad
         rows.append((kind, (h, w, c), out, seconds, flop / seconds / 1e9))
         total_seconds += seconds

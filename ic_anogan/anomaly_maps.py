@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf

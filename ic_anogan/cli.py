@@ -1,6 +1,6 @@
-"""Helpers shared by the two binaries: logging set-up, progress, strategies.
+"""Helpers shared by the binaries: logging set-up, progress, strategies, expected errors.
 
-Nothing here defines flags; flags live only in train_main.py and score_main.py.
+Nothing here defines flags; flags live only in the *_main.py binaries.
 """
 
 from __future__ import annotations
@@ -9,7 +9,22 @@ import json
 import logging
 import os
 import sys
-import tensorflow as tf
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+# TensorFlow is imported by the functions that need it, so that a binary can
+# refuse bad flags and places through this module without TF's start-up.
+
+
+def expected_errors() -> tuple:
+    """What a binary reports as one line and exit status 1: bad data, model
+    directories, calibrations or exports, a run whose loss blew up, and a
+    scoring request that cannot be served (all ValueErrors but the loss).
+    Anything else is a bug and keeps its traceback."""
+    from ic_anogan.callbacks import NonFiniteLossError
+    return (NonFiniteLossError, FileNotFoundError, ValueError)
 
 
 def setup_logging() -> None:
@@ -19,18 +34,24 @@ def setup_logging() -> None:
     logging.getLogger("ic_anogan").setLevel(logging.INFO)
 
 
+def report_error(error: BaseException) -> None:
+    """Logs an expected error as the one line a user reads."""
+    logging.getLogger("ic_anogan").error("%s", error)
+
+
 def default_log_dir(model_dir: str, suffix: str = "") -> str:
     """tensorboard_logs/<run name>, the run name being the model directory's name."""
     name = os.path.basename(os.path.normpath(model_dir)) or "run"
     return os.path.join("tensorboard_logs", name + suffix)
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
+def make_strategy(name: str) -> "tf.distribute.Strategy":
     """A tf.distribute strategy by name: auto, default, mirrored or multi_worker.
 
     auto: MultiWorkerMirrored when TF_CONFIG names several workers, Mirrored
     when TF sees more than one GPU, else TF's default (one device).
     """
+    import tensorflow as tf
     if name == "auto":
         cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
         if len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1:

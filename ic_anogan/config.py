@@ -16,28 +16,32 @@ from typing import Any, Optional, Type, TypeVar
 from ic_anogan import atomic_io
 
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)
+SYNTHETIC_PACKAGES = ("sop", "qfp", "mixed")
+SYNTHETIC_SPLITS = ("test", "validation")
+# The source study's counts: 3277 good training images; 1100 good and 755
+# short-fill test images.
+STUDY_TRAIN_GOOD = 3277
+STUDY_TEST_COUNTS = {"good": 1100, "short_fill": 755}
+# Largest image decoded, in pixels (width x height): 100 megapixels holds any
+# inspection camera's frame (a 12-bit 65 MP sensor is the largest common one)
+# and stops a decompression bomb before it takes gigabytes.
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
 
 # How z is found for scoring (search.py):
 #   search: the study's Γ-step search from random starts;
 #   encoder: z = E(x), one forward pass, no search;
 #   encoder_search: Γ steps of the same search started from E(x).
 SCORING_MODES = ("search", "encoder", "encoder_search")
-# Γ used when a mode's settings are not given anywhere else. encoder_search's
-# 50 was chosen on the synthetic validation split with the map_max image
-# score (AUROC over all defect types 0.893 at Γ = 10, 0.924 at 25, 0.932 at
-# 50, 0.935 at 100; TPR at 1% FPR 0.47, 0.56, 0.58, 0.60): with the map
-# deciding, a closer fit of good parts pays, unlike with the study's score,
-# for which Γ = 10 had been best. See README "Image scores".
+# Γ used when a mode's settings are not given anywhere else; encoder_search's
+# was chosen on the synthetic validation split (docs/benchmarks.md, "Image scores").
 DEFAULT_STEPS = {"search": 500, "encoder": 0, "encoder_search": 50}
 
 
 def default_mode(has_encoder: bool) -> str:
     """The scoring mode used when none is asked for.
 
-    encoder_search when the model has an encoder: on both benchmarks it scores
-    at least as well as the study's search at Γ = 500, about 45 times faster,
-    and unlike `encoder` alone it stays so when the encoder trained less well
-    (README, "Detection quality"); otherwise the study's search.
+    encoder_search when the model has an encoder, as measured in
+    docs/benchmarks.md ("Scoring modes"); otherwise the study's search.
     """
     return "encoder_search" if has_encoder else "search"
 
@@ -48,7 +52,7 @@ def default_mode(has_encoder: bool) -> str:
 #   map_topk: the mean of the top MapConfig.top_fraction of that map.
 IMAGE_SCORES = ("study", "map_max", "map_topk")
 MAP_SCORES = IMAGE_SCORES[1:]
-# Chosen on validation data only (README, "Image scores").
+# Chosen on validation data only (docs/benchmarks.md, "Image scores").
 DEFAULT_IMAGE_SCORE = "map_max"
 MAP_KERNELS = ("box", "gaussian")
 
@@ -64,12 +68,75 @@ T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """A configuration value is out of range; the message names the field."""
+    """A configuration value is out of range; the message names the field.
+
+    Attributes:
+      field, value, expected: what was wrong, so that a binary can name its
+        own flag when the flag's name differs from the field's.
+    """
+
+    def __init__(self, field: str, value: Any, expected: str):
+        super().__init__(f"{field}={value!r}: expected {expected}")
+        self.field, self.value, self.expected = field, value, expected
+
+    def as_flag(self, renames: Optional[dict] = None) -> str:
+        """The message as a usage error naming the flag (`renames`: field -> flag)."""
+        flag = (renames or {}).get(self.field, self.field)
+        return f"--{flag}={self.value!r}: expected {self.expected}"
 
 
 def _require(condition: bool, field: str, expected: str, value: Any) -> None:
     if not condition:
-        raise ConfigError(f"{field}={value!r}: expected {expected}")
+        raise ConfigError(field, value, expected)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where images come from and how their files are read (data.py).
+
+    Attributes:
+      data_dir: a source spec (sources.resolve_source); None: the built-in
+        synthetic IC packages.
+      skip_corrupt: skip unreadable files (and count them) instead of failing.
+      max_image_pixels: files above this many pixels are refused before decoding.
+      synthetic_train_count: good synthetic images to train on.
+      synthetic_package: sop, qfp or mixed synthetic packages.
+      synthetic_counts: the synthetic images to score, per type.
+      synthetic_split: test, or validation (images of their own, for tuning).
+    """
+
+    data_dir: Optional[str] = None
+    skip_corrupt: bool = False
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    synthetic_train_count: int = STUDY_TRAIN_GOOD
+    # None: sop for training; for scoring, the package the model was trained on.
+    synthetic_package: Optional[str] = None
+    synthetic_counts: Optional[dict] = None
+    synthetic_split: str = "test"
+
+    def __post_init__(self):
+        _require(isinstance(self.max_image_pixels, int) and self.max_image_pixels > 0,
+                 "max_image_pixels", "a positive integer", self.max_image_pixels)
+        _require(isinstance(self.synthetic_train_count, int) and self.synthetic_train_count > 0,
+                 "synthetic_train_count", "a positive integer", self.synthetic_train_count)
+        _require(self.synthetic_package is None or self.synthetic_package in SYNTHETIC_PACKAGES,
+                 "synthetic_package", f"one of {SYNTHETIC_PACKAGES}", self.synthetic_package)
+        _require(self.synthetic_split in SYNTHETIC_SPLITS, "synthetic_split",
+                 f"one of {SYNTHETIC_SPLITS}", self.synthetic_split)
+        counts = self.synthetic_counts
+        _require(counts is None or (isinstance(counts, dict) and counts and all(
+            isinstance(v, int) and v >= 0 for v in counts.values())), "synthetic_counts",
+                 "type:count pairs with counts >= 0", counts)
+
+    @property
+    def package(self) -> str:
+        """The synthetic package type to render."""
+        return self.synthetic_package or "sop"
+
+    @property
+    def synthetic_test_counts(self) -> dict:
+        """The synthetic images to score per type: as given, else the study's."""
+        return dict(self.synthetic_counts or STUDY_TEST_COUNTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +232,8 @@ class TrainConfig:
         _require(self.updates is None or (isinstance(self.updates, int) and self.updates > 0),
                  "updates", "a positive integer or None", self.updates)
         _require(self.epochs is None or self.updates is None, "epochs",
-                 "either epochs or updates, not both", (self.epochs, self.updates))
+                 f"no updates with it (updates={self.updates}): both set the training length; "
+                 "give one", self.epochs)
         _require(_finite(self.learning_rate) and self.learning_rate > 0, "learning_rate",
                  "a finite positive number", self.learning_rate)
         _require(0 <= self.beta_1 < 1, "beta_1", "a number in [0, 1)", self.beta_1)
@@ -219,8 +287,8 @@ class EncoderConfig:
     keep_best: bool = True
 
     def __post_init__(self):
-        _require(isinstance(self.epochs, int) and self.epochs >= 0, "encoder_epochs",
-                 "an integer >= 0", self.epochs)
+        _require(isinstance(self.epochs, int) and self.epochs > 0, "encoder_epochs",
+                 "a positive integer", self.epochs)
         _require(_finite(self.feature_weight) and self.feature_weight >= 0,
                  "encoder_feature_weight", "a finite number >= 0", self.feature_weight)
         _require(self.batch_size > 0, "encoder_batch_size", "a positive integer",
@@ -308,9 +376,7 @@ class MapConfig:
         scores, not in-sample ones.
     """
 
-    # Chosen on the synthetic validation split by TPR at 1% FPR, AUROC as a
-    # guard (README, "Image scores"): a mild Gaussian (σ = 0.75) of the
-    # absolute residual, max of the map.
+    # Chosen on the synthetic validation split (docs/benchmarks.md, "Image scores").
     residual: str = "absolute"
     kernel: str = "gaussian"
     kernel_size: int = 3
@@ -357,6 +423,38 @@ def search_config_for_mode(mode: str, base: Optional[SearchConfig] = None,
     if steps is None:
         steps = base.steps if base.mode == mode else DEFAULT_STEPS[mode]
     return dataclasses.replace(base, mode=mode, steps=steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationConfig:
+    """How the held-out good images set each mode's thresholds and map statistics.
+
+    Attributes:
+      encoder_search_steps: Γ of the encoder_search mode.
+      percentile: threshold = this percentile of the held-out good scores.
+      batch_size: images per search call.
+      map: how the good parts' map statistics are computed; None: study score only.
+    """
+
+    encoder_search_steps: int = DEFAULT_STEPS["encoder_search"]
+    percentile: float = 99.0
+    batch_size: int = 64
+    map: Optional[MapConfig] = MapConfig()
+
+    def __post_init__(self):
+        _require(isinstance(self.encoder_search_steps, int)
+                 and self.encoder_search_steps >= 0, "encoder_search_steps",
+                 "an integer >= 0", self.encoder_search_steps)
+        _require(_finite(self.percentile) and 0 < self.percentile <= 100,
+                 "calibration_percentile", "a number in (0, 100]", self.percentile)
+        _require(isinstance(self.batch_size, int) and self.batch_size > 0,
+                 "search_batch_size", "a positive integer", self.batch_size)
+
+    def for_mode(self, mode: str, search: SearchConfig) -> SearchConfig:
+        """`search`'s settings in `mode`, with this calibration's Γ for encoder_search."""
+        return search_config_for_mode(
+            mode, search, steps=self.encoder_search_steps if mode == "encoder_search" else None)
+
 
 
 def to_dict(config: Any) -> dict:

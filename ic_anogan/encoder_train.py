@@ -37,7 +37,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ic_anogan import config as config_lib, data as data_lib, losses, train
+from ic_anogan import config as config_lib, data as data_lib, losses, model_dir as model_dir_lib
+from ic_anogan.callbacks import EpochCheckpoint, StopOnNonFiniteLoss
+from ic_anogan.checkpoints import restore_checkpoint
+from ic_anogan.image_set import DataError, ImageSet
 from ic_anogan.config import EncoderConfig
 from ic_anogan.models import Discriminator, Encoder, Generator, build_encoder
 from ic_anogan.summaries import comparison_grid
@@ -195,7 +198,7 @@ def _resumable(model_dir: str, wanted: dict) -> bool:
     further): it is not an error, the encoder simply starts over.
     """
     checkpoint = os.path.join(model_dir, CHECKPOINT_FILE)
-    record_path = os.path.join(model_dir, train.ENCODER_CONFIG_FILE)
+    record_path = os.path.join(model_dir, model_dir_lib.ENCODER_CONFIG_FILE)
     if not (os.path.exists(checkpoint) and os.path.exists(record_path)):
         return False
     stored = config_lib.read_json(record_path)
@@ -205,7 +208,7 @@ def _resumable(model_dir: str, wanted: dict) -> bool:
         return False
     for key, value in wanted["encoder"].items():
         if key != "epochs" and stored.get("encoder", {}).get(key) != value:
-            raise train.ModelDirError(
+            raise model_dir_lib.ModelDirError(
                 f"{model_dir}: holds an encoder run with encoder.{key}="
                 f"{stored.get('encoder', {}).get(key)!r}, this command asks for {value!r}; "
                 f"use the original encoder flags, or delete {CHECKPOINT_FILE} to start over")
@@ -213,7 +216,7 @@ def _resumable(model_dir: str, wanted: dict) -> bool:
 
 
 def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig,
-                  train_set: data_lib.ImageSet, heldout: data_lib.ImageSet,
+                  train_set: ImageSet, heldout: ImageSet,
                   strategy: Optional[tf.distribute.Strategy] = None,
                   extra_callbacks: Sequence[Callable[..., keras.callbacks.Callback]] = (),
                   verbose: int = 1) -> EncoderResult:
@@ -230,38 +233,40 @@ def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig
       verbose: Keras progress bar verbosity.
 
     Raises:
-      train.ModelDirError: no trained GAN, or a checkpoint of other encoder settings.
-      train.NonFiniteLossError: the loss became NaN or infinite.
+      model_dir_lib.ModelDirError: no trained GAN, or a checkpoint of other encoder settings.
+      callbacks.NonFiniteLossError: the loss became NaN or infinite.
       data.DataError: fewer training images than one batch.
     """
     start = time.time()
     strategy = strategy or tf.distribute.get_strategy()
     global_batch = encoder_config.batch_size * strategy.num_replicas_in_sync
     if len(train_set) < global_batch:
-        raise data_lib.DataError(f"{len(train_set)} training images, fewer than one encoder "
+        raise DataError(f"{len(train_set)} training images, fewer than one encoder "
                                  f"batch of {global_batch}; lower --encoder_batch_size")
     keras.utils.set_random_seed(encoder_config.seed)
     with strategy.scope():
-        gan = train.load_trained_model(model_dir, load_encoder=False)
+        gan = model_dir_lib.load_trained_model(model_dir, load_encoder=False)
         encoder = build_encoder(gan.model_config, seed=encoder_config.seed)
         trainer = EncoderTrainer(encoder, gan.generator, gan.discriminator,
                                  encoder_config.feature_weight)
         trainer.compile(optimizer=keras.optimizers.Adam(
             encoder_config.learning_rate, beta_1=encoder_config.beta_1, name="e_adam"))
         trainer.encoder_optimizer.build(encoder.trainable_weights)
-    description = _describe(encoder_config, train.gan_fingerprint(gan.generator, gan.discriminator),
+    description = _describe(encoder_config,
+                            model_dir_lib.gan_fingerprint(gan.generator, gan.discriminator),
                             len(train_set), len(heldout))
     checkpoint_path = os.path.join(model_dir, CHECKPOINT_FILE)
     history_path = os.path.join(model_dir, HISTORY_FILE)
-    record_path = os.path.join(model_dir, train.ENCODER_CONFIG_FILE)
+    record_path = os.path.join(model_dir, model_dir_lib.ENCODER_CONFIG_FILE)
     initial_epoch = 0
     if _resumable(model_dir, description):
-        initial_epoch = train.restore_checkpoint(trainer, checkpoint_path)
+        initial_epoch = restore_checkpoint(trainer, checkpoint_path)
         log.info("resuming the encoder after epoch %d", initial_epoch)
     else:
         # An older encoder (other settings' epochs, or another GAN) must not
         # survive beside the new record.
-        for stale in (checkpoint_path, history_path, os.path.join(model_dir, train.ENCODER_FILE)):
+        encoder_path = os.path.join(model_dir, model_dir_lib.ENCODER_FILE)
+        for stale in (checkpoint_path, history_path, encoder_path):
             if os.path.exists(stale):
                 os.remove(stale)
     # Written before the first epoch so a killed run can check what it resumes.
@@ -277,10 +282,10 @@ def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig
                                         drop_remainder=False) if len(heldout) else None)
     keep_best = encoder_config.keep_best and len(heldout) > 0
     callbacks = [
-        train.StopOnNonFiniteLoss(checkpoint_path, names=("loss",),
+        StopOnNonFiniteLoss(checkpoint_path, names=("loss",),
                                   advice="Lower --encoder_learning_rate."),
         *([KeepBestEpoch(trainer)] if keep_best else []),
-        train.EpochCheckpoint(trainer, checkpoint_path, history_path),
+        EpochCheckpoint(trainer, checkpoint_path, history_path),
         keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, "encoder"),
                                     update_freq="epoch", write_graph=False),
     ]
@@ -293,8 +298,8 @@ def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig
                     initial_epoch=initial_epoch, validation_data=validation, callbacks=callbacks,
                     verbose=verbose, shuffle=False)
     kept_epoch = (trainer.restore_best() if keep_best else None) or encoder_config.epochs
-    encoder_path = os.path.join(model_dir, train.ENCODER_FILE)
-    train.write_weights(encoder, encoder_path)
+    encoder_path = os.path.join(model_dir, model_dir_lib.ENCODER_FILE)
+    model_dir_lib.write_weights(encoder, encoder_path)
     history = config_lib.read_json(history_path) if os.path.exists(history_path) else {}
     description["last_epoch"] = {k: v[-1] for k, v in history.items() if v}
     description["kept_epoch"] = kept_epoch

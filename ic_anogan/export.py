@@ -16,7 +16,7 @@ What a deployment needs, and how this module provides it:
     - serving_default: images uint8 [N, S, S, 1];
     - score_encoded: image_bytes string [N], PNG / JPEG / BMP / GIF files of
       any size and colour, decoded, converted to gray and resized in the graph
-      by the same functions training data went through (data.py). This is what
+      by the same functions training data went through (preprocessing.py). This is what
       a REST client sends as {"instances": [{"b64": "..."}]};
     - score_float: images float32 [N, S, S, 1] in [-1, 1], for clients that
       preprocess themselves (score_main.py --saved_model uses it for sources
@@ -46,41 +46,32 @@ What a deployment needs, and how this module provides it:
   threshold; the model sizes) are written to assets/ic_anogan.json and
   returned by `metadata` (its scalar constants describe the default mode).
 * Warm-up: assets.extra/tf_serving_warmup_requests holds PredictionLog
-  records (one per signature and batch size) so the first real request does
-  not pay for lazy initialisation. They are encoded here by hand (a few
-  protobuf fields), to avoid depending on the tensorflow-serving-api package.
+  records (warmup.py), one per signature and batch size, so the first real
+  request does not pay for lazy initialisation.
+* Signature names, the settings asset and the accepted file formats are
+  signatures.py's, the output names outputs.py's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import re
 from typing import Optional, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
-from PIL import Image
 
-from ic_anogan import anomaly_maps, atomic_io, config as config_lib, data as data_lib
+from ic_anogan import anomaly_maps, atomic_io, config as config_lib, preprocessing, warmup
 from ic_anogan.anomaly_maps import MapStatistics
 from ic_anogan.config import SearchConfig
+from ic_anogan.model_dir import TrainedModel
+from ic_anogan.outputs import SERVED_MAP_OUTPUTS, SERVED_OUTPUTS
 from ic_anogan.search import LatentSearch
-from ic_anogan.train import TrainedModel
-
-SETTINGS_ASSET = "ic_anogan.json"
-WARMUP_FILE = "tf_serving_warmup_requests"
-SIGNATURES = ("serving_default", "score_encoded", "score_float", "metadata")
-# Per exported mode M: M_images (uint8), M_encoded (bytes), M_float.
-MODE_SIGNATURE_SUFFIXES = {"images": "serving_default", "encoded": "score_encoded",
-                           "float": "score_float"}
-SCORE_OUTPUTS = ("anomaly_score", "residual_score", "discrimination_score", "is_anomaly",
-                 "reconstruction", "anomaly_map")
-# Added by a mode with map statistics.
-MAP_SCORE_OUTPUTS = ("map_score", "map_x", "map_y", "standardised_map", "defect_mask")
+from ic_anogan.signatures import (GRAPH_DECODABLE_MAGIC, INPUT_KINDS, METADATA_SIGNATURE,
+                                  SETTINGS_ASSET, WARMUP_FILE, ExportError, default_signature,
+                                  mode_signature, signature_names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,15 +100,6 @@ class ServedMode:
                               "score_main.py --calibrate_dir, or export image_score 'study'")
 
 
-# What the in-graph decoder (tf.io.decode_image) reads, by magic number; the
-# library also reads TIFF, which clients must decode and send as pixels.
-GRAPH_DECODABLE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a")
-
-
-class ExportError(ValueError):
-    """The export cannot be written (bad base path, settings)."""
-
-
 def _check_images(images: tf.Tensor, image_size: int, dtype_name: str) -> tf.Tensor:
     """Asserts [N, S, S, 1] with messages a client can act on; returns it with a static shape.
 
@@ -142,16 +124,6 @@ def _check_images(images: tf.Tensor, image_size: int, dtype_name: str) -> tf.Ten
     with tf.control_dependencies(checks):
         images = tf.identity(images)
     return tf.ensure_shape(images, [None, image_size, image_size, 1])
-
-
-def _gray_from_any_channels(image: tf.Tensor) -> tf.Tensor:
-    """[H, W, C] float in [0, 1] -> [H, W, 1]: the same rule as data.gray_from_decoded."""
-    channels = tf.shape(image)[-1]
-    return tf.case([
-        (tf.equal(channels, 1), lambda: image[..., :1]),
-        (tf.equal(channels, 2), lambda: image[..., :1]),  # gray + alpha
-        (tf.equal(channels, 3), lambda: tf.image.rgb_to_grayscale(image[..., :3])),
-    ], default=lambda: tf.image.rgb_to_grayscale(image[..., :3]), exclusive=True)
 
 
 class ServingFunctions:
@@ -181,7 +153,7 @@ class ServingFunctions:
             "anomaly_score": result["anomaly_score"],
             "residual_score": result["residual_score"],
             "discrimination_score": result["discrimination_score"],
-            "reconstruction": tf.cast(tf.round((reconstruction + 1.0) * 127.5), tf.uint8),
+            "reconstruction": preprocessing.model_to_uint8(reconstruction),
             "anomaly_map": result["anomaly_map"],
         }
         decision = result["anomaly_score"]
@@ -204,7 +176,8 @@ class ServingFunctions:
 
     def score_images(self, images):
         images = _check_images(images, self.image_size, "uint8")
-        return self._outputs(tf.image.convert_image_dtype(images, tf.float32) * 2.0 - 1.0)
+        return self._outputs(preprocessing.to_model_range(
+            tf.image.convert_image_dtype(images, tf.float32)))
 
     def score_float(self, images):
         images = _check_images(images, self.image_size, "float32")
@@ -230,8 +203,9 @@ class ServingFunctions:
             with tf.control_dependencies([tf.debugging.Assert(known, [message])]):
                 image = tf.io.decode_image(data, dtype=tf.float32, expand_animations=False)
             # At the model's size the antialiased resize is the identity, as
-            # data.py's shortcut assumes.
-            return data_lib.resize_to_model(_gray_from_any_channels(image), size)
+            # preprocessing.gray_to_model's shortcut assumes.
+            return preprocessing.resize_to_model(preprocessing.gray_from_any_channels(image),
+                                                 size)
 
         indices = tf.range(tf.shape(image_bytes)[0])
         images = tf.map_fn(decode, (indices, image_bytes),
@@ -239,18 +213,10 @@ class ServingFunctions:
         return self._outputs(images)
 
 
-def signature_names(modes: Sequence[str]) -> list:
-    """Every signature an export of `modes` (the first being the default) has."""
-    names = list(SIGNATURES[:3])
-    for mode in modes:
-        names += [f"{mode}_{suffix}" for suffix in MODE_SIGNATURE_SUFFIXES]
-    return names + ["metadata"]
-
-
 def _mode_settings(served: ServedMode) -> dict:
     record = {"search": config_lib.to_dict(served.search), "threshold": served.threshold,
               "image_score": served.image_score,
-              "outputs": list(SCORE_OUTPUTS) + (list(MAP_SCORE_OUTPUTS)
+              "outputs": list(SERVED_OUTPUTS) + (list(SERVED_MAP_OUTPUTS)
                                                 if served.statistics is not None else [])}
     if served.statistics is not None:
         record["map"] = served.statistics.to_dict()
@@ -276,58 +242,6 @@ def next_version(export_base: str) -> int:
         return 1
     versions = [int(d) for d in os.listdir(export_base) if re.fullmatch(r"\d+", d)]
     return max(versions, default=0) + 1
-
-
-# -- warm-up records: PredictionLog{predict_log{request{model_spec, inputs}}} --
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def prediction_log(signature_name: str, inputs: dict, model_name: str = "") -> bytes:
-    """Serialised tensorflow.serving.PredictionLog with one PredictRequest.
-
-    Field numbers (tensorflow_serving/apis): PredictionLog.predict_log = 6,
-    PredictLog.request = 1, PredictRequest.model_spec = 1, .inputs = 2 (a map:
-    key = 1, value = 2), ModelSpec.name = 1, .signature_name = 3.
-    """
-    spec = (_field(1, model_name.encode()) if model_name else b"") + \
-        _field(3, signature_name.encode())
-    request = _field(1, spec)
-    for key, value in inputs.items():
-        tensor = tf.make_tensor_proto(value).SerializeToString()
-        request += _field(2, _field(1, key.encode()) + _field(2, tensor))
-    return _field(6, _field(1, request))
-
-
-def _warmup_records(image_size: int, batch_sizes: Sequence[int], modes: Sequence[str]) -> list:
-    """One uint8 and one encoded request per batch size for the default and every mode."""
-    rng = np.random.default_rng(0)
-    records = []
-    for n in batch_sizes:
-        pixels = rng.integers(0, 256, (n, image_size, image_size, 1), dtype=np.uint8)
-        encoded = []
-        for image in pixels:
-            buffer = io.BytesIO()
-            Image.fromarray(image[..., 0]).save(buffer, format="PNG")
-            encoded.append(buffer.getvalue())
-        encoded = np.array(encoded, dtype=object)
-        for images_name, encoded_name in [("serving_default", "score_encoded")] + [
-                (f"{m}_images", f"{m}_encoded") for m in modes]:
-            records.append(prediction_log(images_name, {"images": pixels}))
-            records.append(prediction_log(encoded_name, {"image_bytes": encoded}))
-    return records
 
 
 def export_saved_model(model: TrainedModel, export_base: str, search_config: SearchConfig,
@@ -378,8 +292,8 @@ def export_saved_model(model: TrainedModel, export_base: str, search_config: Sea
         if model.encoder is not None and any(n != "search" for n in names):
             archive.track(model.encoder)
         # The first endpoint becomes serving_default.
-        endpoints = [("serving_default", "score_encoded", "score_float", functions[0])]
-        endpoints += [(f"{n}_images", f"{n}_encoded", f"{n}_float", f)
+        endpoints = [tuple(map(default_signature, INPUT_KINDS)) + (functions[0],)]
+        endpoints += [tuple(mode_signature(n, kind) for kind in INPUT_KINDS) + (f,)
                       for n, f in zip(names, functions)]
         for images_name, encoded_name, float_name, f in endpoints:
             archive.add_endpoint(images_name, f.score_images, uint8_spec)
@@ -402,7 +316,7 @@ def export_saved_model(model: TrainedModel, export_base: str, search_config: Sea
                                            else map_statistics.pixel_threshold),
             "settings_json": tf.constant(json.dumps(record, sort_keys=True)),
         }
-        archive.add_endpoint("metadata", lambda: dict(constants), [])
+        archive.add_endpoint(METADATA_SIGNATURE, lambda: dict(constants), [])
         archive.write_out(temp, verbose=False)
         assets = os.path.join(temp, "assets")
         os.makedirs(assets, exist_ok=True)
@@ -411,15 +325,6 @@ def export_saved_model(model: TrainedModel, export_base: str, search_config: Sea
             extra = os.path.join(temp, "assets.extra")
             os.makedirs(extra, exist_ok=True)
             with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
-                for serialized in _warmup_records(size, warmup_batch_sizes, names):
+                for serialized in warmup.warmup_records(size, warmup_batch_sizes, names):
                     writer.write(serialized)
     return written["path"]
-
-
-def read_settings(saved_model_dir: str) -> dict:
-    """The settings JSON an export carries in assets/."""
-    path = os.path.join(saved_model_dir, "assets", SETTINGS_ASSET)
-    if not os.path.exists(path):
-        raise ExportError(f"{saved_model_dir}: no assets/{SETTINGS_ASSET}; "
-                          "not a SavedModel exported by ic_anogan")
-    return config_lib.read_json(path)

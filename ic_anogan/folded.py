@@ -86,10 +86,7 @@ def fold_features(discriminator: Discriminator | Encoder) -> Callable[[tf.Tensor
         h = images
         for kernel, bias in layers:
             h = tf.nn.bias_add(tf.nn.conv2d(h, kernel, strides=2, padding="SAME"), bias)
-            # LeakyReLU(0.2) as max(h, 0.2h), as in Discriminator.features:
-            # with the fused op, grappler's remapper tries Conv2D+BiasAdd+
-            # LeakyRelu fusion inside the gradient loop, fails and logs an
-            # error. Identical values and gradients.
+            # LeakyReLU(0.2) as max(h, 0.2h): why, see Discriminator.features.
             h = tf.maximum(h, 0.2 * h)
         return h
 

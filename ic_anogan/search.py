@@ -49,15 +49,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Optional
 
-import numpy as np
 import tensorflow as tf
 
 from ic_anogan import folded, losses
 from ic_anogan.config import SearchConfig
 from ic_anogan.models import Encoder, FeatureExtractor, Generator
 
-OUTPUT_NAMES = ("anomaly_score", "residual_score", "discrimination_score",
-                "reconstruction", "anomaly_map", "latent")
 
 
 @dataclasses.dataclass
@@ -253,8 +250,9 @@ class LatentSearch(tf.Module):
         """Runs all Γ steps on a batch [N, S, S, 1] in [-1, 1] in one graph call.
 
         Returns:
-          dict of tensors: anomaly_score, residual_score, discrimination_score [N];
-          reconstruction and anomaly_map [N, S, S, 1]; latent [N, latent_dim].
+          dict of tensors, keyed by outputs.SEARCH_OUTPUTS: anomaly_score,
+          residual_score, discrimination_score [N]; reconstruction and
+          anomaly_map [N, S, S, 1]; latent [N, latent_dim].
         """
         return self._score(tf.convert_to_tensor(images, tf.float32))
 
@@ -291,7 +289,3 @@ class LatentSearch(tf.Module):
             if on_chunk is not None:
                 on_chunk(done)
         return self.finish(images, state)
-
-
-def to_numpy(outputs: dict) -> dict:
-    return {k: np.asarray(v) for k, v in outputs.items()}

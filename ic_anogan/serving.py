@@ -1,31 +1,27 @@
 """Scoring through an exported SavedModel, as a TF Serving client would.
 
-`score_main.py --saved_model` uses this instead of the Python search, so the
-same report can be produced from the artefact that is deployed. Images that
-came from files are sent as their encoded bytes (`score_encoded`, exactly
-what a REST client sends); images without a file (synthetic, IDX) are sent as
-model inputs (`score_float`).
+`ExportedModel` loads an export and reads its baked-in settings;
+`ExportedScorer` is the `scoring.Scorer` of one of its modes, so the same
+report can be produced from the artefact that is deployed
+(`score_main.py --saved_model`). It needs signatures.py, not the exporter
+or the trainer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Callable, Optional
+from typing import Optional
 
-import numpy as np
 import tensorflow as tf
 
-from ic_anogan import config as config_lib, data as data_lib
+from ic_anogan import config as config_lib, preprocessing
 from ic_anogan.anomaly_maps import MapStatistics
-from ic_anogan.export import GRAPH_DECODABLE_MAGIC, ExportError, read_settings
-
-
-def graph_decodable(data: bytes) -> bool:
-    """Whether `score_encoded` can decode these file bytes (PNG, JPEG, BMP, GIF).
-
-    Other formats the library reads (TIFF) are sent as decoded pixels.
-    """
-    return data.startswith(GRAPH_DECODABLE_MAGIC)
+from ic_anogan.image_set import ImageSet
+from ic_anogan.outputs import ScoreOutputs
+from ic_anogan.scoring import Progress, score_in_batches
+from ic_anogan.signatures import (ExportError, default_signature, graph_decodable,
+                                  mode_signature, read_settings)
 
 
 def _check_version_folder(path: str) -> None:
@@ -77,45 +73,63 @@ class ExportedModel:
         """The search settings baked in for `mode`."""
         return self._per_mode[mode]["search"]
 
-    def _signature(self, mode: str, kind: str):
+    def signature(self, mode: str, kind: str):
+        """The loaded signature serving `mode` for an input kind (images, encoded, float)."""
         if mode not in self.modes:
             raise ExportError(f"mode {mode!r}: this export serves {', '.join(self.modes)}")
-        names = {"encoded": "score_encoded", "float": "score_float"}
-        name = f"{mode}_{kind}" if "modes" in self.settings else names[kind]
+        # Exports from before the modes existed have the default signatures only.
+        name = mode_signature(mode, kind) if "modes" in self.settings else default_signature(kind)
         return self.loaded.signatures[name]
 
-    def score(self, images: data_lib.ImageSet, batch_size: int,
-              progress: Optional[Callable[[int], None]] = None,
-              mode: Optional[str] = None) -> dict:
-        """Scores an ImageSet with `mode` (default: the export's).
-
-        Returns `run_search`'s outputs plus, for an export with map
-        statistics, its map outputs, the map score also under its own name
-        (map_max or map_topk) as `scoring.add_map_outputs` names it.
-        """
+    def scorer(self, mode: Optional[str] = None) -> "ExportedScorer":
+        """The `scoring.Scorer` of `mode` (default: the export's default mode)."""
         mode = mode or self.default_mode
-        steps = int(self.settings_of(mode)["steps"])
+        if mode not in self.modes:
+            raise ExportError(f"mode {mode!r}: this export serves {', '.join(self.modes)}")
+        return ExportedScorer(self, mode)
+
+
+class ExportedScorer:
+    """Scores through one mode's signatures of an export.
+
+    Images that came from files are sent as their encoded bytes
+    (`M_encoded`, exactly what a REST client sends); images without a file
+    (synthetic, IDX) or in a format the graph cannot decode (TIFF) are sent
+    as the pixels the library decoded (`M_float`), which are what a trained
+    image got.
+    """
+
+    def __init__(self, exported: ExportedModel, mode: str):
+        self.exported, self.mode = exported, mode
+        self.settings = exported.settings_of(mode)
+        self.statistics = exported.map_statistics(mode)
+        self.image_score = exported.image_scores[mode]
+        self._encoded = exported.signature(mode, "encoded")
+        self._decoded = exported.signature(mode, "float")
+
+    def score(self, images: ImageSet, batch_size: int,
+              progress: Optional[Progress] = None) -> ScoreOutputs:
+        """Scores an ImageSet; the map outputs are served when the mode has statistics."""
         from_files = all(os.path.isfile(i) for i in images.ids)
-        encoded = self._signature(mode, "encoded")
-        decoded = self._signature(mode, "float")
-        parts = []
-        for begin in range(0, len(images), batch_size):
-            end = min(begin + batch_size, len(images))
+
+        def score_batch(begin, end, on_steps):
             payload = ([open(p, "rb").read() for p in images.ids[begin:end]]
                        if from_files else None)
             if payload and all(graph_decodable(b) for b in payload):
-                # What a REST client sends: the files themselves.
-                result = encoded(image_bytes=tf.constant(payload))
+                result = self._encoded(image_bytes=tf.constant(payload))
             else:
-                # Not files, or a format the graph cannot decode (TIFF): the
-                # pixels the library decoded, which are what a trained image got.
-                result = decoded(images=tf.constant(images.images[begin:end]))
-            part = {k: v.numpy() for k, v in result.items()}
-            part["reconstruction"] = part["reconstruction"].astype(np.float32) / 127.5 - 1.0
-            if "map_score" in part:
-                # Named as the in-process outputs are, so one report reads both.
-                part[config_lib.map_score_name(self.image_scores[mode])] = part["map_score"]
-            parts.append(part)
-            if progress:
-                progress(end * steps)
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+                result = self._decoded(images=tf.constant(images.images[begin:end]))
+            return self._outputs({k: v.numpy() for k, v in result.items()})
+
+        return score_in_batches(len(images), batch_size, int(self.settings["steps"]),
+                                score_batch, progress)
+
+    def _outputs(self, served: dict) -> ScoreOutputs:
+        """Served names -> ScoreOutputs (outputs.py defines both)."""
+        values = {f.name: served.get(f.metadata["served"])
+                  for f in dataclasses.fields(ScoreOutputs) if f.metadata["served"]}
+        values["reconstruction"] = preprocessing.uint8_to_model(served["reconstruction"])
+        if values["map_scores"] is not None:
+            values["map_scores"] = {config_lib.map_score_name(self.image_score):
+                                    values["map_scores"]}
+        return ScoreOutputs(**values)

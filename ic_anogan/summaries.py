@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from typing import Optional
+
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.pr_curve import summary as pr_curve_summary
+
+from ic_anogan.preprocessing import from_model_range
 
 
 def comparison_grid(images, reconstructions, anomaly_maps, standardised_maps=None) -> tf.Tensor:
@@ -13,7 +18,7 @@ def comparison_grid(images, reconstructions, anomaly_maps, standardised_maps=Non
 
     Each map is scaled by its maximum over the grid, so rows compare.
     """
-    panels = [(np.asarray(images) + 1.0) / 2.0, (np.asarray(reconstructions) + 1.0) / 2.0]
+    panels = [from_model_range(np.asarray(images)), from_model_range(np.asarray(reconstructions))]
     for maps in (anomaly_maps, standardised_maps):
         if maps is not None:
             maps = np.maximum(np.asarray(maps), 0.0)
@@ -21,6 +26,21 @@ def comparison_grid(images, reconstructions, anomaly_maps, standardised_maps=Non
     rows = np.concatenate(panels, axis=2)  # side by side
     grid = np.concatenate(list(rows), axis=0)[None]
     return tf.constant(np.clip(grid, 0.0, 1.0), tf.float32)
+
+
+def image_grid(images: tf.Tensor, columns: Optional[int] = None) -> tf.Tensor:
+    """[N, H, W, 1] in [-1, 1] -> one [1, rows*H, columns*W, 1] image in [0, 1]."""
+    images = from_model_range(tf.convert_to_tensor(images))
+    n = int(images.shape[0])
+    columns = columns or int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / columns))
+    pad = rows * columns - n
+    if pad:
+        images = tf.concat([images, tf.zeros([pad] + images.shape[1:].as_list())], 0)
+    h, w = int(images.shape[1]), int(images.shape[2])
+    grid = tf.reshape(images, [rows, columns, h, w, 1])
+    grid = tf.transpose(grid, [0, 2, 1, 3, 4])
+    return tf.clip_by_value(tf.reshape(grid, [1, rows * h, columns * w, 1]), 0.0, 1.0)
 
 
 def _scaled_image(array: np.ndarray) -> tf.Tensor:

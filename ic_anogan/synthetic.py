@@ -31,16 +31,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ic_anogan import atomic_io
-from ic_anogan.data import GOOD, ImageSet
+from ic_anogan.config import STUDY_TEST_COUNTS, STUDY_TRAIN_GOOD, SYNTHETIC_PACKAGES as PACKAGES
+from ic_anogan.image_set import GOOD, ImageSet
+from ic_anogan.preprocessing import uint8_to_model
 
 DEFECT_TYPES = ("short_fill", "void", "chipped_edge", "scratch")
-# A production line inspects one package type per model; "mixed" draws SOP
-# (60%) and QFP (40%) packages, a harder, two-mode distribution.
-PACKAGES = ("sop", "qfp", "mixed")
-# The source study: 3277 good images to train on, 1100 unseen good and 755
-# short-fill images to test on.
-STUDY_TRAIN_GOOD = 3277
-STUDY_TEST_COUNTS = {"good": 1100, "short_fill": 755}
+# PACKAGES: a production line inspects one package type per model; "mixed"
+# draws SOP (60%) and QFP (40%) packages, a harder, two-mode distribution.
 _SPLIT_CODES = {"train": 1, "test": 2, "validation": 3}
 _TYPE_CODES = {GOOD: 0, **{t: i + 1 for i, t in enumerate(DEFECT_TYPES)}}
 _SUPERSAMPLE = 4
@@ -331,7 +328,7 @@ def render_set(split: str, image_size: int, good: int = 0, seed: int = 0,
     ids = [f"synthetic:{split}:{defect}:{i}" for defect, i in plan]
     labels = [0 if defect == GOOD else 1 for defect, _ in plan]
     types = [defect for defect, _ in plan]
-    pixels = np.stack(images).astype(np.float32)[..., None] / 127.5 - 1.0
+    pixels = uint8_to_model(np.stack(images)[..., None])
     mask_array = (np.stack(masks)[..., None] > 0).astype(np.float32)
     has_mask = np.array([t != GOOD for t in types])
     return ImageSet(pixels, ids, np.array(labels, np.int64), types,

@@ -11,55 +11,36 @@ What the trainer adds to the study's DCGAN (G's moving average, the R1
 penalty, DiffAugment, keeping the best epoch) is set by `TrainConfig`; with
 `TrainConfig.as_study_dcgan()` it trains the study's DCGAN.
 
-Checkpoints are one `.npz` per model directory, holding every variable of G,
-D, both optimizers and the noise generator, G's average and the kept epoch's
-copy, plus the number of finished epochs, written atomically at the end of
-each epoch. A killed run started again with the same command restores it and
-goes on from the next epoch.
+A checkpoint (checkpoints.py) is written atomically at the end of each
+epoch; a killed run started again with the same command restores it and goes
+on from the next epoch. What the model directory holds is model_dir.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
-import math
 import os
 import time
 from typing import Callable, Optional, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from ic_anogan import (atomic_io, config as config_lib, data as data_lib, losses,
-                       training_plan)
+from ic_anogan import atomic_io, config as config_lib, data as data_lib, losses, training_plan
+from ic_anogan import model_dir as model_dir_lib
 from ic_anogan.augment import diff_augment
-from ic_anogan.config import ModelConfig, SearchConfig, TrainConfig
+from ic_anogan.callbacks import EpochCheckpoint, SampleGrid, StopOnNonFiniteLoss
+from ic_anogan.checkpoints import build_optimizers, restore_checkpoint
+from ic_anogan.config import DataConfig, ModelConfig, SearchConfig, TrainConfig
+from ic_anogan.image_set import DataError, ImageSet, describe
+from ic_anogan.model_dir import (CHECKPOINT_FILE, CONFIG_FILE, DISCRIMINATOR_FILE,
+                                 GENERATOR_FILE, HELDOUT_FILE, HISTORY_FILE, write_weights)
 from ic_anogan.model_selection import BestWeights
-from ic_anogan.models import (Discriminator, Encoder, FeatureExtractor, Generator,
-                              build_encoder, build_models)
+from ic_anogan.models import Discriminator, Generator, build_models
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.json"
-CHECKPOINT_FILE = "checkpoint.npz"
-GENERATOR_FILE = "generator.weights.h5"
-DISCRIMINATOR_FILE = "discriminator.weights.h5"
-HELDOUT_FILE = "heldout.txt"
-HISTORY_FILE = "history.json"
-ENCODER_FILE = "encoder.weights.h5"
-ENCODER_CONFIG_FILE = "encoder.json"
-FORMAT_VERSION = 1
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite; training stopped."""
-
-
-class ModelDirError(ValueError):
-    """The model directory is missing, incomplete or holds another run."""
 
 
 class GANTrainer(keras.Model):
@@ -197,262 +178,6 @@ def make_optimizers(train_config: TrainConfig) -> tuple:
     return tuple(keras.optimizers.Adam(train_config.learning_rate, beta_1=train_config.beta_1,
                                        name=name) for name in ("d_adam", "g_adam"))
 
-
-# --------------------------------------------------------------------------
-# Checkpoints.
-
-def _variable_name(variable) -> str:
-    return getattr(variable, "path", None) or variable.name
-
-
-def build_optimizers(trainer: GANTrainer) -> None:
-    """Creates the optimizer slots now, so they exist before a restore."""
-    trainer.d_optimizer.build(trainer.discriminator.trainable_weights)
-    trainer.g_optimizer.build(trainer.generator.trainable_weights)
-
-
-def save_checkpoint(trainer: keras.Model, path: str, epoch: int) -> None:
-    """Writes the trainer's `checkpoint_variables()` and the finished-epoch count, atomically."""
-    variables = trainer.checkpoint_variables()
-    arrays = {f"v{i:04d}": np.asarray(v.numpy())
-              for i, v in enumerate(variables)}
-    names = np.array([_variable_name(v) for v in variables])
-    with atomic_io.replace_file(path, suffix=".npz") as temp:
-        with open(temp, "wb") as f:
-            np.savez(f, epoch=np.int64(epoch), names=names, **arrays)
-
-
-def restore_checkpoint(trainer: keras.Model, path: str) -> int:
-    """Restores `save_checkpoint`'s file; returns the number of finished epochs.
-
-    Raises:
-      ModelDirError: the checkpoint does not match the models' variables.
-    """
-    variables = trainer.checkpoint_variables()
-    with np.load(path) as stored:
-        names = list(stored["names"])
-        if len(names) != len(variables):
-            raise ModelDirError(f"{path}: holds {len(names)} variables, the models have "
-                                f"{len(variables)}; it was written for another configuration")
-        for i, variable in enumerate(variables):
-            value = stored[f"v{i:04d}"]
-            if tuple(value.shape) != tuple(variable.shape):
-                raise ModelDirError(f"{path}: variable {names[i]} has shape {value.shape}, "
-                                    f"the model expects {tuple(variable.shape)}")
-            variable.assign(value)
-        return int(stored["epoch"])
-
-
-# --------------------------------------------------------------------------
-# Callbacks.
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves the checkpoint, then appends the epoch's logs to history.json.
-
-    The history is cut to the checkpoint's epoch count before appending, so
-    a run killed between the two writes and resumed never repeats an epoch.
-    """
-
-    def __init__(self, trainer: keras.Model, path: str, history_path: str):
-        super().__init__()
-        self.trainer, self.path, self.history_path = trainer, path, history_path
-
-    def on_epoch_end(self, epoch, logs=None):
-        save_checkpoint(self.trainer, self.path, epoch + 1)
-        history = (config_lib.read_json(self.history_path)
-                   if os.path.exists(self.history_path) else {})
-        for key, value in (logs or {}).items():
-            history[key] = history.get(key, [])[:epoch] + [float(value)]
-        config_lib.write_json(self.history_path, history)
-
-
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Raises `NonFiniteLossError` at the first NaN or infinite loss.
-
-    Raising mid-epoch means the epoch's checkpoint is never written, so the
-    last good checkpoint stays as it was.
-    """
-
-    def __init__(self, checkpoint_path: str, names: Sequence[str] = ("d_loss", "g_loss"),
-                 advice: str = "Lower --learning_rate or check the images."):
-        super().__init__()
-        self.checkpoint_path = checkpoint_path
-        self.names, self.advice = tuple(names), advice
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        for name in self.names:
-            value = (logs or {}).get(name)
-            if value is not None and not math.isfinite(float(value)):
-                kept = (f"the last good checkpoint ({self.checkpoint_path}) is intact"
-                        if os.path.exists(self.checkpoint_path) else "no checkpoint was written")
-                raise NonFiniteLossError(
-                    f"{name} became {float(value)} at epoch {self.epoch + 1}, batch {batch + 1}; "
-                    f"training stopped and {kept}. {self.advice}")
-
-
-class SampleGrid(keras.callbacks.Callback):
-    """Logs a grid of G(z) for a fixed z to TensorBoard after every epoch."""
-
-    def __init__(self, generator: Generator, log_dir: str, count: int = 16, seed: int = 0):
-        super().__init__()
-        self.generator = generator
-        self.z = tf.random.stateless_normal((count, generator.latent_dim), seed=[seed, 7])
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
-
-    def on_epoch_end(self, epoch, logs=None):
-        images = self.generator(self.z, training=False)
-        with self.writer.as_default():
-            tf.summary.image("generated_samples", image_grid(images), step=epoch + 1)
-        self.writer.flush()
-
-
-def image_grid(images: tf.Tensor, columns: Optional[int] = None) -> tf.Tensor:
-    """[N, H, W, 1] in [-1, 1] -> one [1, rows*H, columns*W, 1] image in [0, 1]."""
-    images = (tf.convert_to_tensor(images) + 1.0) / 2.0
-    n = int(images.shape[0])
-    columns = columns or int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / columns))
-    pad = rows * columns - n
-    if pad:
-        images = tf.concat([images, tf.zeros([pad] + images.shape[1:].as_list())], 0)
-    h, w = int(images.shape[1]), int(images.shape[2])
-    grid = tf.reshape(images, [rows, columns, h, w, 1])
-    grid = tf.transpose(grid, [0, 2, 1, 3, 4])
-    return tf.clip_by_value(tf.reshape(grid, [1, rows * h, columns * w, 1]), 0.0, 1.0)
-
-
-# --------------------------------------------------------------------------
-# Model directory.
-
-@dataclasses.dataclass
-class TrainedModel:
-    """What scoring needs from a model directory."""
-
-    model_dir: str
-    model_config: ModelConfig
-    generator: Generator
-    discriminator: Discriminator
-    features: FeatureExtractor
-    metadata: dict
-    # E, when an encoder was trained against these G and D (None otherwise).
-    encoder: Optional[Encoder] = None
-
-    @property
-    def scoring_modes(self) -> tuple:
-        """The scoring modes this model supports."""
-        return config_lib.SCORING_MODES if self.encoder is not None else ("search",)
-
-
-def _run_description(model_config: ModelConfig, train_config: TrainConfig,
-                     data_spec: Optional[str]) -> dict:
-    return {"format_version": FORMAT_VERSION, "model": config_lib.to_dict(model_config),
-            "train": config_lib.to_dict(train_config), "data": {"spec": data_spec or "synthetic"}}
-
-
-def _check_same_run(model_dir: str, wanted: dict) -> None:
-    stored = config_lib.read_json(os.path.join(model_dir, CONFIG_FILE))
-    for section in ("model", "train", "data"):
-        for key, value in wanted[section].items():
-            if section == "train" and key in ("epochs", "updates"):
-                continue  # a longer run may be asked for on resume
-            if section == "model" and value is None:
-                continue  # resolved from the data (training_plan.py), checked once resolved
-            if stored.get(section, {}).get(key) != value:
-                raise ModelDirError(
-                    f"{model_dir}: holds a run with {section}.{key}="
-                    f"{stored.get(section, {}).get(key)!r}, this command asks for {value!r}; "
-                    f"use another --model_dir or the original flags")
-
-
-def load_trained_model(model_dir: str, image_size: Optional[int] = None,
-                       load_encoder: bool = True) -> TrainedModel:
-    """Loads G, D, f(.) and, when there is one that fits them, E from a model directory.
-
-    Args:
-      model_dir: the directory.
-      image_size: if given, the size the caller's images have; must match the model's.
-      load_encoder: False loads the GAN only (as the encoder's own training does).
-
-    Raises:
-      ModelDirError: missing directory or files, or another image size.
-    """
-    if not os.path.isdir(model_dir):
-        raise ModelDirError(f"{model_dir}: model directory not found (train one with "
-                            f"train_main.py --model_dir={model_dir})")
-    for name in (CONFIG_FILE, GENERATOR_FILE, DISCRIMINATOR_FILE):
-        if not os.path.exists(os.path.join(model_dir, name)):
-            raise ModelDirError(f"{model_dir}: {name} missing; is training finished?")
-    config_path = os.path.join(model_dir, CONFIG_FILE)
-    try:
-        metadata = config_lib.read_json(config_path)
-    except ValueError as e:
-        raise ModelDirError(f"{e}; train again with train_main.py --model_dir={model_dir}"
-                            ) from None
-    if not isinstance(metadata, dict) or not isinstance(metadata.get("model"), dict):
-        raise ModelDirError(f"{config_path}: expected a JSON object with a 'model' section "
-                            "(image_size, latent_dim, base_filters), as train_main.py writes it")
-    try:
-        model_config = config_lib.from_dict(ModelConfig, metadata["model"])
-    except (config_lib.ConfigError, TypeError) as e:
-        raise ModelDirError(f"{config_path}: the 'model' section is unusable ({e})") from None
-    if image_size is not None and image_size != model_config.image_size:
-        raise ModelDirError(f"{model_dir}: model trained at image size {model_config.image_size}, "
-                            f"asked to score {image_size}x{image_size} images")
-    generator, discriminator, features = build_models(model_config)
-    _load_weights(generator, os.path.join(model_dir, GENERATOR_FILE))
-    _load_weights(discriminator, os.path.join(model_dir, DISCRIMINATOR_FILE))
-    encoder = None
-    encoder_path = os.path.join(model_dir, ENCODER_FILE)
-    if load_encoder and os.path.exists(encoder_path):
-        try:
-            encoder_record = config_lib.read_json(os.path.join(model_dir, ENCODER_CONFIG_FILE))
-        except (FileNotFoundError, ValueError) as e:
-            raise ModelDirError(f"{e}; run train_main.py again with the same flags to retrain "
-                                "the encoder") from None
-        if not isinstance(encoder_record, dict):
-            encoder_record = {}
-        if encoder_record.get("gan_fingerprint") == gan_fingerprint(generator, discriminator):
-            encoder = build_encoder(model_config)
-            _load_weights(encoder, encoder_path)
-        else:
-            # The GAN was trained further after E: E's guesses are for another G.
-            log.warning("%s: the encoder was trained against other generator weights and is "
-                        "ignored; train it again (train_main.py with the same flags)", model_dir)
-    return TrainedModel(model_dir, model_config, generator, discriminator, features, metadata,
-                        encoder)
-
-
-def _load_weights(model: keras.Model, path: str) -> None:
-    """Loads a weights file, naming it and saying what to do when it is damaged."""
-    try:
-        model.load_weights(path)
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelDirError(
-            f"{path}: cannot be loaded ({type(e).__name__}: {str(e)[:200]}); the file is "
-            "damaged, cut off or from another model. Run train_main.py again with the same "
-            "--model_dir and flags: it resumes from checkpoint.npz and rewrites it") from None
-
-
-def gan_fingerprint(generator: Generator, discriminator: Discriminator) -> str:
-    """A hash of G's and D's weights: says which GAN an encoder was trained against."""
-    digest = hashlib.sha256()
-    for variable in list(generator.weights) + list(discriminator.weights):
-        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
-    return digest.hexdigest()[:16]
-
-
-def write_weights(model: keras.Model, path: str) -> None:
-    with atomic_io.replace_file(path, suffix=".weights.h5") as temp:
-        model.save_weights(temp)
-
-
-# --------------------------------------------------------------------------
-# The training entry point.
-
 @dataclasses.dataclass
 class TrainResult:
     model_dir: str
@@ -460,10 +185,10 @@ class TrainResult:
     epochs_run: int
     history: dict
     train_images: int
-    heldout: data_lib.ImageSet
+    heldout: ImageSet
     seconds: float
     # The images G and D were trained on (the encoder trains on the same).
-    train_set: Optional[data_lib.ImageSet] = None
+    train_set: Optional[ImageSet] = None
     plan: Optional[training_plan.TrainingPlan] = None
     # The epoch whose G and D were written (model_selection.py); the last
     # epoch when selection is off.
@@ -471,73 +196,63 @@ class TrainResult:
 
 
 def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
-          train_config: TrainConfig, data_spec: Optional[str] = None,
-          skip_corrupt: bool = False, synthetic_count: int = 3277,
-          synthetic_package: str = "sop",
+          train_config: TrainConfig, data_config: DataConfig = DataConfig(),
           search_config: SearchConfig = SearchConfig(),
           strategy: Optional[tf.distribute.Strategy] = None,
           extra_callbacks: Sequence[Callable[..., keras.callbacks.Callback]] = (),
-          verbose: int = 1,
-          max_image_pixels: int = data_lib.DEFAULT_MAX_IMAGE_PIXELS) -> TrainResult:
-    """Trains the DCGAN on the good images of `data_spec` and writes `model_dir`.
+          verbose: int = 1) -> TrainResult:
+    """Trains the DCGAN on the good images of `data_config` and writes `model_dir`.
 
     Args:
       model_dir: where weights, config, checkpoint and held-out list go; a
         directory holding a checkpoint of the same run is resumed.
       log_dir: TensorBoard log directory.
       model_config, train_config: sizes and training settings.
-      data_spec: a source spec (see `data.resolve_source`); None = synthetic.
-      skip_corrupt: skip unreadable image files instead of failing.
-      synthetic_count: number of synthetic good images when data_spec is None.
-      synthetic_package: "sop", "qfp" or "mixed" synthetic packages.
+      data_config: where the good images come from.
       search_config: λ and learning rate of the monitoring search (its steps
         come from train_config.monitor_search_steps).
       strategy: a tf.distribute strategy; default: TF's current one.
       extra_callbacks: factories called as f(trainer=..., heldout=..., log_dir=...)
         that return more callbacks (e.g. to stop a run at a given epoch).
       verbose: Keras progress bar verbosity.
-      max_image_pixels: image files above this many pixels are refused.
 
     The model directory is created only once the data has loaded; a fresh
     run that stops before its first checkpoint removes what it wrote, so a
     refused run leaves no half model directory behind.
 
     Raises:
-      data.DataError, ModelDirError, NonFiniteLossError.
+      DataError, ModelDirError, NonFiniteLossError.
     """
     start = time.time()
     strategy = strategy or tf.distribute.get_strategy()
-    description = _run_description(model_config, train_config, data_spec)
-    if data_lib.resolve_source(data_spec).kind == "synthetic":
-        description["data"]["synthetic_package"] = synthetic_package
+    description = model_dir_lib.run_description(model_config, train_config, data_config)
     if os.path.exists(model_dir) and not os.path.isdir(model_dir):
-        raise ModelDirError(f"{model_dir}: exists and is a file; expected a model folder")
+        raise model_dir_lib.ModelDirError(
+            f"{model_dir}: exists and is a file; expected a model folder")
     created = not os.path.exists(model_dir)
     checkpoint_path = os.path.join(model_dir, CHECKPOINT_FILE)
     resuming = os.path.exists(checkpoint_path)
     if resuming:
-        _check_same_run(model_dir, description)
+        model_dir_lib.check_same_run(model_dir, description)
 
-    images = data_lib.load_training_set(data_spec, model_config.image_size, skip_corrupt,
-                                        seed=train_config.seed, synthetic_count=synthetic_count,
-                                        synthetic_package=synthetic_package,
-                                        max_image_pixels=max_image_pixels)
+    images = data_lib.load_training_set(data_config, model_config.image_size,
+                                        seed=train_config.seed)
     train_set, heldout = data_lib.split_holdout(images, train_config.validation_fraction,
                                                 train_config.seed)
     global_batch = train_config.batch_size * strategy.num_replicas_in_sync
     if len(train_set) < global_batch:
-        raise data_lib.DataError(
-            f"{data_spec or 'synthetic'}: {len(train_set)} training images after the "
+        raise DataError(
+            f"{data_config.data_dir or 'synthetic'}: {len(train_set)} training images after the "
             f"hold-out, fewer than one batch of {global_batch}; lower --batch_size")
     log.info("training on %s; holding out %d for validation and calibration",
-             data_lib.describe(train_set), len(heldout))
+             describe(train_set), len(heldout))
     plan = training_plan.plan_training(len(train_set), global_batch, model_config, train_config)
     log.info("training plan: %s", training_plan.describe(plan, len(train_set), global_batch))
     model_config = dataclasses.replace(model_config, base_filters=plan.base_filters)
     description["model"] = config_lib.to_dict(model_config)
     description["plan"] = dataclasses.asdict(plan)
     if resuming:
-        _check_same_run(model_dir, description)
+        model_dir_lib.check_same_run(model_dir, description)
     description["data"].update(train_images=len(train_set), heldout_images=len(heldout),
                                skipped_files=[p for p, _ in images.skipped])
     # Rewritten on resume too: only train.epochs may differ, and it should
@@ -635,7 +350,7 @@ def _fit_and_write(*, model_dir, log_dir, model_config, train_config, search_con
         "heldout_reconstruction_error": (best.kept_error if best is not None
                                          and best.kept_epoch else None),
         "generator": "average" if ema_generator is not None else "raw"}
-    _record(model_dir, selection=selection)
+    model_dir_lib.record(model_dir, selection=selection)
     log.info("kept the %s generator of epoch %d of %d (%s%s)", selection["generator"],
              kept_epoch, plan.epochs, selection["rule"],
              f": {best.kept_error:.4f}" if selection["heldout_reconstruction_error"] else "")
@@ -643,11 +358,3 @@ def _fit_and_write(*, model_dir, log_dir, model_config, train_config, search_con
     return TrainResult(model_dir, log_dir, max(plan.epochs - initial_epoch, 0), history,
                        len(train_set), heldout, time.time() - start, train_set, plan,
                        kept_epoch)
-
-
-def _record(model_dir: str, **sections) -> None:
-    """Adds sections to the model's config.json."""
-    path = os.path.join(model_dir, CONFIG_FILE)
-    stored = config_lib.read_json(path)
-    stored.update(sections)
-    config_lib.write_json(path, stored)

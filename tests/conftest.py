@@ -30,25 +30,37 @@ def tiny_models(tiny_model_config):
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory):
     """A tiny model trained for 2 epochs on synthetic packages, with a 2-epoch
-    encoder, and calibrated in every mode."""
-    from ic_anogan import encoder_train, scoring, train
-    from ic_anogan.config import (EncoderConfig, ModelConfig, SearchConfig, TrainConfig,
-                                  search_config_for_mode)
+    encoder, and calibrated in every mode (Γ = 5), through the library's one call."""
+    from ic_anogan import pipeline
+    from ic_anogan.config import (CalibrationConfig, DataConfig, EncoderConfig, ModelConfig,
+                                  SearchConfig, TrainConfig)
     root = tmp_path_factory.mktemp("trained")
     model_dir, log_dir = str(root / "model"), str(root / "logs")
-    result = train.train(model_dir=model_dir, log_dir=log_dir, model_config=ModelConfig(**TINY),
-                         train_config=TrainConfig(batch_size=8, epochs=2, monitor_every_epochs=1,
-                                                  monitor_images=4, monitor_search_steps=3),
-                         synthetic_count=40, verbose=0)
-    encoded = encoder_train.train_encoder(
-        model_dir=model_dir, log_dir=log_dir, encoder_config=EncoderConfig(epochs=2, batch_size=8),
-        train_set=result.train_set, heldout=result.heldout, verbose=0)
-    model = train.load_trained_model(model_dir)
-    for mode in ("search", "encoder", "encoder_search"):
-        scoring.calibrate(model, result.heldout,
-                          search_config_for_mode(mode, SearchConfig(steps=5), steps=5), 99.0,
-                          batch_size=8, source="test")
-    return {"model_dir": model_dir, "log_dir": log_dir, "result": result, "encoder": encoded}
+    result = pipeline.train_and_calibrate(
+        model_dir=model_dir, log_dir=log_dir, model_config=ModelConfig(**TINY),
+        train_config=TrainConfig(batch_size=8, epochs=2, monitor_every_epochs=1,
+                                 monitor_images=4, monitor_search_steps=3),
+        data_config=DataConfig(synthetic_train_count=40), search_config=SearchConfig(steps=5),
+        encoder_config=EncoderConfig(epochs=2, batch_size=8),
+        calibration_config=CalibrationConfig(encoder_search_steps=5, batch_size=8), verbose=0)
+    return {"model_dir": model_dir, "log_dir": log_dir, "result": result.gan,
+            "encoder": result.encoder}
+
+
+@pytest.fixture(scope="session")
+def exported(trained_model_dir, tmp_path_factory):
+    """The search mode (Γ = 5) with its calibrated study threshold, warm-up for batch
+    sizes 1 and 2; tests that change it work on a copy."""
+    from ic_anogan import calibration, export, model_dir as model_dir_lib
+    from ic_anogan.config import SearchConfig
+    model = model_dir_lib.load_trained_model(trained_model_dir["model_dir"])
+    threshold = calibration.read(trained_model_dir["model_dir"])["threshold"]
+    base = str(tmp_path_factory.mktemp("export"))
+    path = export.export_saved_model(model, base, SearchConfig(steps=5), threshold,
+                                     warmup_batch_sizes=(1, 2))
+    import tensorflow as tf
+    return {"model": model, "path": path, "base": base, "threshold": threshold,
+            "loaded": tf.saved_model.load(path)}
 
 
 def tensorboard_tags(folder):

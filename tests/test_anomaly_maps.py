@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_main, tensorboard_tags
-from ic_anogan import anomaly_maps, calibration, export, metrics, scoring, serving, train
+from conftest import tensorboard_tags
+from ic_anogan import anomaly_maps, calibration, export, metrics, scoring, serving
 from ic_anogan.anomaly_maps import MapStatistics
-from ic_anogan.config import ConfigError, MapConfig, SearchConfig
+from ic_anogan.config import ConfigError, DataConfig, MapConfig
+from ic_anogan import model_dir as model_dir_lib, preprocessing, score_pipeline
+from ic_anogan.image_set import ImageSet
+from ic_anogan.outputs import CSV_COLUMNS, SERVED_MAP_OUTPUTS, SERVED_OUTPUTS, ScoreOutputs
+from ic_anogan.score_request import ScoreRequest, ScoringError
+from ic_anogan import signatures
 
 NO_SMOOTHING = MapConfig(kernel="box", kernel_size=1)
 
@@ -109,13 +114,12 @@ def test_statistics_round_trip_through_the_model_dir(trained_model_dir):
 def test_map_max_threshold_rejects_about_the_percentile_of_new_good_images(trained_model_dir):
     """Cross-fitted thresholds hold on good images the statistics never saw."""
     from ic_anogan import synthetic
-    model = train.load_trained_model(trained_model_dir["model_dir"])
+    model = model_dir_lib.load_trained_model(trained_model_dir["model_dir"])
     record = calibration.read(model.model_dir, "encoder")
     good = synthetic.render_set("validation", 16, good=200, seed=0)
-    search = scoring.make_search(model, calibration.stored_search_config(record))
-    outputs = scoring.add_map_outputs(good.images, scoring.run_search(search, good.images, 64),
-                                      calibration.map_statistics(record))
-    rejected = np.mean(outputs["map_max"] > calibration.thresholds(record)["map_max"])
+    outputs = scoring.SearchScorer(model, calibration.stored_search_config(record),
+                                   calibration.map_statistics(record)).score(good, 64)
+    rejected = np.mean(outputs.score("map_max") > calibration.thresholds(record)["map_max"])
     assert rejected < 0.2  # 1% calibrated on 4 held-out images: loose, but not in-sample low
 
 
@@ -123,10 +127,13 @@ def test_old_calibration_without_statistics_scores_with_study_only(trained_model
     record = dict(calibration.read(trained_model_dir["model_dir"], "search"))
     record.pop("map")
     assert calibration.map_statistics(record) is None
-    outputs = {"anomaly_score": np.ones(2), "reconstruction": np.zeros((2, 16, 16, 1))}
-    assert scoring.available_scores(outputs) == ["study"]
+    outputs = ScoreOutputs(anomaly_score=np.ones(2), residual_score=np.ones(2),
+                           discrimination_score=np.ones(2),
+                           reconstruction=np.zeros((2, 16, 16, 1)),
+                           anomaly_map=np.zeros((2, 16, 16, 1)))
+    assert outputs.available_scores() == ["study"]
     with pytest.raises(ValueError, match="--calibrate_dir"):
-        scoring.score_values(outputs, "map_max")
+        outputs.score("map_max")
 
 
 def test_bad_map_settings_name_the_flag():
@@ -156,7 +163,7 @@ def test_connected_regions_and_pro_on_hand_made_maps():
 
 @pytest.fixture(scope="session")
 def exported_with_maps(trained_model_dir, tmp_path_factory):
-    model = train.load_trained_model(trained_model_dir["model_dir"])
+    model = model_dir_lib.load_trained_model(trained_model_dir["model_dir"])
     record = calibration.read(model.model_dir, "encoder_search")
     search_config = calibration.stored_search_config(record)
     statistics = calibration.map_statistics(record)
@@ -166,31 +173,35 @@ def exported_with_maps(trained_model_dir, tmp_path_factory):
                                      warmup_batch_sizes=(), map_statistics=statistics,
                                      image_score="map_max")
     return {"model": model, "path": path, "config": search_config, "statistics": statistics,
-            "threshold": threshold}
+            "threshold": threshold, "loaded": tf.saved_model.load(path)}
 
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_export_map_outputs_equal_the_in_process_ones(exported_with_maps, n):
     e = exported_with_maps
     pixels = np.random.default_rng(n).integers(0, 256, (n, 16, 16, 1), dtype=np.uint8)
-    served = {k: v.numpy() for k, v in tf.saved_model.load(e["path"]).signatures[
+    served = {k: v.numpy() for k, v in e["loaded"].signatures[
         "serving_default"](images=tf.constant(pixels)).items()}
-    assert set(served) == set(export.SCORE_OUTPUTS + export.MAP_SCORE_OUTPUTS)
-    images = pixels.astype(np.float32) / 255.0 * 2 - 1
-    outputs = scoring.run_search(scoring.make_search(e["model"], e["config"]), images, 8)
-    local = scoring.add_map_outputs(images, outputs, e["statistics"])
-    np.testing.assert_allclose(served["map_score"], local["map_max"], rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(served["standardised_map"], local["standardised_map"],
+    assert set(served) == set(SERVED_OUTPUTS + SERVED_MAP_OUTPUTS)
+    images = ImageSet.unlabelled(preprocessing.uint8_to_model(pixels))
+    local = scoring.SearchScorer(e["model"], e["config"], e["statistics"]).score(images, 8)
+    np.testing.assert_allclose(served["map_score"], local.score("map_max"), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(served["standardised_map"], local.standardised_map,
                                rtol=1e-4, atol=1e-4)
-    np.testing.assert_array_equal(served["defect_mask"], local["defect_mask"])
+    np.testing.assert_array_equal(served["defect_mask"], local.defect_mask)
     assert served["defect_mask"].dtype == np.uint8
-    np.testing.assert_array_equal(served["map_x"], local["map_x"])
-    np.testing.assert_array_equal(served["is_anomaly"], local["map_max"] > e["threshold"])
+    np.testing.assert_array_equal(served["map_x"], local.map_x)
+    np.testing.assert_array_equal(served["is_anomaly"], local.score("map_max") > e["threshold"])
+    # The export's client returns the same type, under the same names.
+    client = serving.ExportedModel(e["path"]).scorer().score(images, 8)
+    np.testing.assert_allclose(client.score("map_max"), local.score("map_max"), rtol=1e-4,
+                               atol=1e-4)
+    np.testing.assert_array_equal(client.is_anomaly, served["is_anomaly"])
 
 
 def test_export_carries_the_statistics_and_says_which_score_decides(exported_with_maps):
     e = exported_with_maps
-    loaded = tf.saved_model.load(e["path"])
+    loaded = e["loaded"]
     meta = {k: v.numpy() for k, v in loaded.signatures["metadata"]().items()}
     assert meta["image_score"] == b"map_max"
     assert meta["pixel_threshold"] == pytest.approx(e["statistics"].pixel_threshold)
@@ -200,16 +211,15 @@ def test_export_carries_the_statistics_and_says_which_score_decides(exported_wit
     np.testing.assert_array_equal(again.mean, e["statistics"].mean)
 
 
-def test_score_main_reports_both_scores_and_old_dirs_say_how_to_add_them(trained_model_dir,
-                                                                           tmp_path):
-    counts = "--synthetic_counts=good:6,short_fill:3,void:3"
+def test_reports_carry_both_scores_and_old_dirs_say_how_to_add_them(trained_model_dir,
+                                                                      tmp_path, caplog):
+    counts = DataConfig(synthetic_counts={"good": 6, "short_fill": 3, "void": 3})
     out = tmp_path / "new"
-    result = run_main("score_main.py", f"--model_dir={trained_model_dir['model_dir']}",
-                      f"--output_dir={out}", f"--log_dir={tmp_path / 'logs'}", "--mode=encoder",
-                      counts)
-    assert result.returncode == 0, result.stderr
+    score_pipeline.run(ScoreRequest(model_dir=trained_model_dir["model_dir"], output_dir=str(out),
+                                    log_dir=str(tmp_path / "logs"), modes=["encoder"],
+                                    data=counts))
     header = (out / "scores.csv").read_text().splitlines()[0].split(",")
-    assert header == list(scoring.CSV_COLUMNS)
+    assert header == list(CSV_COLUMNS)
     assert header[-3:] == ["map_score", "map_x", "map_y"]
     written = json.loads((out / "metrics.json").read_text())
     assert written["image_score"] == "map_max"
@@ -228,25 +238,25 @@ def test_score_main_reports_both_scores_and_old_dirs_say_how_to_add_them(trained
     for record in stored["modes"].values():
         record.pop("map"), record.pop("image_scores")
     (old / "calibration.json").write_text(json.dumps(stored))
-    result = run_main("score_main.py", f"--model_dir={old}", f"--output_dir={tmp_path / 'o'}",
-                      f"--log_dir={tmp_path / 'logs2'}", "--mode=encoder", counts)
-    assert result.returncode == 0, result.stderr
-    assert "--calibrate_dir" in result.stderr and "study" in result.stderr
+    score_pipeline.run(ScoreRequest(model_dir=str(old), output_dir=str(tmp_path / "o"),
+                                    log_dir=str(tmp_path / "logs2"), modes=["encoder"],
+                                    data=counts))
+    assert "--calibrate_dir" in caplog.text and "study" in caplog.text
     written = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert written["image_score"] == "study" and list(written["image_scores"]) == ["study"]
-    refused = run_main("score_main.py", f"--model_dir={old}", f"--output_dir={tmp_path / 'p'}",
-                       "--mode=encoder", "--image_score=map_max", counts)
-    assert refused.returncode == 1 and "--calibrate_dir" in refused.stderr
+    with pytest.raises(ScoringError, match="--calibrate_dir"):
+        score_pipeline.run(ScoreRequest(model_dir=str(old), output_dir=str(tmp_path / "p"),
+                                        log_dir=str(tmp_path / "logs2"), modes=["encoder"],
+                                        image_score="map_max", data=counts))
 
 
-def test_an_export_from_before_the_map_scores_still_scores(trained_model_dir, tmp_path):
+def test_an_export_from_before_the_map_scores_still_scores(trained_model_dir, exported,
+                                                           tmp_path):
     """No statistics, no image_score in its settings: score_main decides by study."""
-    model = train.load_trained_model(trained_model_dir["model_dir"])
-    record = calibration.read(model.model_dir, "search")
-    path = export.export_saved_model(model, str(tmp_path / "serving"),
-                                     calibration.stored_search_config(record),
-                                     record["threshold"], warmup_batch_sizes=())
-    asset = os.path.join(path, "assets", export.SETTINGS_ASSET)
+    record = calibration.read(trained_model_dir["model_dir"], "search")
+    path = str(tmp_path / "serving" / "1")
+    shutil.copytree(exported["path"], path)  # the search mode, its study threshold
+    asset = os.path.join(path, "assets", signatures.SETTINGS_ASSET)
     settings = json.load(open(asset))
     settings.pop("image_score")
     for values in settings["modes"].values():
@@ -255,9 +265,9 @@ def test_an_export_from_before_the_map_scores_still_scores(trained_model_dir, tm
         json.dump(settings, f)
     client = serving.ExportedModel(path)
     assert client.image_scores == {"search": "study"} and client.map_statistics("search") is None
-    done = run_main("score_main.py", f"--saved_model={path}", f"--output_dir={tmp_path / 'o'}",
-                    f"--log_dir={tmp_path / 'tb'}", "--synthetic_counts=good:3,short_fill:2")
-    assert done.returncode == 0, done.stderr[-3000:]
+    score_pipeline.run(ScoreRequest(saved_model=path, output_dir=str(tmp_path / "o"),
+                                    log_dir=str(tmp_path / "tb"), data=DataConfig(
+                                        synthetic_counts={"good": 3, "short_fill": 2})))
     written = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert written["image_score"] == "study" and written["threshold"] == record["threshold"]
     rows = (tmp_path / "o" / "scores.csv").read_text().splitlines()

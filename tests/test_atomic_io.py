@@ -11,7 +11,20 @@ def test_write_text_replaces_and_leaves_no_temp(tmp_path):
     atomic_io.write_text(str(path), "two")
     assert path.read_text() == "two"
     assert os.listdir(tmp_path) == ["a.txt"]
-    assert oct(path.stat().st_mode & 0o777) != oct(0o600)  # readable by others (umask permitting)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_get_the_mode_a_plain_open_gives(tmp_path, umask, mode):
+    """Not mkstemp's private 0600: TF Serving and TensorBoard may run as other users."""
+    previous = os.umask(umask)
+    try:
+        atomic_io.write_text(str(tmp_path / "a.txt"), "x")
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "plain.txt").stat().st_mode & 0o777 == mode
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):

@@ -18,8 +18,13 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import run_main, write_image
-from ic_anogan import atomic_io, calibration, data, export, scoring, serving, train
+from ic_anogan import report as report_lib
+from ic_anogan.outputs import ScoreOutputs
+from ic_anogan import (atomic_io, calibration, export, idx_files, image_files, image_set,
+                       preprocessing, scoring, serving, train)
 from ic_anogan.export import ExportError
+from ic_anogan import model_dir as model_dir_lib
+from ic_anogan.config import DataConfig
 
 TINY_TRAIN = ["--image_size=16", "--latent_dim=8", "--base_filters=4", "--batch_size=8",
               "--epochs=1", "--synthetic_train_count=20", "--noencoder",
@@ -45,18 +50,19 @@ def test_decompression_bomb_is_refused_by_name_or_skipped(tmp_path, rng):
     folder = tmp_path / "images"
     write_image(str(folder / "ok.png"), rng.integers(0, 256, (16, 16), dtype=np.uint8))
     bomb = _png_header_only(str(folder / "bomb.png"), 15000, 15000)
-    with pytest.raises(data.DataError, match="bomb.png: .*above the limit of 100000000 pixels "
+    with pytest.raises(image_set.DataError, match="bomb.png: .*above the limit of 100000000 pixels "
                        "\\(--max_image_pixels\\)"):
-        data.load_folder(str(folder), 16)
+        image_files.load_folder(str(folder), 16)
     # Under Pillow's own bomb limit, ours is what refuses.
-    with pytest.raises(data.DataError, match="bomb.png: 15000x15000 = 225000000 pixels, above "
+    with pytest.raises(image_set.DataError, match="bomb.png: 15000x15000 = 225000000 pixels, above "
                        "the limit of 200000000 pixels"):
-        data.read_gray(bomb, max_pixels=200_000_000)
-    kept = data.load_folder(str(folder), 16, skip_corrupt=True)
+        image_files.read_gray(bomb, max_pixels=200_000_000)
+    kept = image_files.load_folder(str(folder), 16, skip_corrupt=True)
     assert kept.ids == [str(folder / "ok.png")] and kept.skipped[0][0] == bomb
     # A lower limit refuses ordinary images too, by the same rule.
-    with pytest.raises(data.DataError, match="ok.png: 16x16 = 256 pixels, above the limit of 100 "):
-        data.read_gray(str(folder / "ok.png"), max_pixels=100)
+    with pytest.raises(image_set.DataError,
+                       match="ok.png: 16x16 = 256 pixels, above the limit of 100 "):
+        image_files.read_gray(str(folder / "ok.png"), max_pixels=100)
 
 
 def test_large_jpeg_is_decoded_at_reduced_scale_with_the_same_result(tmp_path):
@@ -64,25 +70,25 @@ def test_large_jpeg_is_decoded_at_reduced_scale_with_the_same_result(tmp_path):
     pixels = ((np.sin(x / 90.0) + np.cos(y / 70.0)) * 60 + 128).astype(np.uint8)
     path = str(tmp_path / "big.jpg")
     Image.fromarray(pixels).save(path, quality=95)
-    drafted = data.load_image_files([path], 16)[0][0]
-    full = data.resize_to_model(data.read_gray(path)[..., None], 16).numpy()
+    drafted = image_files.load_image_files([path], 16)[0][0]
+    full = preprocessing.resize_to_model(image_files.read_gray(path)[..., None], 16).numpy()
     # Decoded at 1/8 scale (128 px), then resized: the model input hardly differs.
     assert np.abs(drafted - full).max() < 0.03
-    sizes = data.load_image_files([path], 16, with_sizes=True)[3]
+    sizes = image_files.load_image_files([path], 16, with_sizes=True)[3]
     assert sizes == [(1024, 1024)]  # the original size, for the mask check
 
 
 def test_idx_cut_in_its_header_or_with_a_corrupt_gzip_stream_is_named(tmp_path):
     cut = tmp_path / "cut-idx3-ubyte"
     cut.write_bytes(struct.pack(">I", 0x00000803) + b"\x00\x00")
-    with pytest.raises(data.DataError, match="cut-idx3-ubyte: cut off inside its header"):
-        data.read_idx(str(cut), 0x00000803)
+    with pytest.raises(image_set.DataError, match="cut-idx3-ubyte: cut off inside its header"):
+        idx_files.read_idx(str(cut), 0x00000803)
     broken = tmp_path / "broken-idx3-ubyte.gz"
     good = gzip.compress(struct.pack(">IIII", 0x00000803, 1, 2, 2) + bytes(4))
     broken.write_bytes(good[:12] + b"\xff" * 20 + good[32:])
-    with pytest.raises(data.DataError, match="broken-idx3-ubyte.gz: cannot read .*expected an "
+    with pytest.raises(image_set.DataError, match="broken-idx3-ubyte.gz: cannot read .*expected an "
                        "IDX file"):
-        data.read_idx(str(broken), 0x00000803)
+        idx_files.read_idx(str(broken), 0x00000803)
 
 
 # -- model directories ------------------------------------------------------------
@@ -95,11 +101,11 @@ def model_copy(trained_model_dir, tmp_path):
 
 
 def test_truncated_weights_are_named_with_what_to_do(model_copy):
-    weights = model_copy / train.GENERATOR_FILE
+    weights = model_copy / model_dir_lib.GENERATOR_FILE
     weights.write_bytes(weights.read_bytes()[:500])
-    with pytest.raises(train.ModelDirError, match="generator.weights.h5: cannot be loaded .*"
+    with pytest.raises(model_dir_lib.ModelDirError, match="generator.weights.h5: cannot be loaded .*"
                        "Run train_main.py again with the same --model_dir"):
-        train.load_trained_model(str(model_copy))
+        model_dir_lib.load_trained_model(str(model_copy))
 
 
 @pytest.mark.parametrize("content, message", [
@@ -109,9 +115,9 @@ def test_truncated_weights_are_named_with_what_to_do(model_copy):
     ("{not json", "not valid JSON"),
 ])
 def test_broken_config_json_is_named(model_copy, content, message):
-    (model_copy / train.CONFIG_FILE).write_text(content)
-    with pytest.raises(train.ModelDirError, match=message) as raised:
-        train.load_trained_model(str(model_copy))
+    (model_copy / model_dir_lib.CONFIG_FILE).write_text(content)
+    with pytest.raises(model_dir_lib.ModelDirError, match=message) as raised:
+        model_dir_lib.load_trained_model(str(model_copy))
     assert "config.json" in str(raised.value)
 
 
@@ -126,14 +132,19 @@ def test_unwritable_places_are_explained():
 def test_train_main_refuses_bad_flags_and_places_before_any_work(tmp_path):
     (tmp_path / "a_file").write_text("x")
     cases = [
-        (["--beta_1=1.5"], "--beta_1=1.5: must be in [0, 1)"),
-        (["--learning_rate=inf"], "--learning_rate=inf: must be a finite positive number"),
-        (["--learning_rate=nan"], "--learning_rate=nan: must be a finite positive number"),
-        (["--encoder_learning_rate=inf"], "must be a finite positive number"),
+        (["--beta_1=1.5"], "--beta_1=1.5: expected a number in [0, 1)"),
+        (["--learning_rate=inf"], "--learning_rate=inf: expected a finite positive number"),
+        (["--learning_rate=nan"], "--learning_rate=nan: expected a finite positive number"),
+        (["--encoder_learning_rate=inf"], "--encoder_learning_rate=inf: expected a finite "
+                                          "positive number"),
         (["--map_kernel_size=4"], "--map_kernel_size=4: expected an odd integer >= 1"),
-        (["--max_image_pixels=0"], "--max_image_pixels=0: must be a positive integer"),
-        (["--ema_decay=1"], "--ema_decay=1.0: must be in [0, 1)"),
-        (["--updates=100"], "--epochs and --updates both set the training length; give one"),
+        (["--max_image_pixels=0"], "--max_image_pixels=0: expected a positive integer"),
+        (["--ema_decay=1"], "--ema_decay=1.0: expected a number in [0, 1)"),
+        (["--search_learning_rate=0"], "--search_learning_rate=0.0: expected a finite positive "
+                                       "number"),
+        (["--calibration_percentile=0"], "--calibration_percentile=0.0: expected a number in "
+                                         "(0, 100]"),
+        (["--updates=100"], "both set the training length; give one"),
         ([f"--model_dir={tmp_path / 'a_file'}"],
          f"--model_dir={tmp_path / 'a_file'}: exists and is a file; expected a folder"),
         (["--model_dir=/proc/ic_anogan_model"], "--model_dir=/proc/ic_anogan_model: cannot "
@@ -171,30 +182,35 @@ def test_a_run_stopped_before_its_first_checkpoint_leaves_no_model_dir(tmp_path)
         train.train(model_dir=str(tmp_path / "m"), log_dir=str(tmp_path / "logs"),
                     model_config=ModelConfig(16, 8, 4),
                     train_config=TrainConfig(batch_size=8, epochs=1, monitor_every_epochs=0),
-                    synthetic_count=20, verbose=0, extra_callbacks=[stopper])
+                    data_config=DataConfig(synthetic_train_count=20), verbose=0,
+                    extra_callbacks=[stopper])
     assert not os.path.exists(tmp_path / "m")
 
 
-def test_score_main_refuses_output_places_before_the_search(trained_model_dir, tmp_path):
+def test_scoring_refuses_output_places_before_the_search(trained_model_dir, tmp_path,
+                                                        caplog):
+    from ic_anogan import score_pipeline
+    from ic_anogan.score_request import ScoreRequest, UsageRefusal
     (tmp_path / "a_file").write_text("x")
     model_dir = trained_model_dir["model_dir"]
+    caplog.set_level("INFO")
     for flag, folder, message in (
             ("output_dir", tmp_path / "a_file", "exists and is a file; expected a folder"),
             ("output_dir", "/proc/ic_anogan_out", "cannot write in /proc"),
             ("log_dir", tmp_path / "a_file", "exists and is a file"),
             ("export_dir", tmp_path / "a_file", "exists and is a file")):
-        done = run_main("score_main.py", f"--model_dir={model_dir}", f"--{flag}={folder}",
-                        "--synthetic_counts=good:2")
-        assert done.returncode != 0 and f"--{flag}={folder}: {message}" in done.stderr, \
-            done.stderr[-2000:]
-        assert "scoring" not in done.stderr  # refused before any image was searched
+        request = ScoreRequest(model_dir=model_dir, data=DataConfig(synthetic_counts={"good": 2}),
+                               **{flag: str(folder)})
+        with pytest.raises(UsageRefusal, match=f"--{flag}={folder}: {message}"):
+            score_pipeline.run(request)
+        assert "scoring" not in caplog.text  # refused before any image was searched
 
 
 # -- exports --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def small_export(trained_model_dir, tmp_path_factory):
-    model = train.load_trained_model(trained_model_dir["model_dir"])
+    model = model_dir_lib.load_trained_model(trained_model_dir["model_dir"])
     record = calibration.read(model.model_dir, "encoder")
     base = str(tmp_path_factory.mktemp("bad_input_export"))
     path = export.export_saved_model(
@@ -212,8 +228,10 @@ def test_saved_model_paths_are_explained(small_export, tmp_path):
     (tmp_path / "3").mkdir()
     with pytest.raises(ExportError, match="no saved_model.pb; expected a version folder"):
         serving.ExportedModel(str(tmp_path / "3"))
-    done = run_main("score_main.py", f"--saved_model={small_export['base']}")
-    assert done.returncode == 1 and "an export base, not a version folder" in done.stderr
+    from ic_anogan import score_pipeline
+    from ic_anogan.score_request import ScoreRequest
+    with pytest.raises(ExportError, match="an export base, not a version folder"):
+        score_pipeline.run(ScoreRequest(saved_model=small_export["base"]))
 
 
 def test_empty_batch_gives_empty_outputs(small_export):
@@ -250,12 +268,11 @@ def test_tiff_files_score_through_the_export_as_decoded_pixels(small_export, tmp
     folder = tmp_path / "tiffs"
     for i in range(3):
         write_image(str(folder / f"{i}.tif"), rng.integers(0, 256, (20, 24), dtype=np.uint8))
-    images = data.load_folder(str(folder), 16)
-    served = serving.ExportedModel(small_export["path"]).score(images, batch_size=2)
-    search = scoring.make_search(small_export["model"],
-                                 calibration.stored_search_config(small_export["record"]))
-    direct = scoring.run_search(search, images.images, 2)
-    np.testing.assert_allclose(served["anomaly_score"], direct["anomaly_score"], rtol=1e-4)
+    images = image_files.load_folder(str(folder), 16)
+    served = serving.ExportedModel(small_export["path"]).scorer().score(images, batch_size=2)
+    direct = scoring.SearchScorer(small_export["model"], calibration.stored_search_config(
+        small_export["record"])).score(images, 2)
+    np.testing.assert_allclose(served.anomaly_score, direct.anomaly_score, rtol=1e-4)
 
 
 def test_concurrent_exports_end_as_two_versions(tmp_path):
@@ -273,13 +290,13 @@ def test_concurrent_exports_end_as_two_versions(tmp_path):
 
 
 def test_report_judges_non_finite_scores_anomalous(tmp_path):
-    images = data.ImageSet(np.zeros((3, 16, 16, 1), np.float32), ["a", "b", "c"],
-                           np.array([0, 1, 1]), ["good", "void", "void"])
-    outputs = {"anomaly_score": np.array([1.0, np.nan, 5.0]),
-               "residual_score": np.zeros(3), "discrimination_score": np.zeros(3),
-               "reconstruction": np.zeros((3, 16, 16, 1), np.float32),
-               "anomaly_map": np.zeros((3, 16, 16, 1), np.float32)}
-    report = scoring.write_report(str(tmp_path / "o"), images, outputs, threshold=2.0)
+    images = image_set.ImageSet(np.zeros((3, 16, 16, 1), np.float32), ["a", "b", "c"],
+                                np.array([0, 1, 1]), ["good", "void", "void"])
+    outputs = ScoreOutputs(anomaly_score=np.array([1.0, np.nan, 5.0]),
+                           residual_score=np.zeros(3), discrimination_score=np.zeros(3),
+                           reconstruction=np.zeros((3, 16, 16, 1), np.float32),
+                           anomaly_map=np.zeros((3, 16, 16, 1), np.float32))
+    report = report_lib.write_report(str(tmp_path / "o"), images, outputs, threshold=2.0)
     rows = (tmp_path / "o" / "scores.csv").read_text().splitlines()[1:]
     assert [r.split(",")[6] for r in rows] == ["0", "1", "1"]
     assert report.evaluation["auroc"] == 1.0  # NaN ranks as the most anomalous

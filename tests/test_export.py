@@ -13,20 +13,14 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import run_main
-from ic_anogan import calibration, export, scoring, train
-from ic_anogan.config import SearchConfig, search_config_for_mode
+from ic_anogan import calibration, export, image_files, model_dir as model_dir_lib, preprocessing
+from ic_anogan import score_pipeline, signatures, warmup
+from ic_anogan.config import DataConfig, SearchConfig, search_config_for_mode
+from ic_anogan.outputs import SERVED_OUTPUTS
+from ic_anogan.score_request import ScoreRequest, ScoringError, UsageRefusal
 from ic_anogan.search import LatentSearch
 
 SEARCH = SearchConfig(steps=5)
-
-
-@pytest.fixture(scope="session")
-def exported(trained_model_dir, tmp_path_factory):
-    model = train.load_trained_model(trained_model_dir["model_dir"])
-    threshold = calibration.read(trained_model_dir["model_dir"])["threshold"]
-    base = str(tmp_path_factory.mktemp("export"))
-    path = export.export_saved_model(model, base, SEARCH, threshold, warmup_batch_sizes=(1, 2))
-    return {"model": model, "path": path, "base": base, "threshold": threshold}
 
 
 def _pixels(n, seed=0):
@@ -39,18 +33,18 @@ def _png(gray):
     return buffer.getvalue()
 
 
-def _in_process(model, pixels):
-    search = LatentSearch(model.generator, model.features, SEARCH)
-    return {k: v.numpy() for k, v in search.score(pixels.astype(np.float32) / 255.0 * 2 - 1).items()}
+def _in_process(model, pixels, config=SEARCH):
+    search = LatentSearch(model.generator, model.features, config, encoder=model.encoder)
+    return {k: v.numpy() for k, v in search.score(preprocessing.uint8_to_model(pixels)).items()}
 
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_round_trip_equals_the_in_process_search(exported, n):
-    loaded = tf.saved_model.load(exported["path"])
+    loaded = exported["loaded"]
     pixels = _pixels(n)
     served = {k: v.numpy() for k, v in loaded.signatures["serving_default"](
         images=tf.constant(pixels)).items()}
-    assert set(served) == set(export.SCORE_OUTPUTS)
+    assert set(served) == set(SERVED_OUTPUTS)
     reference = _in_process(exported["model"], pixels)
     for key in ("anomaly_score", "residual_score", "discrimination_score", "anomaly_map"):
         np.testing.assert_allclose(served[key], reference[key], rtol=1e-5, atol=1e-5)
@@ -70,46 +64,45 @@ def test_versions_are_never_overwritten(exported):
                                        warmup_batch_sizes=())
     assert os.path.basename(second) == "8"
     assert not [d for d in os.listdir(base) if d.startswith(".")]  # no temp folder left
-    with pytest.raises(export.ExportError, match="found a file"):
+    with pytest.raises(signatures.ExportError, match="found a file"):
         export.export_saved_model(exported["model"], os.path.join(second, "saved_model.pb"),
                                   SEARCH, None)
 
 
 def test_settings_asset_and_metadata_signature(exported):
-    settings = export.read_settings(exported["path"])
+    settings = signatures.read_settings(exported["path"])
     assert settings["search"]["steps"] == 5 and settings["threshold"] == exported["threshold"]
-    meta = tf.saved_model.load(exported["path"]).signatures["metadata"]()
+    meta = exported["loaded"].signatures["metadata"]()
     assert int(meta["search_steps"]) == 5 and int(meta["image_size"]) == 16
     assert float(meta["threshold"]) == pytest.approx(exported["threshold"])
     assert json.loads(meta["settings_json"].numpy().decode())["search"]["restarts"] == 1
 
 
 def test_encoded_equals_uint8_on_the_same_pixels(exported):
-    loaded = tf.saved_model.load(exported["path"])
+    loaded = exported["loaded"]
     pixels = _pixels(2, seed=5)
     from_u8 = loaded.signatures["serving_default"](images=tf.constant(pixels))
     from_png = loaded.signatures["score_encoded"](
         image_bytes=tf.constant([_png(p[..., 0]) for p in pixels]))
-    for key in export.SCORE_OUTPUTS:
+    for key in SERVED_OUTPUTS:
         np.testing.assert_allclose(from_png[key].numpy(), from_u8[key].numpy(), rtol=1e-5,
                                    atol=1e-5)
 
 
 def test_encoded_preprocessing_matches_the_training_pipeline(exported, tmp_path):
-    from ic_anogan import data
     rng = np.random.default_rng(2)
     colour = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
     Image.fromarray(colour).save(tmp_path / "c.png")
-    loaded = tf.saved_model.load(exported["path"])
+    loaded = exported["loaded"]
     served = loaded.signatures["score_encoded"](
         image_bytes=tf.constant([(tmp_path / "c.png").read_bytes()]))
-    model_input = data.load_folder(str(tmp_path), 16).images
+    model_input = image_files.load_folder(str(tmp_path), 16).images
     reference = loaded.signatures["score_float"](images=tf.constant(model_input))
     np.testing.assert_allclose(served["anomaly_score"], reference["anomaly_score"], rtol=1e-4)
 
 
 def test_concurrent_calls_equal_serial_calls(exported):
-    loaded = tf.saved_model.load(exported["path"])
+    loaded = exported["loaded"]
     batches = [_pixels(2, seed=s) for s in range(4)]
     serial = [loaded.signatures["serving_default"](images=tf.constant(b))["anomaly_score"].numpy()
               for b in batches]
@@ -134,32 +127,11 @@ def test_concurrent_calls_equal_serial_calls(exported):
     ((16, 16, 1), "got another rank"),
 ])
 def test_bad_input_shapes_give_the_documented_error(exported, shape, message):
-    loaded = tf.saved_model.load(exported["path"])
+    loaded = exported["loaded"]
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"expected a uint8 tensor of shape \[N, 16, 16, 1\]") as error:
         loaded.signatures["serving_default"](images=tf.zeros(shape, tf.uint8))
     assert message in str(error.value)
-
-
-def test_fresh_process_without_ic_anogan(exported):
-    pixels = _pixels(2, seed=9)
-    np.save(os.path.join(os.path.dirname(exported["path"]), "in.npy"), pixels)
-    script = textwrap.dedent(f"""
-        import sys
-        sys.modules["ic_anogan"] = None  # importing the package must not be needed
-        import json, numpy as np, tensorflow as tf
-        loaded = tf.saved_model.load({exported['path']!r})
-        pixels = np.load({os.path.join(os.path.dirname(exported['path']), 'in.npy')!r})
-        out = loaded.signatures["serving_default"](images=tf.constant(pixels))
-        print("RESULT", json.dumps(out["anomaly_score"].numpy().tolist()))
-    """)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=dict(env, TF_CPP_MIN_LOG_LEVEL="2"), cwd="/", timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    scores = json.loads(done.stdout.split("RESULT ")[1])
-    np.testing.assert_allclose(scores, _in_process(exported["model"], pixels)["anomaly_score"],
-                               rtol=1e-5)
 
 
 def _saved_model_cli(*args):
@@ -169,10 +141,15 @@ def _saved_model_cli(*args):
 
 
 def test_saved_model_cli_show_lists_the_signatures(exported):
-    shown = _saved_model_cli("show", "--dir", exported["path"], "--all")
-    assert shown.returncode == 0, shown.stderr[-2000:]
-    text = shown.stdout
-    for name in export.SIGNATURES:
+    """What `saved_model_cli show --all` prints (its function, here: it only reads the
+    SavedModel's protobuf; `run` below starts the command itself)."""
+    import contextlib
+    from tensorflow.python.tools import saved_model_cli
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        saved_model_cli._show_all(exported["path"])
+    text = printed.getvalue()
+    for name in signatures.DEFAULT_SIGNATURES + (signatures.METADATA_SIGNATURE,):
         assert f"signature_def['{name}']" in text
     block = text.split("signature_def['serving_default']")[1].split("signature_def[")[0]
     assert "inputs['images']" in block and "DT_UINT8" in block
@@ -196,40 +173,103 @@ def test_saved_model_cli_run_on_both_signatures(exported, tmp_path):
     assert ran.returncode == 0, ran.stderr[-3000:]
     expected = _in_process(exported["model"], pixels)["anomaly_score"]
     np.testing.assert_allclose(_parse_cli_scores(ran.stdout), expected, rtol=1e-4)
-    # Fixed-width bytes need no pickle; a PNG never ends in a NUL byte, so none is lost.
-    np.save(tmp_path / "png.npy", np.array([_png(p[..., 0]) for p in pixels], dtype=bytes))
-    encoded = _saved_model_cli("run", "--dir", exported["path"], "--tag_set", "serve",
-                               "--signature_def", "score_encoded", "--inputs",
-                               f"image_bytes={tmp_path / 'png.npy'}")
-    assert encoded.returncode == 0, encoded.stderr[-3000:]
-    np.testing.assert_allclose(_parse_cli_scores(encoded.stdout), expected, rtol=1e-4)
+    # The bytes signature through the same function `run` calls, in this process (the
+    # command's own start-up is tested above): session, loader and feed as above.
+    encoded = _saved_model_cli_here(exported["path"], "score_encoded", {
+        "image_bytes": np.array([_png(p[..., 0]) for p in pixels], dtype=object)})
+    np.testing.assert_allclose(_parse_cli_scores(encoded), expected, rtol=1e-4)
 
 
-def test_warmup_records(exported):
-    path = os.path.join(exported["path"], "assets.extra", export.WARMUP_FILE)
-    records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
+def _saved_model_cli_here(path, signature, inputs):
+    """What `saved_model_cli run` does after parsing its flags, here: load the SavedModel
+    into a TF1 session with the C++-backed loader TF Serving uses, feed and print."""
+    import contextlib
+    from tensorflow.python.tools import saved_model_cli
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        saved_model_cli.run_saved_model_with_feed_dict(path, "serve", signature, inputs,
+                                                       None, False)
+    return printed.getvalue()
+
+
+def _fields(data: bytes) -> list:
+    """(field number, payload) of a protobuf message's length-delimited fields."""
+    def varint(at):
+        value = shift = 0
+        while True:
+            byte = data[at]
+            value |= (byte & 0x7F) << shift
+            at, shift = at + 1, shift + 7
+            if not byte & 0x80:
+                return value, at
+    fields, at = [], 0
+    while at < len(data):
+        key, at = varint(at)
+        assert key & 7 == 2, "the warm-up records hold length-delimited fields only"
+        size, at = varint(at)
+        fields.append((key >> 3, data[at:at + size]))
+        at += size
+    return fields
+
+
+def _parse_prediction_log(record: bytes) -> tuple:
+    """PredictionLog.predict_log(6).request(1) -> (signature_name, {input: ndarray})."""
+    from tensorflow.core.framework import tensor_pb2
+    [(log_field, predict_log)] = _fields(record)
+    [(request_field, request)] = _fields(predict_log)
+    assert (log_field, request_field) == (6, 1)
+    signature, inputs = None, {}
+    for number, payload in _fields(request):
+        if number == 1:  # ModelSpec: signature_name is field 3
+            signature = dict(_fields(payload))[3].decode()
+        elif number == 2:  # map<string, TensorProto> entry: key 1, value 2
+            entry = dict(_fields(payload))
+            inputs[entry[1].decode()] = tf.make_ndarray(tensor_pb2.TensorProto.FromString(entry[2]))
+    return signature, inputs
+
+
+def test_warmup_records_parse_back_to_requests_that_score(exported):
+    path = os.path.join(exported["path"], "assets.extra", signatures.WARMUP_FILE)
+    requests = [_parse_prediction_log(r)
+                for r in tf.data.TFRecordDataset(path).as_numpy_iterator()]
     # (serving_default, score_encoded) and the mode's (search_images, search_encoded),
     # for batch sizes 1 and 2.
-    assert len(records) == 8
-    assert b"serving_default" in records[0] and b"images" in records[0]
-    assert b"score_encoded" in records[1] and b"\x89PNG" in records[1]
-    assert b"search_images" in records[2] and b"search_encoded" in records[3]
-    # The embedded TensorProto parses back to the pixels' shape.
-    assert export.prediction_log("s", {"x": np.zeros((1, 2), np.uint8)}).startswith(b"\x32")
+    assert [(name, list(inputs), len(next(iter(inputs.values())))) for name, inputs in requests] \
+        == [(name, [key], n) for n in (1, 2) for name, key in (
+            ("serving_default", "images"), ("score_encoded", "image_bytes"),
+            ("search_images", "images"), ("search_encoded", "image_bytes"))]
+    pixels = requests[2][1]["images"]
+    assert pixels.dtype == np.uint8 and pixels.shape == (1, 16, 16, 1)
+    assert requests[3][1]["image_bytes"][0].startswith(b"\x89PNG")
+    name, inputs = _parse_prediction_log(
+        warmup.prediction_log("s", {"x": np.arange(6, dtype=np.uint8).reshape(2, 3)}))
+    assert name == "s" and inputs["x"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    # Each request is one TF Serving can run: the signature takes its inputs.
+    loaded = exported["loaded"]
+    for name, inputs in requests[4:]:
+        scores = loaded.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
+        assert scores["anomaly_score"].shape == (2,)
 
 
-def _score_directly_and_through_the_export(model_dir, tmp_path, *common, export_args=(),
-                                           direct_args=(), served_args=()):
-    """Exports, then scores with the Python search and with the export; returns both CSVs."""
-    exported = run_main("score_main.py", f"--model_dir={model_dir}",
-                        f"--export_dir={tmp_path / 'serving'}", *export_args)
-    assert exported.returncode == 0, exported.stderr[-3000:]
-    assert f"exported SavedModel to {tmp_path / 'serving' / '1'}" in exported.stdout
-    direct = run_main("score_main.py", f"--model_dir={model_dir}",
-                      f"--output_dir={tmp_path / 'direct'}", *common, *direct_args)
-    served = run_main("score_main.py", f"--saved_model={tmp_path / 'serving' / '1'}",
-                      f"--output_dir={tmp_path / 'served'}", *common, *served_args)
-    assert direct.returncode == 0 and served.returncode == 0, served.stderr[-3000:]
+@pytest.fixture(scope="module")
+def pipeline_export(trained_model_dir, tmp_path_factory):
+    """encoder (the default) and search exported through the library's one call."""
+    base = tmp_path_factory.mktemp("pipeline_export")
+    exported = score_pipeline.run(ScoreRequest(model_dir=trained_model_dir["model_dir"],
+                                               modes=["encoder", "search"],
+                                               export_dir=str(base / "serving")))
+    assert exported.export_path == str(base / "serving" / "1")
+    return exported.export_path
+
+
+def _score_directly_and_through_the_export(model_dir, saved_model, tmp_path, data,
+                                           direct_modes=None, served_modes=None):
+    """Scores with the Python search and with the export; returns both CSVs."""
+    common = dict(data=data, log_dir=str(tmp_path / "tb"))
+    score_pipeline.run(ScoreRequest(model_dir=model_dir, modes=direct_modes or ["encoder"],
+                                    output_dir=str(tmp_path / "direct"), **common))
+    score_pipeline.run(ScoreRequest(saved_model=saved_model, modes=served_modes,
+                                    output_dir=str(tmp_path / "served"), **common))
     rows = [list(csv.DictReader(open(tmp_path / d / "scores.csv"))) for d in ("direct", "served")]
     assert len(rows[0]) == len(rows[1])
     for a, b in zip(*rows):
@@ -238,17 +278,40 @@ def _score_directly_and_through_the_export(model_dir, tmp_path, *common, export_
     return rows
 
 
-def test_score_main_exports_and_scores_through_the_export(trained_model_dir, tmp_path):
+def test_export_main_writes_a_version_that_scores_like_the_model(trained_model_dir, tmp_path):
+    """The binary's smoke test; the export then scores as the model directory does."""
+    done = run_main("export_main.py", f"--model_dir={trained_model_dir['model_dir']}",
+                    f"--export_dir={tmp_path / 'base'}", "--mode=encoder,search")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"exported SavedModel to {tmp_path / 'base' / '1'}" in done.stdout
+    assert "serving_default scores with encoder" in done.stdout
+    assert signatures.read_settings(str(tmp_path / "base" / "1"))["mode"] == "encoder"
+    refused = run_main("export_main.py", f"--model_dir={trained_model_dir['model_dir']}",
+                       f"--export_dir={tmp_path / 'base'}", "--restarts=0")
+    assert refused.returncode == 1 and "--restarts=0: expected a positive integer" in \
+        refused.stderr
+
+
+@pytest.mark.parametrize("served_mode", [None, "search"])
+def test_scores_through_the_export_equal_the_model_dir_s(trained_model_dir, pipeline_export,
+                                                        tmp_path, served_mode):
+    """The default mode (the first exported) or the one asked for, as the model dir scores."""
+    mode = served_mode or "encoder"
     rows = _score_directly_and_through_the_export(
-        trained_model_dir["model_dir"], tmp_path, "--synthetic_counts=good:4,short_fill:3",
-        f"--log_dir={tmp_path / 'tb'}")
+        trained_model_dir["model_dir"], pipeline_export, tmp_path,
+        DataConfig(synthetic_counts={"good": 4, "short_fill": 3}), direct_modes=[mode],
+        served_modes=[served_mode] if served_mode else None)
     assert len(rows[0]) == 7
-    bad = run_main("score_main.py", f"--saved_model={tmp_path / 'serving' / '1'}",
-                   "--search_steps=9")
-    assert bad.returncode != 0 and "baked-in settings" in bad.stderr
+    assert json.load(open(tmp_path / "served" / "metrics.json"))["mode"] == mode
+    with pytest.raises(UsageRefusal, match="baked-in settings"):
+        ScoreRequest(saved_model=pipeline_export,
+                     overrides=score_pipeline.SearchOverrides(steps=9))
+    with pytest.raises(ScoringError, match="supports only encoder, search"):
+        score_pipeline.run(ScoreRequest(saved_model=pipeline_export, modes=["encoder_search"],
+                                        output_dir=str(tmp_path / "x")))
 
 
-def test_score_main_through_the_export_on_image_files(trained_model_dir, tmp_path):
+def test_image_files_score_through_the_export(trained_model_dir, pipeline_export, tmp_path):
     """Files go through score_encoded, decoded and resized in the graph."""
     rng = np.random.default_rng(11)
     (tmp_path / "images").mkdir()
@@ -256,8 +319,8 @@ def test_score_main_through_the_export_on_image_files(trained_model_dir, tmp_pat
         Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(
             tmp_path / "images" / f"part_{i}.png")
     rows = _score_directly_and_through_the_export(
-        trained_model_dir["model_dir"], tmp_path, f"--data_dir={tmp_path / 'images'}",
-        f"--log_dir={tmp_path / 'tb'}")
+        trained_model_dir["model_dir"], pipeline_export, tmp_path,
+        DataConfig(data_dir=str(tmp_path / "images")))
     assert len(rows[0]) == 3 and all(r["label"] == "" for r in rows[1])
 
 
@@ -271,27 +334,26 @@ MODE_CONFIGS = {"encoder_search": search_config_for_mode("encoder_search", SEARC
 def exported_modes(trained_model_dir, tmp_path_factory):
     """encoder_search as the default mode, search and encoder beside it."""
     model_dir = trained_model_dir["model_dir"]
-    model = train.load_trained_model(model_dir)
+    model = model_dir_lib.load_trained_model(model_dir)
     thresholds = {m: calibration.read(model_dir, m)["threshold"] for m in MODE_CONFIGS}
     base = str(tmp_path_factory.mktemp("export_modes"))
     configs = list(MODE_CONFIGS.values())
     path = export.export_saved_model(
         model, base, configs[0], thresholds["encoder_search"], warmup_batch_sizes=(1,),
         more_modes=[(c, thresholds[c.mode]) for c in configs[1:]])
-    return {"model": model, "path": path, "thresholds": thresholds}
+    return {"model": model, "path": path, "thresholds": thresholds,
+            "loaded": tf.saved_model.load(path)}
 
 
 def _mode_reference(model, mode, pixels):
-    search = scoring.make_search(model, MODE_CONFIGS[mode])
-    return {k: v.numpy()
-            for k, v in search.score(pixels.astype(np.float32) / 255.0 * 2 - 1).items()}
+    return _in_process(model, pixels, MODE_CONFIGS[mode])
 
 
-@pytest.mark.parametrize("mode", list(MODE_CONFIGS))
-@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("mode, n", [("encoder_search", 1), ("encoder_search", 3),
+                                     ("search", 3), ("encoder", 3)])
 def test_every_mode_round_trips(exported_modes, mode, n):
-    loaded = tf.saved_model.load(exported_modes["path"])
-    assert set(export.signature_names(list(MODE_CONFIGS))) == set(loaded.signatures)
+    loaded = exported_modes["loaded"]
+    assert set(signatures.signature_names(list(MODE_CONFIGS))) == set(loaded.signatures)
     pixels = _pixels(n, seed=20 + n)
     reference = _mode_reference(exported_modes["model"], mode, pixels)
     served = loaded.signatures[f"{mode}_images"](images=tf.constant(pixels))
@@ -312,13 +374,13 @@ def test_every_mode_round_trips(exported_modes, mode, n):
 
 
 def test_modes_give_different_scores_and_settings_describe_them(exported_modes):
-    loaded = tf.saved_model.load(exported_modes["path"])
+    loaded = exported_modes["loaded"]
     pixels = _pixels(2, seed=30)
     scores = {m: loaded.signatures[f"{m}_images"](images=tf.constant(pixels))[
         "anomaly_score"].numpy() for m in MODE_CONFIGS}
     assert not np.allclose(scores["encoder"], scores["search"])
     assert np.all(scores["encoder_search"] <= scores["encoder"] * (1 + 1e-6))
-    settings = export.read_settings(exported_modes["path"])
+    settings = signatures.read_settings(exported_modes["path"])
     assert settings["mode"] == "encoder_search" and settings["search"]["steps"] == 4
     assert {m: v["search"]["steps"] for m, v in settings["modes"].items()} == {
         "encoder_search": 4, "search": 5, "encoder": 0}
@@ -328,55 +390,43 @@ def test_modes_give_different_scores_and_settings_describe_them(exported_modes):
     assert [m.decode() for m in meta["modes"].numpy()] == list(MODE_CONFIGS)
 
 
-def test_encoder_mode_in_a_fresh_process_and_saved_model_cli(exported_modes, tmp_path):
+def test_fresh_process_without_ic_anogan_and_saved_model_cli(exported, exported_modes,
+                                                             tmp_path):
+    """Both exports scored by a process that cannot import this package (one process for
+    both: TF's start-up is the cost), and the encoder mode by saved_model_cli run."""
     pixels = _pixels(2, seed=31)
     np.save(tmp_path / "in.npy", pixels)
     script = textwrap.dedent(f"""
         import sys
-        sys.modules["ic_anogan"] = None
+        sys.modules["ic_anogan"] = None  # importing the package must not be needed
         import json, numpy as np, tensorflow as tf
-        loaded = tf.saved_model.load({exported_modes['path']!r})
-        out = loaded.signatures["encoder_images"](images=tf.constant(np.load({str(tmp_path / 'in.npy')!r})))
-        print("RESULT", json.dumps(out["anomaly_score"].numpy().tolist()))
+        pixels = tf.constant(np.load({str(tmp_path / 'in.npy')!r}))
+        default = tf.saved_model.load({exported['path']!r}).signatures["serving_default"]
+        encoder = tf.saved_model.load({exported_modes['path']!r}).signatures["encoder_images"]
+        print("RESULT", json.dumps([default(images=pixels)["anomaly_score"].numpy().tolist(),
+                                    encoder(images=pixels)["anomaly_score"].numpy().tolist()]))
     """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=dict(env, TF_CPP_MIN_LOG_LEVEL="2"), cwd="/", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    default, encoder = json.loads(done.stdout.split("RESULT ")[1])
+    np.testing.assert_allclose(default, _in_process(exported["model"], pixels)["anomaly_score"],
+                               rtol=1e-5)
     expected = _mode_reference(exported_modes["model"], "encoder", pixels)["anomaly_score"]
-    np.testing.assert_allclose(json.loads(done.stdout.split("RESULT ")[1]), expected, rtol=1e-5)
-    ran = _saved_model_cli("run", "--dir", exported_modes["path"], "--tag_set", "serve",
-                           "--signature_def", "encoder_images", "--inputs",
-                           f"images={tmp_path / 'in.npy'}")
-    assert ran.returncode == 0, ran.stderr[-3000:]
-    np.testing.assert_allclose(_parse_cli_scores(ran.stdout), expected, rtol=1e-4)
+    np.testing.assert_allclose(encoder, expected, rtol=1e-5)
+    ran = _saved_model_cli_here(exported_modes["path"], "encoder_images", {"images": pixels})
+    np.testing.assert_allclose(_parse_cli_scores(ran), expected, rtol=1e-4)
 
 
 def test_export_refuses_modes_it_cannot_serve(exported_modes, trained_model_dir, tmp_path):
     import dataclasses
     model = exported_modes["model"]
     without_encoder = dataclasses.replace(model, encoder=None)
-    with pytest.raises(export.ExportError, match="cannot export mode.* encoder.*no encoder"):
+    with pytest.raises(signatures.ExportError, match="cannot export mode.* encoder.*no encoder"):
         export.export_saved_model(without_encoder, str(tmp_path / "a"),
                                   MODE_CONFIGS["encoder"], None)
-    with pytest.raises(export.ExportError, match="each mode can be exported once"):
+    with pytest.raises(signatures.ExportError, match="each mode can be exported once"):
         export.export_saved_model(model, str(tmp_path / "b"), SEARCH, None,
                                   more_modes=[(SEARCH, None)])
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
-
-
-@pytest.mark.parametrize("served_mode", [None, "search"])
-def test_score_main_exports_several_modes(trained_model_dir, tmp_path, served_mode):
-    """--mode=encoder,search exports both; --saved_model scores the default or --mode."""
-    mode = served_mode or "encoder"
-    rows = _score_directly_and_through_the_export(
-        trained_model_dir["model_dir"], tmp_path, "--synthetic_counts=good:3,short_fill:2",
-        f"--log_dir={tmp_path / 'tb'}", export_args=["--mode=encoder,search"],
-        direct_args=[f"--mode={mode}"],
-        served_args=[f"--mode={served_mode}"] if served_mode else [])
-    assert len(rows[0]) == 5
-    metrics_json = json.load(open(tmp_path / "served" / "metrics.json"))
-    assert metrics_json["mode"] == mode
-    bad = run_main("score_main.py", f"--saved_model={tmp_path / 'serving' / '1'}",
-                   "--mode=encoder_search", f"--output_dir={tmp_path / 'x'}")
-    assert bad.returncode == 1 and "supports only encoder, search" in bad.stderr

@@ -13,6 +13,9 @@ from ic_anogan import augment, folded, train, training_plan
 from ic_anogan.config import ConfigError, ModelConfig, SearchConfig, TrainConfig
 from ic_anogan.models import Generator, build_models
 from ic_anogan.search import LatentSearch
+from ic_anogan import model_dir as model_dir_lib
+from ic_anogan import checkpoints
+from ic_anogan.config import DataConfig
 
 
 def _trainer(**options):
@@ -25,7 +28,7 @@ def _trainer(**options):
     trainer = train.GANTrainer(generator, discriminator, seed=0, ema_generator=average,
                                **options)
     trainer.compile(*train.make_optimizers(TrainConfig()))
-    train.build_optimizers(trainer)
+    checkpoints.build_optimizers(trainer)
     return trainer
 
 
@@ -53,7 +56,7 @@ def _train(tmp_path, name="model", train_config=None, **kwargs):
     train_config = train_config or TrainConfig(batch_size=8, epochs=2, monitor_every_epochs=0)
     result = train.train(model_dir=str(tmp_path / name), log_dir=str(tmp_path / f"{name}_logs"),
                          model_config=ModelConfig(**TINY), train_config=train_config,
-                         synthetic_count=40, verbose=0,
+                         data_config=DataConfig(synthetic_train_count=40), verbose=0,
                          extra_callbacks=[capture] + kwargs.pop("extra_callbacks", []),
                          **kwargs)
     return result, captured[0].trainer
@@ -75,7 +78,7 @@ def test_average_follows_the_warmed_up_decay():
 def test_scoring_loads_the_average_not_the_raw_weights(tmp_path):
     _, trainer = _train(tmp_path, train_config=TrainConfig(
         batch_size=8, epochs=2, monitor_every_epochs=0, keep_best=False))
-    loaded = train.load_trained_model(str(tmp_path / "model")).generator
+    loaded = model_dir_lib.load_trained_model(str(tmp_path / "model")).generator
     for stored, average in zip(loaded.weights, trainer.ema_generator.weights):
         np.testing.assert_array_equal(np.array(stored), np.array(average))
     differing = [not np.allclose(np.array(s), np.array(r))
@@ -89,7 +92,7 @@ def test_study_dcgan_writes_the_raw_generator(tmp_path):
     _, trainer = _train(tmp_path, train_config=TrainConfig(
         batch_size=8, epochs=1, monitor_every_epochs=0).as_study_dcgan())
     assert trainer.ema_generator is None and not trainer.augment and not trainer.r1_gamma
-    loaded = train.load_trained_model(str(tmp_path / "model")).generator
+    loaded = model_dir_lib.load_trained_model(str(tmp_path / "model")).generator
     for stored, raw in zip(loaded.weights, trainer.generator.weights):
         np.testing.assert_array_equal(np.array(stored), np.array(raw))
 
@@ -110,7 +113,7 @@ def test_r1_penalty_changes_the_discriminator_step():
 def test_folded_search_stays_exact_with_r1_and_the_average(tmp_path):
     _train(tmp_path, train_config=TrainConfig(batch_size=8, epochs=2, monitor_every_epochs=0,
                                               r1_gamma=1.0, augment=True))
-    model = train.load_trained_model(str(tmp_path / "model"))
+    model = model_dir_lib.load_trained_model(str(tmp_path / "model"))
     z = tf.random.stateless_normal([4, TINY["latent_dim"]], seed=[3, 4])
     np.testing.assert_allclose(folded.fold_generator(model.generator)(z),
                                model.generator(z, training=False), atol=1e-5)
@@ -231,7 +234,7 @@ def test_kept_epoch_is_recorded_and_survives_a_resume(tmp_path):
     selection = json.load(open(tmp_path / "model" / "config.json"))["selection"]
     assert selection["kept_epoch"] == kept_before
     assert selection["rule"] == "lowest held-out reconstruction error"
-    model = train.load_trained_model(str(tmp_path / "model"))
+    model = model_dir_lib.load_trained_model(str(tmp_path / "model"))
     stored_weights = list(model.generator.weights) + list(model.discriminator.weights)
     assert len(stored_weights) == len(best)
     for weight, kept in zip(stored_weights, best):
@@ -280,7 +283,7 @@ def test_plan_is_stored_with_the_model(tmp_path):
 
 
 def test_length_is_epochs_or_updates_not_both():
-    with pytest.raises(ConfigError, match="either epochs or updates"):
+    with pytest.raises(ConfigError, match="both set the training length; give one"):
         TrainConfig(epochs=3, updates=100)
     with pytest.raises(ConfigError, match="ema_decay=1.0"):
         TrainConfig(ema_decay=1.0)

@@ -7,9 +7,11 @@ import pytest
 from PIL import Image
 
 from conftest import run_main, tensorboard_tags, write_image
-from ic_anogan import calibration, data, plots, scoring, train
-from ic_anogan.config import SearchConfig
-from ic_anogan.search import LatentSearch
+from ic_anogan import calibration, data, image_set, model_dir as model_dir_lib, outputs, plots
+from ic_anogan import report as report_lib, score_pipeline, scoring
+from ic_anogan.config import DataConfig, SearchConfig
+from ic_anogan.score_request import (Recalibration, ScoreRequest, ScoringError, SearchOverrides,
+                                     UsageRefusal)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -44,15 +46,18 @@ def test_figures_are_written(tmp_path, rng):
                                             "r.png"]  # no temp files left
 
 
-def test_run_search_batches_and_reports_progress(trained_model_dir):
-    model = train.load_trained_model(trained_model_dir["model_dir"])
-    search = LatentSearch(model.generator, model.features, SearchConfig(steps=6))
-    images = trained_model_dir["result"].heldout.images
+def test_scorer_batches_and_reports_progress(trained_model_dir):
+    model = model_dir_lib.load_trained_model(trained_model_dir["model_dir"])
+    heldout = trained_model_dir["result"].heldout
     seen = []
-    out = scoring.run_search(search, images, batch_size=3, chunk_steps=4, progress=seen.append)
+    out = scoring.SearchScorer(model, SearchConfig(steps=6), chunk_steps=4).score(
+        heldout, batch_size=3, progress=seen.append)
     assert seen == [4 * 3, 6 * 3, 18 + 4 * 1, 18 + 6 * 1]
-    whole = scoring.run_search(search, images, batch_size=64)
-    np.testing.assert_allclose(out["anomaly_score"], whole["anomaly_score"], rtol=1e-4)
+    whole = scoring.SearchScorer(model, SearchConfig(steps=6)).score(heldout, batch_size=64)
+    np.testing.assert_allclose(out.anomaly_score, whole.anomaly_score, rtol=1e-4)
+    assert out.latent.shape == (4, 8) and out.map_scores is None
+    with pytest.raises(ValueError, match="batch_size=0: expected a positive integer"):
+        scoring.SearchScorer(model, SearchConfig(steps=1)).score(heldout, batch_size=0)
 
 
 def test_calibration_is_stored_and_reread(trained_model_dir):
@@ -65,15 +70,14 @@ def test_calibration_is_stored_and_reread(trained_model_dir):
 
 
 def test_report_files(trained_model_dir, tmp_path):
-    model = train.load_trained_model(trained_model_dir["model_dir"])
-    images = data.load_scoring_set(None, 16, synthetic_counts={"good": 6, "short_fill": 4,
-                                                               "void": 2})
-    search = LatentSearch(model.generator, model.features, SearchConfig(steps=4))
-    outputs = scoring.run_search(search, images.images, 8)
-    report = scoring.write_report(str(tmp_path / "out"), images, outputs, threshold=100.0,
-                                  log_dir=str(tmp_path / "tb"))
+    model = model_dir_lib.load_trained_model(trained_model_dir["model_dir"])
+    images = data.load_scoring_set(DataConfig(synthetic_counts={"good": 6, "short_fill": 4,
+                                                                "void": 2}), 16)
+    scored = scoring.SearchScorer(model, SearchConfig(steps=4)).score(images, 8)
+    report = report_lib.write_report(str(tmp_path / "out"), images, scored, threshold=100.0,
+                                     log_dir=str(tmp_path / "tb"))
     rows = list(csv.DictReader(open(report.scores_csv)))
-    assert list(rows[0]) == list(scoring.CSV_COLUMNS)
+    assert list(rows[0]) == list(outputs.CSV_COLUMNS)
     assert len(rows) == 12 and rows[0]["label"] == "0" and rows[-1]["defect_type"] == "void"
     assert all(r["is_anomaly"] == str(int(float(r["anomaly_score"]) > 100.0)) for r in rows)
     stored = json.load(open(report.metrics_json))
@@ -93,11 +97,10 @@ def test_unlabelled_folder_gets_empty_labels(trained_model_dir, tmp_path, rng):
     for i in range(3):
         write_image(str(tmp_path / "in" / f"{i}.png"),
                     rng.integers(0, 256, (40, 40), dtype=np.uint8))
-    model = train.load_trained_model(trained_model_dir["model_dir"])
-    images = data.load_scoring_set(str(tmp_path / "in"), 16)
-    outputs = scoring.run_search(LatentSearch(model.generator, model.features,
-                                              SearchConfig(steps=2)), images.images, 8)
-    report = scoring.write_report(str(tmp_path / "out"), images, outputs, threshold=None)
+    model = model_dir_lib.load_trained_model(trained_model_dir["model_dir"])
+    images = data.load_scoring_set(DataConfig(data_dir=str(tmp_path / "in")), 16)
+    scored = scoring.SearchScorer(model, SearchConfig(steps=2)).score(images, 8)
+    report = report_lib.write_report(str(tmp_path / "out"), images, scored, threshold=None)
     rows = list(csv.DictReader(open(report.scores_csv)))
     assert [r["label"] for r in rows] == ["", "", ""]
     assert report.metrics_json is None
@@ -105,6 +108,7 @@ def test_unlabelled_folder_gets_empty_labels(trained_model_dir, tmp_path, rng):
 
 
 def test_score_main_end_to_end(trained_model_dir, tmp_path):
+    """The binary's smoke test: flags -> request -> one library call -> printed summary."""
     out = tmp_path / "out"
     done = run_main("score_main.py", f"--model_dir={trained_model_dir['model_dir']}",
                     f"--output_dir={out}", f"--log_dir={tmp_path / 'tb'}",
@@ -125,19 +129,25 @@ def test_score_main_end_to_end(trained_model_dir, tmp_path):
     assert all(r["is_anomaly"] == str(int(float(r["map_score"]) > threshold)) for r in rows)
 
 
-def test_score_main_recalibrates_and_overrides(trained_model_dir, tmp_path, rng):
+def _run(tmp_path, name, **fields):
+    fields.setdefault("log_dir", str(tmp_path / "tb"))
+    return score_pipeline.run(ScoreRequest(output_dir=str(tmp_path / name), **fields))
+
+
+def test_recalibration_and_overrides(trained_model_dir, tmp_path, rng, caplog):
     import shutil
     model_dir = str(tmp_path / "model")
     shutil.copytree(trained_model_dir["model_dir"], model_dir)
     for i in range(4):
         write_image(str(tmp_path / "good" / f"{i}.png"),
                     rng.integers(0, 256, (16, 16), dtype=np.uint8))
-    done = run_main("score_main.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'o'}",
-                    f"--log_dir={tmp_path / 'tb'}", f"--calibrate_dir={tmp_path / 'good'}",
-                    "--mode=search", "--search_steps=3", "--calibration_percentile=50",
-                    "--synthetic_counts=good:4,void:4", "--map_kernel_size=5",
-                    "--map_residual=signed", "--pixel_percentile=99")
-    assert done.returncode == 0, done.stderr[-3000:]
+    caplog.set_level("INFO")
+    _run(tmp_path, "o", model_dir=model_dir, modes=["search"],
+         data=DataConfig(synthetic_counts={"good": 4, "void": 4}),
+         overrides=SearchOverrides(steps=3),
+         recalibration=Recalibration(
+             DataConfig(data_dir=str(tmp_path / "good")), percentile=50.0,
+             map_overrides={"kernel_size": 5, "residual": "signed", "pixel_percentile": 99.0}))
     record = calibration.read(model_dir)
     assert record["source"] == str(tmp_path / "good") and record["percentile"] == 50.0
     assert record["search"]["steps"] == 3
@@ -146,53 +156,76 @@ def test_score_main_recalibrates_and_overrides(trained_model_dir, tmp_path, rng)
     assert record["map"]["config"]["kernel_size"] == 5
     assert record["map"]["config"]["residual"] == "signed"
     assert record["map"]["config"]["pixel_percentile"] == 99
-    assert "map statistics on 4 good images" in done.stderr
-    other = run_main("score_main.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'p'}",
-                     f"--log_dir={tmp_path / 'tb'}", "--synthetic_counts=good:2,void:2",
-                     "--mode=search", "--search_steps=2")
-    assert other.returncode == 0, other.stderr[-3000:]
-    assert "calibrated with other search settings (steps)" in other.stderr
-    fixed = run_main("score_main.py", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'q'}",
-                     f"--log_dir={tmp_path / 'tb'}", "--threshold=1e9",
-                     "--synthetic_counts=good:2,void:2")
-    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert "map statistics on 4 good images" in caplog.text
+    _run(tmp_path, "p", model_dir=model_dir, modes=["search"],
+         data=DataConfig(synthetic_counts={"good": 2, "void": 2}),
+         overrides=SearchOverrides(steps=2))
+    assert "calibrated with other search settings (steps)" in caplog.text
+    _run(tmp_path, "q", model_dir=model_dir, threshold=1e9,
+         data=DataConfig(synthetic_counts={"good": 2, "void": 2}))
     rows = list(csv.DictReader(open(tmp_path / "q" / "scores.csv")))
     assert [r["is_anomaly"] for r in rows] == ["0"] * 4
 
 
-def test_score_main_bad_inputs(trained_model_dir, tmp_path):
-    model_dir = trained_model_dir["model_dir"]
+def test_score_main_refuses_bad_flags_before_any_work(tmp_path):
+    """Refused while parsing flags: no model is loaded, TensorFlow is not even imported."""
     cases = [
-        ([f"--model_dir={model_dir}", "--map_kernel_size=5"],
+        (["--model_dir=m", "--map_kernel_size=5"],
          "set how the map statistics are computed, at calibration: give them with "
          "--calibrate_dir"),
-        ([f"--model_dir={model_dir}", f"--calibrate_dir={tmp_path}", "--map_kernel_size=4"],
+        (["--model_dir=m", f"--calibrate_dir={tmp_path}", "--map_kernel_size=4"],
          "--map_kernel_size=4: expected an odd integer >= 1"),
-        ([f"--model_dir={tmp_path / 'none'}"], "none: model directory not found"),
-        ([f"--model_dir={model_dir}", "--threshold=abc"], "--threshold='abc': expected a number"),
-        ([f"--model_dir={model_dir}", f"--data_dir={tmp_path / 'missing'}"],
-         "missing: folder not found"),
-        ([f"--model_dir={model_dir}", "--synthetic_counts=good:2,crack:1"],
-         "unknown defect type 'crack'"),
-        ([f"--model_dir={model_dir}", "--batch_size=0"], "--batch_size=0: must be a positive"),
+        (["--model_dir=m", "--threshold=abc"], "--threshold='abc': expected a number"),
+        (["--model_dir=m", "--batch_size=0"], "--batch_size=0: expected a positive integer"),
+        (["--model_dir=m", "--search_steps=-1"], "--search_steps=-1: expected an integer >= 0"),
+        (["--model_dir=m", "--synthetic_counts=good"], "--synthetic_counts: 'good' is not "
+                                                        "type:count"),
+        (["--model_dir=m", "--saved_model=e"], "give one of --model_dir and --saved_model"),
+        (["--saved_model=e", "--search_steps=3"], "--saved_model scores with the export's "
+                                                  "baked-in settings"),
     ]
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "x.png").write_bytes(b"not a png")
-    cases.append(([f"--model_dir={model_dir}", f"--data_dir={tmp_path / 'bad'}"],
-                  "x.png: not a decodable"))
     for args, message in cases:
         done = run_main("score_main.py", f"--output_dir={tmp_path / 'o'}", *args)
-        assert done.returncode != 0 and message in done.stderr, (args, done.stderr[-2000:])
+        assert done.returncode == 1 and message in done.stderr, (args, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr
+    assert not os.path.exists(tmp_path / "o")
+
+
+def test_bad_scoring_requests_are_refused_naming_what_to_change(trained_model_dir, tmp_path):
+    import shutil
+    model_dir = trained_model_dir["model_dir"]
+    bare = str(tmp_path / "bare")  # the same GAN without its encoder
+    shutil.copytree(model_dir, bare)
+    os.remove(os.path.join(bare, "encoder.weights.h5"))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_bytes(b"not a png")
+    cases = [
+        (dict(model_dir=str(tmp_path / "none")), model_dir_lib.ModelDirError,
+         "none: model directory not found"),
+        (dict(model_dir=model_dir, data=DataConfig(data_dir=str(tmp_path / "missing"))),
+         image_set.DataError, "missing: folder not found"),
+        (dict(model_dir=model_dir, data=DataConfig(synthetic_counts={"good": 2, "crack": 1})),
+         ValueError, "unknown defect type 'crack'"),
+        (dict(model_dir=model_dir, data=DataConfig(data_dir=str(tmp_path / "bad"))),
+         image_set.DataError, "x.png: not a decodable"),
+        (dict(model_dir=model_dir, modes=["fastest"]), UsageRefusal,
+         "--mode=fastest: expected a list of"),
+        (dict(model_dir=model_dir, modes=["search", "encoder"], threshold=3.0), UsageRefusal,
+         "--threshold applies to one mode"),
+        (dict(model_dir=bare, modes=["encoder"]), ScoringError,
+         "--mode=encoder: supports only search"),
+    ]
+    for fields, error, message in cases:
+        with pytest.raises(error, match=message):
+            _run(tmp_path, "o", **fields)
     assert not os.path.exists(tmp_path / "o")  # nothing written on failure
 
 
-def test_score_main_scores_every_mode(trained_model_dir, tmp_path):
+def test_every_mode_is_scored_and_compared(trained_model_dir, tmp_path):
     model_dir = trained_model_dir["model_dir"]
+    result = _run(tmp_path, "out", model_dir=model_dir, modes=["all"], batch_size=8,
+                  data=DataConfig(synthetic_counts={"good": 6, "short_fill": 4}))
     out = tmp_path / "out"
-    done = run_main("score_main.py", f"--model_dir={model_dir}", f"--output_dir={out}",
-                    f"--log_dir={tmp_path / 'tb'}", "--mode=all",
-                    "--synthetic_counts=good:6,short_fill:4", "--batch_size=8")
-    assert done.returncode == 0, done.stderr[-3000:]
     scores = {}
     for mode, steps in (("search", 5), ("encoder", 0), ("encoder_search", 5)):
         stored = json.load(open(out / mode / "metrics.json"))
@@ -208,26 +241,10 @@ def test_score_main_scores_every_mode(trained_model_dir, tmp_path):
         assert os.path.isdir(tmp_path / "tb" / mode / "score")
     assert np.all(scores["encoder_search"] <= scores["encoder"] * (1 + 1e-5))
     assert not np.allclose(scores["search"], scores["encoder"])
-    table = done.stdout[done.stdout.index("| mode | Γ | image score"):].splitlines()
+    table = report_lib.comparison_table([
+        {"mode": m.decision.mode, "steps": m.decision.scorer.settings["steps"],
+         "evaluation": m.report.evaluation, "seconds": m.seconds, "images": m.images}
+        for m in result.modes]).splitlines()
     assert [(line.split("|")[1].strip(), line.split("|")[3].strip()) for line in table[2:11]] \
         == [(mode, score) for mode in ("search", "encoder", "encoder_search")
             for score in ("study", "map_max (decides)", "map_topk")]
-
-
-def test_score_main_mode_errors(trained_model_dir, tmp_path):
-    import shutil
-    model_dir = trained_model_dir["model_dir"]
-    bare = str(tmp_path / "bare")  # the same GAN without its encoder
-    shutil.copytree(model_dir, bare)
-    os.remove(os.path.join(bare, "encoder.weights.h5"))
-    cases = [
-        ([f"--model_dir={model_dir}", "--mode=fastest"], "--mode=fastest: expected a list of"),
-        ([f"--model_dir={model_dir}", "--mode=search,encoder", "--threshold=3"],
-         "--threshold applies to one mode"),
-        ([f"--model_dir={bare}", "--mode=encoder"],
-         "--mode=encoder: " + bare + " supports only search"),
-    ]
-    for args, message in cases:
-        done = run_main("score_main.py", f"--output_dir={tmp_path / 'o'}", *args)
-        assert done.returncode != 0 and message in done.stderr, (args, done.stderr[-2000:])
-    assert not os.path.exists(tmp_path / "o")

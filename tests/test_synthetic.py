@@ -3,6 +3,7 @@ import os
 import numpy as np
 import pytest
 
+from ic_anogan.config import DataConfig
 from ic_anogan import data, synthetic
 
 
@@ -47,7 +48,7 @@ def test_write_mvtec_layout_loads_back(tmp_path):
     root = str(tmp_path / "syn")
     synthetic.write_mvtec(root, 32, train_good=3, test_counts={"good": 2, "void": 2}, seed=1)
     assert sorted(os.listdir(root)) == ["ground_truth", "test", "train"]
-    loaded = data.load_scoring_set(root, 32)
+    loaded = data.load_scoring_set(DataConfig(data_dir=root), 32)
     assert loaded.labels.tolist() == [0, 0, 1, 1]
     assert loaded.has_mask.tolist() == [False, False, True, True]
     rendered = synthetic.render_set("test", 32, good=2, void=2, seed=1)

@@ -11,8 +11,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, TINY, run_main, tensorboard_tags
-from ic_anogan import data, train
+from ic_anogan import image_set, train
 from ic_anogan.config import ModelConfig, TrainConfig
+from ic_anogan import model_dir as model_dir_lib
+from ic_anogan import checkpoints
+from ic_anogan import callbacks
+from ic_anogan.config import DataConfig
 
 
 def _tiny_trainer(seed=0):
@@ -20,7 +24,7 @@ def _tiny_trainer(seed=0):
     generator, discriminator, _ = build_models(ModelConfig(**TINY), seed=seed)
     trainer = train.GANTrainer(generator, discriminator, seed=seed)
     trainer.compile(*train.make_optimizers(TrainConfig()))
-    train.build_optimizers(trainer)
+    checkpoints.build_optimizers(trainer)
     return trainer
 
 
@@ -44,18 +48,18 @@ def test_checkpoint_round_trip(tmp_path):
     trainer = _tiny_trainer()
     trainer.train_step(tf.zeros([4, 16, 16, 1]))
     path = str(tmp_path / "checkpoint.npz")
-    train.save_checkpoint(trainer, path, epoch=3)
+    checkpoints.save_checkpoint(trainer, path, epoch=3)
     saved = [v.numpy().copy() for v in trainer.checkpoint_variables()]
     trainer.train_step(tf.ones([4, 16, 16, 1]))
-    assert train.restore_checkpoint(trainer, path) == 3
+    assert checkpoints.restore_checkpoint(trainer, path) == 3
     for before, variable in zip(saved, trainer.checkpoint_variables()):
         np.testing.assert_array_equal(before, variable.numpy())
     other = train.GANTrainer(*__import__("ic_anogan.models", fromlist=["x"]).build_models(
         ModelConfig(16, 8, 8))[:2])
     other.compile(*train.make_optimizers(TrainConfig()))
-    train.build_optimizers(other)
-    with pytest.raises(train.ModelDirError, match="shape"):
-        train.restore_checkpoint(other, path)
+    checkpoints.build_optimizers(other)
+    with pytest.raises(model_dir_lib.ModelDirError, match="shape"):
+        checkpoints.restore_checkpoint(other, path)
 
 
 def test_model_dir_holds_what_scoring_needs(trained_model_dir):
@@ -71,23 +75,23 @@ def test_model_dir_holds_what_scoring_needs(trained_model_dir):
     assert heldout == trained_model_dir["result"].heldout.ids and len(heldout) == 4
     history = json.load(open(os.path.join(model_dir, "history.json")))
     assert len(history["d_loss"]) == 2 and all(np.isfinite(history["g_loss"]))
-    loaded = train.load_trained_model(model_dir)
+    loaded = model_dir_lib.load_trained_model(model_dir)
     assert loaded.model_config == ModelConfig(**TINY)
     assert loaded.encoder is not None
     assert loaded.scoring_modes == ("search", "encoder", "encoder_search")
     calibrated = json.load(open(os.path.join(model_dir, "calibration.json")))["modes"]
     assert sorted(calibrated) == ["encoder", "encoder_search", "search"]
     assert calibrated["encoder"]["search"]["steps"] == 0
-    with pytest.raises(train.ModelDirError, match="trained at image size 16"):
-        train.load_trained_model(model_dir, image_size=64)
+    with pytest.raises(model_dir_lib.ModelDirError, match="trained at image size 16"):
+        model_dir_lib.load_trained_model(model_dir, image_size=64)
 
 
 def test_missing_model_dir_errors(tmp_path):
-    with pytest.raises(train.ModelDirError, match="nowhere: model directory not found"):
-        train.load_trained_model(str(tmp_path / "nowhere"))
+    with pytest.raises(model_dir_lib.ModelDirError, match="nowhere: model directory not found"):
+        model_dir_lib.load_trained_model(str(tmp_path / "nowhere"))
     (tmp_path / "half").mkdir()
-    with pytest.raises(train.ModelDirError, match="config.json missing"):
-        train.load_trained_model(str(tmp_path / "half"))
+    with pytest.raises(model_dir_lib.ModelDirError, match="config.json missing"):
+        model_dir_lib.load_trained_model(str(tmp_path / "half"))
 
 
 def test_tensorboard_tags(trained_model_dir):
@@ -109,14 +113,14 @@ def _tiny_train(tmp_path, epochs, **kwargs):
                        model_config=ModelConfig(**TINY),
                        train_config=TrainConfig(batch_size=8, epochs=epochs,
                                                 monitor_every_epochs=0),
-                       synthetic_count=20, verbose=0, **kwargs)
+                       data_config=DataConfig(synthetic_train_count=20), verbose=0, **kwargs)
 
 
 def test_killed_run_resumes_from_last_epoch(tmp_path):
     script = textwrap.dedent(f"""
         import os, keras
         from ic_anogan import train
-        from ic_anogan.config import ModelConfig, TrainConfig
+        from ic_anogan.config import DataConfig, ModelConfig, TrainConfig
 
         class Kill(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
@@ -126,7 +130,7 @@ def test_killed_run_resumes_from_last_epoch(tmp_path):
         train.train(model_dir={str(tmp_path / 'model')!r}, log_dir={str(tmp_path / 'logs')!r},
                     model_config=ModelConfig(**{TINY!r}),
                     train_config=TrainConfig(batch_size=8, epochs=4, monitor_every_epochs=0),
-                    synthetic_count=20, verbose=0,
+                    data_config=DataConfig(synthetic_train_count=20), verbose=0,
                     extra_callbacks=[lambda **_: Kill()])
     """)
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
@@ -152,11 +156,12 @@ def test_killed_run_resumes_from_last_epoch(tmp_path):
 
 def test_resume_with_other_settings_is_refused(tmp_path):
     _tiny_train(tmp_path, epochs=1)
-    with pytest.raises(train.ModelDirError, match="model.base_filters=4, this command asks for 8"):
+    with pytest.raises(model_dir_lib.ModelDirError,
+                       match="model.base_filters=4, this command asks for 8"):
         train.train(model_dir=str(tmp_path / "model"), log_dir=str(tmp_path / "logs"),
                     model_config=ModelConfig(16, 8, 8),
                     train_config=TrainConfig(batch_size=8, epochs=2, monitor_every_epochs=0),
-                    synthetic_count=20, verbose=0)
+                    data_config=DataConfig(synthetic_train_count=20), verbose=0)
 
 
 class _PoisonGenerator(keras.callbacks.Callback):
@@ -173,7 +178,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
     _tiny_train(tmp_path, epochs=1)
     checkpoint = str(tmp_path / "model" / "checkpoint.npz")
     before = _hash(checkpoint)
-    with pytest.raises(train.NonFiniteLossError,
+    with pytest.raises(callbacks.NonFiniteLossError,
                        match=r"loss became nan at epoch 2, batch 1; .*checkpoint .* is intact"):
         _tiny_train(tmp_path, epochs=2,
                     extra_callbacks=[lambda trainer, **_: _PoisonGenerator(trainer)])
@@ -181,10 +186,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
 
 
 def test_too_few_images_for_a_batch(tmp_path):
-    with pytest.raises(data.DataError, match="fewer than one batch of 64"):
+    with pytest.raises(image_set.DataError, match="fewer than one batch of 64"):
         train.train(model_dir=str(tmp_path / "m"), log_dir=str(tmp_path / "l"),
                     model_config=ModelConfig(**TINY), train_config=TrainConfig(batch_size=64),
-                    synthetic_count=20, verbose=0)
+                    data_config=DataConfig(synthetic_train_count=20), verbose=0)
 
 
 def test_mirrored_strategy_on_two_cpu_devices(tmp_path):
@@ -194,7 +199,7 @@ def test_mirrored_strategy_on_two_cpu_devices(tmp_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from ic_anogan import train
-        from ic_anogan.config import ModelConfig, TrainConfig
+        from ic_anogan.config import DataConfig, ModelConfig, TrainConfig
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         result = train.train(model_dir={str(tmp_path / 'model')!r},
                              log_dir={str(tmp_path / 'logs')!r},
@@ -202,7 +207,8 @@ def test_mirrored_strategy_on_two_cpu_devices(tmp_path):
                              train_config=TrainConfig(batch_size=4, epochs=2,
                                                       monitor_every_epochs=1,
                                                       monitor_search_steps=2),
-                             synthetic_count=20, strategy=strategy, verbose=0)
+                             data_config=DataConfig(synthetic_train_count=20),
+                             strategy=strategy, verbose=0)
         print("RESULT", json.dumps({{"replicas": strategy.num_replicas_in_sync,
                                     "history": result.history}}))
     """)
@@ -221,6 +227,7 @@ def test_mirrored_strategy_on_two_cpu_devices(tmp_path):
 
 
 def test_train_main_end_to_end_and_flag_errors(tmp_path):
+    """The binary's smoke test: flags -> configs -> one library call, every mode calibrated."""
     done = run_main("train_main.py", f"--model_dir={tmp_path / 'm'}",
                     f"--log_dir={tmp_path / 'logs'}", "--image_size=16", "--latent_dim=8",
                     "--base_filters=4", "--batch_size=8", "--epochs=1",
@@ -234,22 +241,33 @@ def test_train_main_end_to_end_and_flag_errors(tmp_path):
     assert os.path.exists(tmp_path / "m" / "encoder.weights.h5")
     modes = json.load(open(tmp_path / "m" / "calibration.json"))["modes"]
     assert [modes[m]["search"]["steps"] for m in ("search", "encoder", "encoder_search")] == [3, 0, 2]
-    skipped = run_main("train_main.py", f"--model_dir={tmp_path / 'n'}", "--noencoder",
-                       f"--log_dir={tmp_path / 'logs_n'}", "--image_size=16", "--latent_dim=8",
-                       "--base_filters=4", "--batch_size=8", "--epochs=1",
-                       "--synthetic_train_count=20", "--search_steps=3",
-                       "--monitor_every_epochs=0")
-    assert skipped.returncode == 0, skipped.stderr[-3000:]
-    assert not os.path.exists(tmp_path / "n" / "encoder.weights.h5")
-    assert list(json.load(open(tmp_path / "n" / "calibration.json"))["modes"]) == ["search"]
-    for flag, message in (("--image_size=48", "--image_size=48: must be one of 16, 32"),
-                          ("--batch_size=-1", "--batch_size=-1: must be a positive integer"),
-                          ("--encoder_epochs=0", "--encoder_epochs=0: must be a positive"),
-                          ("--encoder_feature_weight=-1", "encoder_feature_weight=-1.0: must be"),
-                          ("--validation_fraction=1.5", "validation_fraction=1.5: must be in")):
+    # Refused while parsing: TensorFlow is never imported, nothing is written.
+    for flag, message in (("--image_size=48", "--image_size=48: expected one of (16, 32"),
+                          ("--batch_size=-1", "--batch_size=-1: expected a positive integer"),
+                          ("--encoder_epochs=0", "--encoder_epochs=0: expected a positive"),
+                          ("--encoder_feature_weight=-1",
+                           "--encoder_feature_weight=-1.0: expected a finite number >= 0"),
+                          ("--validation_fraction=1.5",
+                           "--validation_fraction=1.5: expected a number in [0, 1)")):
         bad = run_main("train_main.py", f"--model_dir={tmp_path / 'x'}", flag)
         assert bad.returncode != 0 and message in bad.stderr, bad.stderr[-2000:]
+        assert "Traceback" not in bad.stderr
         assert not os.path.exists(tmp_path / "x")
     missing = run_main("train_main.py", f"--model_dir={tmp_path / 'y'}",
                        f"--data_dir={tmp_path / 'no_such_folder'}")
     assert missing.returncode == 1 and "no_such_folder: folder not found" in missing.stderr
+
+
+def test_the_pipeline_without_encoder_calibrates_the_search_only(tmp_path):
+    from ic_anogan import pipeline
+    from ic_anogan.config import CalibrationConfig, SearchConfig
+    result = pipeline.train_and_calibrate(
+        model_dir=str(tmp_path / "n"), log_dir=str(tmp_path / "logs"),
+        model_config=ModelConfig(**TINY),
+        train_config=TrainConfig(batch_size=8, epochs=1, monitor_every_epochs=0),
+        data_config=DataConfig(synthetic_train_count=20), search_config=SearchConfig(steps=3),
+        encoder_config=None, calibration_config=CalibrationConfig(batch_size=8), verbose=0)
+    assert result.encoder is None and list(result.calibration) == ["search"]
+    assert not os.path.exists(tmp_path / "n" / "encoder.weights.h5")
+    assert list(json.load(open(tmp_path / "n" / "calibration.json"))["modes"]) == ["search"]
+    assert result.calibration["search"]["search"]["steps"] == 3

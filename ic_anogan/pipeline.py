@@ -1,0 +1,119 @@
+"""The training job as one call: GAN, then encoder, then calibration of every mode.
+
+`train_main.py` builds the configs from its flags and calls
+`train_and_calibrate`; a Python user calls it the same way. Scoring and
+export are score_pipeline.py's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from typing import Callable, Optional
+
+import tensorflow as tf
+
+from ic_anogan import config as config_lib, encoder_train, model_dir as model_dir_lib
+from ic_anogan import scoring, train
+from ic_anogan.image_set import ImageSet
+from ic_anogan.config import (CalibrationConfig, DataConfig, EncoderConfig, ModelConfig,
+                              SearchConfig, TrainConfig)
+
+log = logging.getLogger(__name__)
+
+# progress_factory(total_img_steps, label) -> a progress callback, or None.
+ProgressFactory = Callable[[int, str], Optional[scoring.Progress]]
+
+
+@dataclasses.dataclass
+class PipelineResult:
+    """What `train_and_calibrate` did."""
+
+    gan: train.TrainResult
+    encoder: Optional[encoder_train.EncoderResult]
+    # mode -> the calibration record written (empty when not calibrated).
+    calibration: dict
+
+
+def _verbosity() -> int:
+    # A redrawn bar per epoch on a terminal; one line per epoch in a log file.
+    return 1 if sys.stdout.isatty() else 2
+
+
+def train_and_calibrate(*, model_dir: str, log_dir: str, model_config: ModelConfig,
+                        train_config: TrainConfig, data_config: DataConfig = DataConfig(),
+                        search_config: SearchConfig = SearchConfig(),
+                        encoder_config: Optional[EncoderConfig] = EncoderConfig(),
+                        calibration_config: Optional[CalibrationConfig] = CalibrationConfig(),
+                        strategy: Optional[tf.distribute.Strategy] = None,
+                        progress_factory: Optional[ProgressFactory] = None,
+                        verbose: Optional[int] = None) -> PipelineResult:
+    """Trains the GAN, then the encoder (unless `encoder_config` is None), then
+    calibrates every mode the model supports on the held-out good images
+    (unless `calibration_config` is None). `search_config` is the search of
+    the `search` mode (Γ, λ, ...); the encoder modes take its settings with
+    their own Γ, and the training monitor its λ and learning rate.
+
+    Raises:
+      DataError, ModelDirError, NonFiniteLossError: as train.train and
+      encoder_train.train_encoder raise them.
+    """
+    verbose = _verbosity() if verbose is None else verbose
+    log.info("model %s", config_lib.to_dict(model_config))
+    log.info("training %s", config_lib.to_dict(train_config))
+    gan = train.train(model_dir=model_dir, log_dir=log_dir, model_config=model_config,
+                      train_config=train_config, data_config=data_config,
+                      search_config=search_config, strategy=strategy, verbose=verbose)
+    last = {k: v[-1] for k, v in gan.history.items() if v}
+    log.info("trained %d GAN epochs (%d updates) in %.0f s; kept epoch %d; last epoch: %s",
+             gan.epochs_run, gan.epochs_run * gan.plan.updates_per_epoch, gan.seconds,
+             gan.kept_epoch, ", ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
+    encoded = None
+    if encoder_config is not None:
+        log.info("encoder %s", config_lib.to_dict(encoder_config))
+        encoded = encoder_train.train_encoder(
+            model_dir=model_dir, log_dir=log_dir, encoder_config=encoder_config,
+            train_set=gan.train_set, heldout=gan.heldout, strategy=strategy, verbose=verbose)
+        last = {k: v[-1] for k, v in encoded.history.items() if v}
+        log.info("trained %d encoder epochs in %.0f s; last epoch: %s", encoded.epochs_run,
+                 encoded.seconds, ", ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
+        held_out = encoded.history.get("val_loss", [])
+        if len(held_out) >= encoded.kept_epoch > 0:
+            log.info("kept the encoder of epoch %d (lowest held-out loss: %.4f)",
+                     encoded.kept_epoch, held_out[encoded.kept_epoch - 1])
+
+    records = {}
+    if calibration_config is not None and len(gan.heldout):
+        records = calibrate_all(model_dir, gan.heldout, search_config, calibration_config,
+                                log_dir,
+                                f"held-out {len(gan.heldout)} good images of "
+                                f"{data_config.data_dir or 'synthetic'}", progress_factory)
+    elif calibration_config is not None:
+        log.warning("no held-out images (validation_fraction=0): threshold not calibrated")
+    return PipelineResult(gan, encoded, records)
+
+
+def calibrate_all(model_dir: str, good: ImageSet, search_config: SearchConfig,
+                  calibration_config: CalibrationConfig,
+                  log_dir: Optional[str], source: str,
+                  progress_factory: Optional[ProgressFactory] = None) -> dict:
+    """Calibrates every mode the model in `model_dir` supports on `good`; returns the records."""
+    model = model_dir_lib.load_trained_model(model_dir)
+    records = {}
+    for mode in model.scoring_modes:
+        mode_config = calibration_config.for_mode(mode, search_config)
+        progress = (progress_factory(len(good) * mode_config.steps, f"calibration ({mode})")
+                    if progress_factory and mode_config.steps else None)
+        record = scoring.calibrate(
+            model, good, mode_config, calibration_config.percentile,
+            calibration_config.batch_size, source=source, progress=progress,
+            chunk_steps=max(1, mode_config.steps // 10), map_config=calibration_config.map,
+            log_dir=log_dir)
+        log.info("calibrated %s (Γ = %d) on %d held-out good images, %gth percentile: "
+                 "thresholds %s", mode, mode_config.steps, record["count"],
+                 record["percentile"], ", ".join(
+                     f"{name} {values['threshold']:.4f}"
+                     for name, values in record["image_scores"].items()))
+        records[mode] = record
+    return records
