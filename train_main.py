@@ -181,12 +181,12 @@ def main(argv):
         cli.report_error(e)
         return 1
     # TensorFlow only now: --help and refused flags or places answer at once.
-    from ic_anogan import pipeline
+    from ic_anogan import distribution, pipeline
     cli.setup_logging()
     print(f"TensorBoard: tensorboard --logdir {log_dir}", flush=True)
     try:
         pipeline.train_and_calibrate(model_dir=_MODEL_DIR.value, log_dir=log_dir,
-                                     strategy=cli.make_strategy(_STRATEGY.value),
+                                     strategy=distribution.make_strategy(_STRATEGY.value),
                                      progress_factory=cli.StepProgress, **configs)
     except cli.expected_errors() as e:
         cli.report_error(e)

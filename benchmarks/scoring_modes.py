@@ -145,7 +145,7 @@ def _report(rows, args) -> None:
     if ic:
         for name in ("study", args.image_score):
             print(f"\n{name}, per defect type: AUROC / TPR@1%FPR / pixel AUROC\n")
-            types = list(rows[0][name]["per_type"])
+            types = [t for t in common.DEFECT_TYPES if t in rows[0][name]["per_type"]]
             print("| mode | Γ | " + " | ".join(types) + " |")
             print("|---|---:|" + "---|" * len(types))
             for r in rows:

@@ -1,18 +1,13 @@
-"""Helpers shared by the binaries: logging set-up, progress, strategies, expected errors.
+"""Helpers shared by the binaries: logging set-up, progress, expected errors.
 
 Nothing here defines flags; flags live only in the *_main.py binaries.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import tensorflow as tf
 
 # TensorFlow is imported by the functions that need it, so that a binary can
 # refuse bad flags and places through this module without TF's start-up.
@@ -43,30 +38,6 @@ def default_log_dir(model_dir: str, suffix: str = "") -> str:
     """tensorboard_logs/<run name>, the run name being the model directory's name."""
     name = os.path.basename(os.path.normpath(model_dir)) or "run"
     return os.path.join("tensorboard_logs", name + suffix)
-
-
-def make_strategy(name: str) -> "tf.distribute.Strategy":
-    """A tf.distribute strategy by name: auto, default, mirrored or multi_worker.
-
-    auto: MultiWorkerMirrored when TF_CONFIG names several workers, Mirrored
-    when TF sees more than one GPU, else TF's default (one device).
-    """
-    import tensorflow as tf
-    if name == "auto":
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-        if len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1:
-            name = "multi_worker"
-        elif len(tf.config.list_logical_devices("GPU")) > 1:
-            name = "mirrored"
-        else:
-            name = "default"
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "default":
-        return tf.distribute.get_strategy()
-    raise ValueError(f"--strategy={name}: expected auto, default, mirrored or multi_worker")
 
 
 class StepProgress:

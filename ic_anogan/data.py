@@ -2,8 +2,8 @@
 
 Every source yields an `ImageSet` (image_set.py): images at the model's size
 in [-1, 1], with an id per image (its path, or a synthetic / IDX index),
-labels where known and pixel masks where present. `make_dataset` turns them
-into a shuffled, batched, prefetching `tf.data` pipeline.
+labels where known and pixel masks where present. `training_stream` turns
+them into an endless, reshuffled, batched, prefetching `tf.data` pipeline.
 
 Source specs (sources.py, `DataConfig.data_dir`):
   * None or "synthetic": the built-in synthetic IC generator (synthetic.py).
@@ -85,11 +85,29 @@ def split_holdout(images: ImageSet, fraction: float, seed: int) -> tuple[ImageSe
     return images.subset(train), images.subset(held)
 
 
-def make_dataset(images: np.ndarray, batch_size: int, shuffle: bool = True,
-                 seed: int = 0, drop_remainder: bool = True) -> tf.data.Dataset:
-    """A `tf.data` pipeline over in-memory images: shuffle with a seed, batch, prefetch."""
+def make_dataset(images: np.ndarray, batch_size: int, drop_remainder: bool = False
+                 ) -> tf.data.Dataset:
+    """One pass over in-memory images in order, batched and prefetched (validation)."""
     dataset = tf.data.Dataset.from_tensor_slices(images)
-    if shuffle:
-        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def training_stream(images: np.ndarray, batch_size: int, seed: int,
+                    start_batch: int = 0) -> tf.data.Dataset:
+    """Endless batches of `images`, reshuffled every pass, from batch `start_batch` on.
+
+    Pass p is the stateless permutation of seed (seed, p), so batch k is a
+    function of the seed and k alone: not of how many iterators were made
+    (Keras makes one to build a model under a strategy), of a restart (a
+    resumed run reads on from where it stopped, as if never stopped), or of
+    how many workers share each batch (distribution.sharded).
+    """
+    count = len(images)
+    first_pass, offset = divmod(start_batch * batch_size, count)
+    seed_part = tf.constant(seed, tf.int64)
+    order = tf.data.Dataset.range(first_pass, np.iinfo(np.int64).max).map(
+        lambda p: tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=tf.stack([seed_part, p])))
+    pixels = tf.constant(images)
+    batches = order.unbatch().skip(offset).batch(batch_size, drop_remainder=True)
+    return batches.map(lambda rows: tf.gather(pixels, rows)).prefetch(tf.data.AUTOTUNE)

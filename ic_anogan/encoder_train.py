@@ -37,7 +37,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ic_anogan import config as config_lib, data as data_lib, losses, model_dir as model_dir_lib
+from ic_anogan import config as config_lib, data as data_lib, distribution, losses
+from ic_anogan import model_dir as model_dir_lib
 from ic_anogan.callbacks import EpochCheckpoint, StopOnNonFiniteLoss
 from ic_anogan.checkpoints import restore_checkpoint
 from ic_anogan.image_set import DataError, ImageSet
@@ -117,7 +118,7 @@ class EncoderTrainer(keras.Model):
         self.loss_tracker.update_state(per_image_loss)
         self.image_residual_tracker.update_state(image_residual)
         self.feature_residual_tracker.update_state(feature_residual)
-        return {m.name: m.result() for m in self.metrics}
+        return distribution.reducible_logs({m.name: m.result() for m in self.metrics})
 
     def train_step(self, images):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -237,8 +238,19 @@ def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig
       callbacks.NonFiniteLossError: the loss became NaN or infinite.
       data.DataError: fewer training images than one batch.
     """
-    start = time.time()
     strategy = strategy or tf.distribute.get_strategy()
+    with distribution.writable_dirs(strategy, model_dir, log_dir) as (write_dir, write_log_dir):
+        return _train_encoder(model_dir=model_dir, write_dir=write_dir, log_dir=write_log_dir,
+                              encoder_config=encoder_config, train_set=train_set,
+                              heldout=heldout, strategy=strategy,
+                              extra_callbacks=extra_callbacks, verbose=verbose)
+
+
+def _train_encoder(*, model_dir, write_dir, log_dir, encoder_config, train_set, heldout,
+                   strategy, extra_callbacks, verbose) -> EncoderResult:
+    """`train_encoder` reading the GAN and the run it resumes from `model_dir` and writing
+    to `write_dir` (the same, but on a worker: distribution.py)."""
+    start = time.time()
     global_batch = encoder_config.batch_size * strategy.num_replicas_in_sync
     if len(train_set) < global_batch:
         raise DataError(f"{len(train_set)} training images, fewer than one encoder "
@@ -252,20 +264,21 @@ def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig
         trainer.compile(optimizer=keras.optimizers.Adam(
             encoder_config.learning_rate, beta_1=encoder_config.beta_1, name="e_adam"))
         trainer.encoder_optimizer.build(encoder.trainable_weights)
+    distribution.synchronize_batch_norm(strategy, encoder)
     description = _describe(encoder_config,
                             model_dir_lib.gan_fingerprint(gan.generator, gan.discriminator),
                             len(train_set), len(heldout))
-    checkpoint_path = os.path.join(model_dir, CHECKPOINT_FILE)
-    history_path = os.path.join(model_dir, HISTORY_FILE)
-    record_path = os.path.join(model_dir, model_dir_lib.ENCODER_CONFIG_FILE)
+    checkpoint_path = os.path.join(write_dir, CHECKPOINT_FILE)
+    history_path = os.path.join(write_dir, HISTORY_FILE)
+    record_path = os.path.join(write_dir, model_dir_lib.ENCODER_CONFIG_FILE)
     initial_epoch = 0
     if _resumable(model_dir, description):
-        initial_epoch = restore_checkpoint(trainer, checkpoint_path)
+        initial_epoch = restore_checkpoint(trainer, os.path.join(model_dir, CHECKPOINT_FILE))
         log.info("resuming the encoder after epoch %d", initial_epoch)
     else:
         # An older encoder (other settings' epochs, or another GAN) must not
         # survive beside the new record.
-        encoder_path = os.path.join(model_dir, model_dir_lib.ENCODER_FILE)
+        encoder_path = os.path.join(write_dir, model_dir_lib.ENCODER_FILE)
         for stale in (checkpoint_path, history_path, encoder_path):
             if os.path.exists(stale):
                 os.remove(stale)
@@ -275,11 +288,12 @@ def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig
     # An epoch is one pass, but at least MIN_UPDATES_PER_EPOCH updates, as for
     # the GAN: 20 passes over a few hundred images are only about 100 updates.
     updates_per_epoch = max(len(train_set) // global_batch, config_lib.MIN_UPDATES_PER_EPOCH)
-    dataset = data_lib.make_dataset(train_set.images, global_batch, shuffle=True,
-                                    seed=encoder_config.seed + initial_epoch).repeat()
+    dataset = distribution.sharded(data_lib.training_stream(
+        train_set.images, global_batch, seed=encoder_config.seed,
+        start_batch=initial_epoch * updates_per_epoch))
     # Every held-out image counts in validation, the last partial batch too.
-    validation = (data_lib.make_dataset(heldout.images, global_batch, shuffle=False,
-                                        drop_remainder=False) if len(heldout) else None)
+    validation = (distribution.sharded(data_lib.make_dataset(heldout.images, global_batch))
+                  if len(heldout) else None)
     keep_best = encoder_config.keep_best and len(heldout) > 0
     callbacks = [
         StopOnNonFiniteLoss(checkpoint_path, names=("loss",),
@@ -298,7 +312,7 @@ def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig
                     initial_epoch=initial_epoch, validation_data=validation, callbacks=callbacks,
                     verbose=verbose, shuffle=False)
     kept_epoch = (trainer.restore_best() if keep_best else None) or encoder_config.epochs
-    encoder_path = os.path.join(model_dir, model_dir_lib.ENCODER_FILE)
+    encoder_path = os.path.join(write_dir, model_dir_lib.ENCODER_FILE)
     model_dir_lib.write_weights(encoder, encoder_path)
     history = config_lib.read_json(history_path) if os.path.exists(history_path) else {}
     description["last_epoch"] = {k: v[-1] for k, v in history.items() if v}
@@ -306,5 +320,6 @@ def train_encoder(*, model_dir: str, log_dir: str, encoder_config: EncoderConfig
     description["kept_epoch_metrics"] = {k: v[kept_epoch - 1] for k, v in history.items()
                                          if len(v) >= kept_epoch}
     config_lib.write_json(record_path, description)
-    return EncoderResult(encoder_path, max(encoder_config.epochs - initial_epoch, 0), history,
+    return EncoderResult(os.path.join(model_dir, model_dir_lib.ENCODER_FILE),
+                         max(encoder_config.epochs - initial_epoch, 0), history,
                          time.time() - start, kept_epoch)

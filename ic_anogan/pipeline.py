@@ -14,7 +14,8 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
-from ic_anogan import config as config_lib, encoder_train, model_dir as model_dir_lib
+from ic_anogan import config as config_lib, distribution, encoder_train
+from ic_anogan import model_dir as model_dir_lib
 from ic_anogan import scoring, train
 from ic_anogan.image_set import ImageSet
 from ic_anogan.config import (CalibrationConfig, DataConfig, EncoderConfig, ModelConfig,
@@ -69,6 +70,9 @@ def train_and_calibrate(*, model_dir: str, log_dir: str, model_config: ModelConf
     log.info("trained %d GAN epochs (%d updates) in %.0f s; kept epoch %d; last epoch: %s",
              gan.epochs_run, gan.epochs_run * gan.plan.updates_per_epoch, gan.seconds,
              gan.kept_epoch, ", ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
+    strategy = strategy or tf.distribute.get_strategy()
+    # The encoder reads the GAN the chief has just written.
+    distribution.barrier(strategy)
     encoded = None
     if encoder_config is not None:
         log.info("encoder %s", config_lib.to_dict(encoder_config))
@@ -84,6 +88,8 @@ def train_and_calibrate(*, model_dir: str, log_dir: str, model_config: ModelConf
                      encoded.kept_epoch, held_out[encoded.kept_epoch - 1])
 
     records = {}
+    if not distribution.is_chief(strategy):
+        return PipelineResult(gan, encoded, records)  # calibration is the chief's
     if calibration_config is not None and len(gan.heldout):
         records = calibrate_all(model_dir, gan.heldout, search_config, calibration_config,
                                 log_dir,

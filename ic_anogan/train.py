@@ -29,7 +29,7 @@ import keras
 import tensorflow as tf
 
 from ic_anogan import atomic_io, config as config_lib, data as data_lib, losses, training_plan
-from ic_anogan import model_dir as model_dir_lib
+from ic_anogan import distribution, model_dir as model_dir_lib
 from ic_anogan.augment import diff_augment
 from ic_anogan.callbacks import EpochCheckpoint, SampleGrid, StopOnNonFiniteLoss
 from ic_anogan.checkpoints import build_optimizers, restore_checkpoint
@@ -110,6 +110,14 @@ class GANTrainer(keras.Model):
         # pass is the discriminator's verdict on real images.
         return self.discriminator(images, training=training)
 
+    def _noise(self, batch, replicas):
+        """This replica's rows of the global batch's z: every replica draws the whole
+        batch from the same generator state, so a run on N replicas draws the z that
+        one device drawing the global batch would."""
+        index = tf.distribute.get_replica_context().replica_id_in_sync_group
+        z = keras.random.normal((batch * replicas, self.latent_dim), seed=self.seed_generator)
+        return z[index * batch:(index + 1) * batch]
+
     def _seen_by_d(self, images):
         return diff_augment(images, self.seed_generator) if self.augment else images
 
@@ -118,7 +126,7 @@ class GANTrainer(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         global_batch = tf.cast(batch * replicas, tf.float32)
 
-        z = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        z = self._noise(batch, replicas)
         with tf.GradientTape() as tape:
             fake_images = self.generator(z, training=True)
             real_input = self._seen_by_d(real_images)
@@ -141,7 +149,7 @@ class GANTrainer(keras.Model):
         d_weights = self.discriminator.trainable_weights
         self.d_optimizer.apply(tape.gradient(d_loss, d_weights), d_weights)
 
-        z = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        z = self._noise(batch, replicas)
         with tf.GradientTape() as tape:
             generated = self._seen_by_d(self.generator(z, training=True))
             fake_logits_g = self.discriminator(generated, training=True)
@@ -159,7 +167,7 @@ class GANTrainer(keras.Model):
         self.d_fake_tracker.update_state(tf.reduce_mean(tf.sigmoid(fake_logits)))
         if self.r1_gamma:
             self.r1_tracker.update_state(tf.reduce_mean(penalty))
-        return {m.name: m.result() for m in self.metrics}
+        return distribution.reducible_logs({m.name: m.result() for m in self.metrics})
 
     def _update_average(self):
         # The decay warms up as in tf.train.ExponentialMovingAverage with
@@ -220,16 +228,31 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
     run that stops before its first checkpoint removes what it wrote, so a
     refused run leaves no half model directory behind.
 
+    Under a multi-worker strategy every worker runs this; only the chief
+    writes `model_dir` and `log_dir` (distribution.py), and every worker
+    resumes from the chief's checkpoint in `model_dir`.
+
     Raises:
       DataError, ModelDirError, NonFiniteLossError.
     """
-    start = time.time()
     strategy = strategy or tf.distribute.get_strategy()
+    with distribution.writable_dirs(strategy, model_dir, log_dir) as (write_dir, write_log_dir):
+        return _train(model_dir=model_dir, write_dir=write_dir, log_dir=write_log_dir,
+                      model_config=model_config, train_config=train_config,
+                      data_config=data_config, search_config=search_config,
+                      strategy=strategy, extra_callbacks=extra_callbacks, verbose=verbose)
+
+
+def _train(*, model_dir, write_dir, log_dir, model_config, train_config, data_config,
+           search_config, strategy, extra_callbacks, verbose) -> TrainResult:
+    """`train` with the directory it reads (`model_dir`: the checkpoint and the run it
+    resumes) apart from the one it writes (`write_dir`: the same, but on a worker)."""
+    start = time.time()
     description = model_dir_lib.run_description(model_config, train_config, data_config)
     if os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise model_dir_lib.ModelDirError(
             f"{model_dir}: exists and is a file; expected a model folder")
-    created = not os.path.exists(model_dir)
+    created = not os.path.exists(write_dir)
     checkpoint_path = os.path.join(model_dir, CHECKPOINT_FILE)
     resuming = os.path.exists(checkpoint_path)
     if resuming:
@@ -257,34 +280,37 @@ def train(*, model_dir: str, log_dir: str, model_config: ModelConfig,
                                skipped_files=[p for p, _ in images.skipped])
     # Rewritten on resume too: only train.epochs may differ, and it should
     # say how long the model was finally trained.
-    config_lib.write_json(os.path.join(model_dir, CONFIG_FILE), description)
-    atomic_io.write_text(os.path.join(model_dir, HELDOUT_FILE),
+    config_lib.write_json(os.path.join(write_dir, CONFIG_FILE), description)
+    atomic_io.write_text(os.path.join(write_dir, HELDOUT_FILE),
                          "".join(i + "\n" for i in heldout.ids))
+    written_checkpoint = os.path.join(write_dir, CHECKPOINT_FILE)
     try:
         return _fit_and_write(
-            model_dir=model_dir, log_dir=log_dir, model_config=model_config,
+            model_dir=model_dir, write_dir=write_dir, log_dir=log_dir,
+            model_config=model_config,
             train_config=train_config, search_config=search_config, strategy=strategy,
             extra_callbacks=extra_callbacks, verbose=verbose, train_set=train_set,
             heldout=heldout, plan=plan, global_batch=global_batch, resuming=resuming,
             start=start)
     except BaseException:
-        if not os.path.exists(checkpoint_path):
+        if not os.path.exists(written_checkpoint):
             # Not one epoch finished: nothing worth keeping, and a folder with
             # a config but no weights would look like a model.
             for name in (CONFIG_FILE, HELDOUT_FILE, HISTORY_FILE):
                 with contextlib.suppress(OSError):
-                    os.remove(os.path.join(model_dir, name))
+                    os.remove(os.path.join(write_dir, name))
             if created:
                 with contextlib.suppress(OSError):
-                    os.rmdir(model_dir)
+                    os.rmdir(write_dir)
         raise
 
 
-def _fit_and_write(*, model_dir, log_dir, model_config, train_config, search_config, strategy,
-                   extra_callbacks, verbose, train_set, heldout, plan, global_batch, resuming,
-                   start) -> TrainResult:
+def _fit_and_write(*, model_dir, write_dir, log_dir, model_config, train_config, search_config,
+                   strategy, extra_callbacks, verbose, train_set, heldout, plan, global_batch,
+                   resuming, start) -> TrainResult:
     """The GAN's fit and its weights; `train`'s second half, after the data is loaded."""
     checkpoint_path = os.path.join(model_dir, CHECKPOINT_FILE)
+    written_checkpoint = os.path.join(write_dir, CHECKPOINT_FILE)
     monitoring = bool(plan.monitor_every_epochs and len(heldout))
 
     keras.utils.set_random_seed(train_config.seed)
@@ -306,15 +332,17 @@ def _fit_and_write(*, model_dir, log_dir, model_config, train_config, search_con
         d_optimizer, g_optimizer = make_optimizers(train_config)
         trainer.compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer)
         build_optimizers(trainer)
+    distribution.synchronize_batch_norm(strategy, generator, discriminator)
     initial_epoch = restore_checkpoint(trainer, checkpoint_path) if resuming else 0
     if resuming:
         log.info("resuming %s after epoch %d", model_dir, initial_epoch)
 
-    history_path = os.path.join(model_dir, HISTORY_FILE)
-    # Repeated, so that an epoch can be more updates than one pass (small data).
-    dataset = data_lib.make_dataset(train_set.images, global_batch, shuffle=True,
-                                    seed=train_config.seed + initial_epoch).repeat()
-    callbacks = [StopOnNonFiniteLoss(checkpoint_path)]
+    history_path = os.path.join(write_dir, HISTORY_FILE)
+    # Endless, so that an epoch can be more updates than one pass (small data).
+    dataset = distribution.sharded(data_lib.training_stream(
+        train_set.images, global_batch, seed=train_config.seed,
+        start_batch=initial_epoch * plan.updates_per_epoch))
+    callbacks = [StopOnNonFiniteLoss(written_checkpoint)]
     if monitoring:
         from ic_anogan.monitor import SearchMonitor  # the search is not needed otherwise
         monitor_config = dataclasses.replace(search_config, steps=train_config.monitor_search_steps,
@@ -324,7 +352,7 @@ def _fit_and_write(*, model_dir, log_dir, model_config, train_config, search_con
                                        heldout.images[:train_config.monitor_images], log_dir,
                                        plan.monitor_every_epochs, monitor_config, best=best))
     callbacks += [
-        EpochCheckpoint(trainer, checkpoint_path, history_path),
+        EpochCheckpoint(trainer, written_checkpoint, history_path),
         keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", write_graph=False),
         SampleGrid(trainer.scored_generator, log_dir, seed=train_config.seed),
     ]
@@ -341,8 +369,8 @@ def _fit_and_write(*, model_dir, log_dir, model_config, train_config, search_con
         kept_epoch = best.kept_epoch
         kept_generator, kept_discriminator, _ = build_models(model_config)
         best.load_into(kept_generator, kept_discriminator)
-    write_weights(kept_generator, os.path.join(model_dir, GENERATOR_FILE))
-    write_weights(kept_discriminator, os.path.join(model_dir, DISCRIMINATOR_FILE))
+    write_weights(kept_generator, os.path.join(write_dir, GENERATOR_FILE))
+    write_weights(kept_discriminator, os.path.join(write_dir, DISCRIMINATOR_FILE))
     selection = {
         "kept_epoch": kept_epoch,
         "rule": ("lowest held-out reconstruction error" if best is not None and best.kept_epoch
@@ -350,7 +378,7 @@ def _fit_and_write(*, model_dir, log_dir, model_config, train_config, search_con
         "heldout_reconstruction_error": (best.kept_error if best is not None
                                          and best.kept_epoch else None),
         "generator": "average" if ema_generator is not None else "raw"}
-    model_dir_lib.record(model_dir, selection=selection)
+    model_dir_lib.record(write_dir, selection=selection)
     log.info("kept the %s generator of epoch %d of %d (%s%s)", selection["generator"],
              kept_epoch, plan.epochs, selection["rule"],
              f": {best.kept_error:.4f}" if selection["heldout_reconstruction_error"] else "")

@@ -161,11 +161,25 @@ def test_holdout_is_disjoint_seeded_and_never_empty(rng):
         data.split_holdout(images.subset([0]), 0.5, seed=0)
 
 
-def test_make_dataset_batches_and_shuffles_with_seed(rng):
+def test_training_stream_is_a_function_of_the_seed_and_the_batch_index():
     images = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
-    first = [b.numpy().ravel().tolist() for b in data.make_dataset(images, 4, seed=1)]
-    again = [b.numpy().ravel().tolist() for b in data.make_dataset(images, 4, seed=1)]
-    assert first == again and len(first) == 2 and all(len(b) == 4 for b in first)
-    ordered = [b.numpy().ravel().tolist()
-               for b in data.make_dataset(images, 4, shuffle=False, drop_remainder=False)]
+
+    def take(dataset, count):
+        return [b.numpy().ravel().astype(int).tolist() for b in dataset.take(count)]
+
+    stream = take(data.training_stream(images, 4, seed=1), 6)
+    assert stream == take(data.training_stream(images, 4, seed=1), 6)
+    assert all(len(b) == 4 for b in stream)
+    flat = sum(stream, [])
+    # Every pass is a permutation, reshuffled from pass to pass; batches run across passes.
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
+    assert flat[:10] != flat[10:20]
+    # Started at batch 3 (a resumed run), it is the same stream from batch 3 on.
+    assert take(data.training_stream(images, 4, seed=1, start_batch=3), 3) == stream[3:6]
+    # A second iterator over the same dataset starts at the same batch again.
+    again = data.training_stream(images, 4, seed=1)
+    take(again, 2)
+    assert take(again, 2) == stream[:2]
+    assert take(data.training_stream(images, 4, seed=2), 6) != stream
+    ordered = [b.numpy().ravel().tolist() for b in data.make_dataset(images, 4)]
     assert ordered == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]

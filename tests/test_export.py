@@ -13,9 +13,10 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import run_main
-from ic_anogan import calibration, export, image_files, model_dir as model_dir_lib, preprocessing
+from ic_anogan import calibration, export, image_files, model_dir as model_dir_lib, preprocessing, scoring
 from ic_anogan import score_pipeline, signatures, warmup
 from ic_anogan.config import DataConfig, SearchConfig, search_config_for_mode
+from ic_anogan.image_set import ImageSet
 from ic_anogan.outputs import SERVED_OUTPUTS
 from ic_anogan.score_request import ScoreRequest, ScoringError, UsageRefusal
 from ic_anogan.search import LatentSearch
@@ -251,22 +252,11 @@ def test_warmup_records_parse_back_to_requests_that_score(exported):
         assert scores["anomaly_score"].shape == (2,)
 
 
-@pytest.fixture(scope="module")
-def pipeline_export(trained_model_dir, tmp_path_factory):
-    """encoder (the default) and search exported through the library's one call."""
-    base = tmp_path_factory.mktemp("pipeline_export")
-    exported = score_pipeline.run(ScoreRequest(model_dir=trained_model_dir["model_dir"],
-                                               modes=["encoder", "search"],
-                                               export_dir=str(base / "serving")))
-    assert exported.export_path == str(base / "serving" / "1")
-    return exported.export_path
-
-
 def _score_directly_and_through_the_export(model_dir, saved_model, tmp_path, data,
                                            direct_modes=None, served_modes=None):
     """Scores with the Python search and with the export; returns both CSVs."""
     common = dict(data=data, log_dir=str(tmp_path / "tb"))
-    score_pipeline.run(ScoreRequest(model_dir=model_dir, modes=direct_modes or ["encoder"],
+    score_pipeline.run(ScoreRequest(model_dir=model_dir, modes=direct_modes,
                                     output_dir=str(tmp_path / "direct"), **common))
     score_pipeline.run(ScoreRequest(saved_model=saved_model, modes=served_modes,
                                     output_dir=str(tmp_path / "served"), **common))
@@ -293,25 +283,26 @@ def test_export_main_writes_a_version_that_scores_like_the_model(trained_model_d
 
 
 @pytest.mark.parametrize("served_mode", [None, "search"])
-def test_scores_through_the_export_equal_the_model_dir_s(trained_model_dir, pipeline_export,
+def test_scores_through_the_export_equal_the_model_dir_s(trained_model_dir, exported_modes,
                                                         tmp_path, served_mode):
     """The default mode (the first exported) or the one asked for, as the model dir scores."""
-    mode = served_mode or "encoder"
+    mode = served_mode or "encoder_search"
     rows = _score_directly_and_through_the_export(
-        trained_model_dir["model_dir"], pipeline_export, tmp_path,
+        trained_model_dir["model_dir"], exported_modes["path"], tmp_path,
         DataConfig(synthetic_counts={"good": 4, "short_fill": 3}), direct_modes=[mode],
         served_modes=[served_mode] if served_mode else None)
     assert len(rows[0]) == 7
     assert json.load(open(tmp_path / "served" / "metrics.json"))["mode"] == mode
     with pytest.raises(UsageRefusal, match="baked-in settings"):
-        ScoreRequest(saved_model=pipeline_export,
+        ScoreRequest(saved_model=exported_modes["path"],
                      overrides=score_pipeline.SearchOverrides(steps=9))
-    with pytest.raises(ScoringError, match="supports only encoder, search"):
-        score_pipeline.run(ScoreRequest(saved_model=pipeline_export, modes=["encoder_search"],
+    with pytest.raises(ScoringError, match="--mode=encoder_search: supports only search"):
+        score_pipeline.run(ScoreRequest(saved_model=exported_modes["search_only"],
+                                        modes=["encoder_search"],
                                         output_dir=str(tmp_path / "x")))
 
 
-def test_image_files_score_through_the_export(trained_model_dir, pipeline_export, tmp_path):
+def test_image_files_score_through_the_export(trained_model_dir, exported_modes, tmp_path):
     """Files go through score_encoded, decoded and resized in the graph."""
     rng = np.random.default_rng(11)
     (tmp_path / "images").mkdir()
@@ -319,54 +310,62 @@ def test_image_files_score_through_the_export(trained_model_dir, pipeline_export
         Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(
             tmp_path / "images" / f"part_{i}.png")
     rows = _score_directly_and_through_the_export(
-        trained_model_dir["model_dir"], pipeline_export, tmp_path,
+        trained_model_dir["model_dir"], exported_modes["path"], tmp_path,
         DataConfig(data_dir=str(tmp_path / "images")))
     assert len(rows[0]) == 3 and all(r["label"] == "" for r in rows[1])
 
 
 # -- one export, every scoring mode ------------------------------------------
 
-MODE_CONFIGS = {"encoder_search": search_config_for_mode("encoder_search", SEARCH, steps=4),
-                "search": SEARCH, "encoder": search_config_for_mode("encoder")}
+MODES = ("encoder_search", "search", "encoder")
 
 
 @pytest.fixture(scope="session")
-def exported_modes(trained_model_dir, tmp_path_factory):
-    """encoder_search as the default mode, search and encoder beside it."""
+def exported_modes(trained_model_dir, exported, tmp_path_factory):
+    """Every mode exported through the library's one call, each with its calibrated search,
+    map statistics and map_max threshold; encoder_search is the default."""
     model_dir = trained_model_dir["model_dir"]
     model = model_dir_lib.load_trained_model(model_dir)
-    thresholds = {m: calibration.read(model_dir, m)["threshold"] for m in MODE_CONFIGS}
-    base = str(tmp_path_factory.mktemp("export_modes"))
-    configs = list(MODE_CONFIGS.values())
-    path = export.export_saved_model(
-        model, base, configs[0], thresholds["encoder_search"], warmup_batch_sizes=(1,),
-        more_modes=[(c, thresholds[c.mode]) for c in configs[1:]])
-    return {"model": model, "path": path, "thresholds": thresholds,
-            "loaded": tf.saved_model.load(path)}
+    records = calibration.read_all(model_dir)
+    base = tmp_path_factory.mktemp("export_modes")
+    path = score_pipeline.run(ScoreRequest(model_dir=model_dir, modes=list(MODES),
+                                           export_dir=str(base / "serving"))).export_path
+    assert path == str(base / "serving" / "1")
+    return {"model": model, "path": path, "loaded": tf.saved_model.load(path),
+            "configs": {m: calibration.stored_search_config(records[m]) for m in MODES},
+            "statistics": {m: calibration.map_statistics(records[m]) for m in MODES},
+            "thresholds": {m: calibration.thresholds(records[m])["map_max"] for m in MODES},
+            # An export of the search mode only, to be asked for a mode it lacks.
+            "search_only": exported["path"]}
 
 
-def _mode_reference(model, mode, pixels):
-    return _in_process(model, pixels, MODE_CONFIGS[mode])
+def _mode_reference(exported_modes, mode, pixels):
+    """The in-process scorer's outputs for `mode`, with its statistics."""
+    images = ImageSet.unlabelled(preprocessing.uint8_to_model(pixels))
+    return scoring.SearchScorer(exported_modes["model"], exported_modes["configs"][mode],
+                                exported_modes["statistics"][mode]).score(images, 8)
 
 
 @pytest.mark.parametrize("mode, n", [("encoder_search", 1), ("encoder_search", 3),
                                      ("search", 3), ("encoder", 3)])
 def test_every_mode_round_trips(exported_modes, mode, n):
     loaded = exported_modes["loaded"]
-    assert set(signatures.signature_names(list(MODE_CONFIGS))) == set(loaded.signatures)
+    assert set(signatures.signature_names(list(MODES))) == set(loaded.signatures)
     pixels = _pixels(n, seed=20 + n)
-    reference = _mode_reference(exported_modes["model"], mode, pixels)
+    reference = _mode_reference(exported_modes, mode, pixels)
     served = loaded.signatures[f"{mode}_images"](images=tf.constant(pixels))
     from_png = loaded.signatures[f"{mode}_encoded"](
         image_bytes=tf.constant([_png(p[..., 0]) for p in pixels]))
     for outputs in (served, from_png):
-        np.testing.assert_allclose(outputs["anomaly_score"].numpy(), reference["anomaly_score"],
+        np.testing.assert_allclose(outputs["anomaly_score"].numpy(), reference.anomaly_score,
                                    rtol=1e-5)
-        np.testing.assert_allclose(outputs["anomaly_map"].numpy(), reference["anomaly_map"],
+        np.testing.assert_allclose(outputs["anomaly_map"].numpy(), reference.anomaly_map,
                                    rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(outputs["map_score"].numpy(), reference.score("map_max"),
+                                   rtol=1e-4, atol=1e-4)
         np.testing.assert_array_equal(
             outputs["is_anomaly"].numpy(),
-            reference["anomaly_score"] > exported_modes["thresholds"][mode])
+            reference.score("map_max") > exported_modes["thresholds"][mode])
     if mode == "encoder_search":  # the default mode is also serving_default
         default = loaded.signatures["serving_default"](images=tf.constant(pixels))
         np.testing.assert_array_equal(default["anomaly_score"].numpy(),
@@ -377,17 +376,19 @@ def test_modes_give_different_scores_and_settings_describe_them(exported_modes):
     loaded = exported_modes["loaded"]
     pixels = _pixels(2, seed=30)
     scores = {m: loaded.signatures[f"{m}_images"](images=tf.constant(pixels))[
-        "anomaly_score"].numpy() for m in MODE_CONFIGS}
+        "anomaly_score"].numpy() for m in MODES}
     assert not np.allclose(scores["encoder"], scores["search"])
     assert np.all(scores["encoder_search"] <= scores["encoder"] * (1 + 1e-6))
     settings = signatures.read_settings(exported_modes["path"])
-    assert settings["mode"] == "encoder_search" and settings["search"]["steps"] == 4
+    assert settings["mode"] == "encoder_search" and settings["search"]["steps"] == 5
     assert {m: v["search"]["steps"] for m, v in settings["modes"].items()} == {
-        "encoder_search": 4, "search": 5, "encoder": 0}
+        "encoder_search": 5, "search": 5, "encoder": 0}
+    assert {m: v["image_score"] for m, v in settings["modes"].items()} == dict.fromkeys(
+        MODES, "map_max")
     assert settings["modes"]["encoder"]["threshold"] == exported_modes["thresholds"]["encoder"]
     meta = loaded.signatures["metadata"]()
     assert meta["mode"].numpy() == b"encoder_search"
-    assert [m.decode() for m in meta["modes"].numpy()] == list(MODE_CONFIGS)
+    assert [m.decode() for m in meta["modes"].numpy()] == list(MODES)
 
 
 def test_fresh_process_without_ic_anogan_and_saved_model_cli(exported, exported_modes,
@@ -413,7 +414,7 @@ def test_fresh_process_without_ic_anogan_and_saved_model_cli(exported, exported_
     default, encoder = json.loads(done.stdout.split("RESULT ")[1])
     np.testing.assert_allclose(default, _in_process(exported["model"], pixels)["anomaly_score"],
                                rtol=1e-5)
-    expected = _mode_reference(exported_modes["model"], "encoder", pixels)["anomaly_score"]
+    expected = _mode_reference(exported_modes, "encoder", pixels).anomaly_score
     np.testing.assert_allclose(encoder, expected, rtol=1e-5)
     ran = _saved_model_cli_here(exported_modes["path"], "encoder_images", {"images": pixels})
     np.testing.assert_allclose(_parse_cli_scores(ran), expected, rtol=1e-4)
@@ -425,7 +426,7 @@ def test_export_refuses_modes_it_cannot_serve(exported_modes, trained_model_dir,
     without_encoder = dataclasses.replace(model, encoder=None)
     with pytest.raises(signatures.ExportError, match="cannot export mode.* encoder.*no encoder"):
         export.export_saved_model(without_encoder, str(tmp_path / "a"),
-                                  MODE_CONFIGS["encoder"], None)
+                                  search_config_for_mode("encoder"), None)
     with pytest.raises(signatures.ExportError, match="each mode can be exported once"):
         export.export_saved_model(model, str(tmp_path / "b"), SEARCH, None,
                                   more_modes=[(SEARCH, None)])

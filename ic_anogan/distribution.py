@@ -1,0 +1,132 @@
+"""Training on several devices or machines with tf.distribute: which strategy, who writes.
+
+TensorFlow's multi-worker conventions, as this project follows them:
+  * Every worker runs the same program with its own TF_CONFIG (cluster and
+    task); MultiWorkerMirroredStrategy keeps the replicas in step with
+    collective all-reduces.
+  * Only the chief (worker 0, or the task named "chief") writes the model
+    directory, the checkpoints, TensorBoard and the calibration. The other
+    workers take part in every collective (saving included) but write to a
+    temporary directory of their own, removed when they finish.
+  * Each worker reads its shard of every global batch; the global batch is
+    the per-worker batch times the number of replicas.
+  * A restarted job resumes from the chief's checkpoint, so the model
+    directory must be readable by every worker (a shared file system), as
+    tf.distribute's own checkpointing requires.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+import keras
+import tensorflow as tf
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """A tf.distribute strategy by name: auto, default, mirrored or multi_worker.
+
+    auto: MultiWorkerMirrored when TF_CONFIG names several tasks, Mirrored
+    when TF sees more than one GPU, else TF's default (one device).
+    """
+    if name == "auto":
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        if len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1:
+            name = "multi_worker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"--strategy={name}: expected one of {', '.join(STRATEGIES)}")
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` spans several worker processes (not one process's devices)."""
+    # The test Keras itself uses to pick its multi-worker code paths.
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode())  # pylint: disable=protected-access
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes: always, unless it is a non-chief worker of a cluster."""
+    if not is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type == "chief":
+        return True
+    return task_type == "worker" and task_id == 0 and "chief" not in (
+        resolver.cluster_spec().as_dict())
+
+
+@contextlib.contextmanager
+def writable_dirs(strategy: tf.distribute.Strategy, *dirs: str) -> Iterator[tuple]:
+    """The directories this process writes: `dirs` on the chief, else temporary ones
+    (removed on exit, whatever happens)."""
+    if is_chief(strategy):
+        yield dirs
+        return
+    root = tempfile.mkdtemp(prefix="ic_anogan_worker_")
+    try:
+        yield tuple(os.path.join(root, str(i)) for i in range(len(dirs)))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def reducible_logs(logs: dict) -> dict:
+    """`train_step`'s logs in a shape the strategy can reduce.
+
+    Keras 3's fit reduces a multi-worker run's logs with
+    strategy.reduce(MEAN, value, axis=0), which fails on a scalar
+    (tensorflow/tensorflow#72388); with one axis of length 1 it averages
+    across the replicas and returns the scalar Keras expects.
+    """
+    if is_multi_worker(tf.distribute.get_strategy()):
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+    return logs
+
+
+def sharded(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """`dataset` (global batches) split by element across the workers: worker i reads
+    the i-th part of every global batch, so N workers see the global batches one
+    process would. An in-memory dataset has no files to shard by, which is what
+    TensorFlow's automatic choice would try first."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    return dataset.with_options(options)
+
+
+def synchronize_batch_norm(strategy: tf.distribute.Strategy, *models) -> None:
+    """With several replicas, batch norm in training takes its statistics over the
+    global batch (Keras' synchronized batch norm), as one device would, instead of
+    over each replica's share. With one replica the layers stay as they are."""
+    if strategy.num_replicas_in_sync < 2:
+        return
+    for model in models:
+        # Every nested layer: G and D hold theirs in lists. The flag is read at call
+        # time, so the built layers and their variables stay as they are.
+        for layer in model._flatten_layers():  # pylint: disable=protected-access
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = True
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Returns once every worker has reached it (a collective all-reduce): the
+    workers then read what the chief wrote before it."""
+    if is_multi_worker(strategy):
+        strategy.reduce(tf.distribute.ReduceOp.SUM,
+                        strategy.run(lambda: tf.constant(1.0)), axis=None)
