@@ -63,6 +63,31 @@ def exported(trained_model_dir, tmp_path_factory):
             "loaded": tf.saved_model.load(path)}
 
 
+MODES = ("encoder_search", "search", "encoder")
+
+
+@pytest.fixture(scope="session")
+def exported_modes(trained_model_dir, exported, tmp_path_factory):
+    """Every mode exported through the library's one call, each with its calibrated search,
+    map statistics and map_max threshold; encoder_search is the default."""
+    import tensorflow as tf
+    from ic_anogan import calibration, model_dir as model_dir_lib, score_pipeline
+    from ic_anogan.score_request import ScoreRequest
+    model_dir = trained_model_dir["model_dir"]
+    model = model_dir_lib.load_trained_model(model_dir)
+    records = calibration.read_all(model_dir)
+    base = tmp_path_factory.mktemp("export_modes")
+    path = score_pipeline.run(ScoreRequest(model_dir=model_dir, modes=list(MODES),
+                                           export_dir=str(base / "serving"))).export_path
+    assert path == str(base / "serving" / "1")
+    return {"model": model, "path": path, "loaded": tf.saved_model.load(path),
+            "configs": {m: calibration.stored_search_config(records[m]) for m in MODES},
+            "statistics": {m: calibration.map_statistics(records[m]) for m in MODES},
+            "thresholds": {m: calibration.thresholds(records[m])["map_max"] for m in MODES},
+            # An export of the search mode only, to be asked for a mode it lacks.
+            "search_only": exported["path"]}
+
+
 def tensorboard_tags(folder):
     """Every summary tag written to the event files in `folder`."""
     import glob

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import tensorboard_tags
-from ic_anogan import anomaly_maps, calibration, export, metrics, scoring, serving
+from ic_anogan import anomaly_maps, calibration, metrics, scoring, serving
 from ic_anogan.anomaly_maps import MapStatistics
 from ic_anogan.config import ConfigError, DataConfig, MapConfig
 from ic_anogan import model_dir as model_dir_lib, preprocessing, score_pipeline
@@ -162,18 +162,13 @@ def test_connected_regions_and_pro_on_hand_made_maps():
 
 
 @pytest.fixture(scope="session")
-def exported_with_maps(trained_model_dir, tmp_path_factory):
-    model = model_dir_lib.load_trained_model(trained_model_dir["model_dir"])
-    record = calibration.read(model.model_dir, "encoder_search")
-    search_config = calibration.stored_search_config(record)
-    statistics = calibration.map_statistics(record)
-    threshold = calibration.thresholds(record)["map_max"]
-    base = str(tmp_path_factory.mktemp("export_maps"))
-    path = export.export_saved_model(model, base, search_config, threshold,
-                                     warmup_batch_sizes=(), map_statistics=statistics,
-                                     image_score="map_max")
-    return {"model": model, "path": path, "config": search_config, "statistics": statistics,
-            "threshold": threshold, "loaded": tf.saved_model.load(path)}
+def exported_with_maps(exported_modes):
+    """The default mode of the every-mode export: encoder_search, deciding by map_max."""
+    mode = "encoder_search"
+    return {"model": exported_modes["model"], "path": exported_modes["path"],
+            "loaded": exported_modes["loaded"], "config": exported_modes["configs"][mode],
+            "statistics": exported_modes["statistics"][mode],
+            "threshold": exported_modes["thresholds"][mode]}
 
 
 @pytest.mark.parametrize("n", [1, 3])
@@ -206,7 +201,8 @@ def test_export_carries_the_statistics_and_says_which_score_decides(exported_wit
     assert meta["image_score"] == b"map_max"
     assert meta["pixel_threshold"] == pytest.approx(e["statistics"].pixel_threshold)
     client = serving.ExportedModel(e["path"])
-    assert client.image_scores == {"encoder_search": "map_max"}
+    assert client.default_mode == "encoder_search"
+    assert client.image_scores["encoder_search"] == "map_max"
     again = client.map_statistics("encoder_search")
     np.testing.assert_array_equal(again.mean, e["statistics"].mean)
 

@@ -18,12 +18,10 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import run_main, write_image
-from ic_anogan import report as report_lib
+from ic_anogan import (atomic_io, idx_files, image_files, image_set, model_dir as model_dir_lib,
+                       preprocessing, report as report_lib, scoring, serving, train)
 from ic_anogan.outputs import ScoreOutputs
-from ic_anogan import (atomic_io, calibration, export, idx_files, image_files, image_set,
-                       preprocessing, scoring, serving, train)
-from ic_anogan.export import ExportError
-from ic_anogan import model_dir as model_dir_lib
+from ic_anogan.signatures import ExportError
 from ic_anogan.config import DataConfig
 
 TINY_TRAIN = ["--image_size=16", "--latent_dim=8", "--base_filters=4", "--batch_size=8",
@@ -209,16 +207,12 @@ def test_scoring_refuses_output_places_before_the_search(trained_model_dir, tmp_
 # -- exports --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def small_export(trained_model_dir, tmp_path_factory):
-    model = model_dir_lib.load_trained_model(trained_model_dir["model_dir"])
-    record = calibration.read(model.model_dir, "encoder")
-    base = str(tmp_path_factory.mktemp("bad_input_export"))
-    path = export.export_saved_model(
-        model, base, calibration.stored_search_config(record),
-        calibration.thresholds(record)["map_max"], warmup_batch_sizes=(),
-        map_statistics=calibration.map_statistics(record), image_score="map_max")
-    return {"model": model, "base": base, "path": path, "record": record,
-            "loaded": tf.saved_model.load(path)}
+def small_export(exported_modes):
+    """The every-mode export; its default mode, encoder_search, decides by map_max."""
+    return {"model": exported_modes["model"], "path": exported_modes["path"],
+            "base": os.path.dirname(exported_modes["path"]),
+            "config": exported_modes["configs"]["encoder_search"],
+            "loaded": exported_modes["loaded"]}
 
 
 def test_saved_model_paths_are_explained(small_export, tmp_path):
@@ -270,8 +264,7 @@ def test_tiff_files_score_through_the_export_as_decoded_pixels(small_export, tmp
         write_image(str(folder / f"{i}.tif"), rng.integers(0, 256, (20, 24), dtype=np.uint8))
     images = image_files.load_folder(str(folder), 16)
     served = serving.ExportedModel(small_export["path"]).scorer().score(images, batch_size=2)
-    direct = scoring.SearchScorer(small_export["model"], calibration.stored_search_config(
-        small_export["record"])).score(images, 2)
+    direct = scoring.SearchScorer(small_export["model"], small_export["config"]).score(images, 2)
     np.testing.assert_allclose(served.anomaly_score, direct.anomaly_score, rtol=1e-4)
 
 

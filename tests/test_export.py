@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import run_main
-from ic_anogan import calibration, export, image_files, model_dir as model_dir_lib, preprocessing, scoring
+from conftest import MODES, run_main
+from ic_anogan import export, image_files, preprocessing, scoring
 from ic_anogan import score_pipeline, signatures, warmup
 from ic_anogan.config import DataConfig, SearchConfig, search_config_for_mode
 from ic_anogan.image_set import ImageSet
@@ -135,12 +135,6 @@ def test_bad_input_shapes_give_the_documented_error(exported, shape, message):
     assert message in str(error.value)
 
 
-def _saved_model_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", *args],
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-
-
 def test_saved_model_cli_show_lists_the_signatures(exported):
     """What `saved_model_cli show --all` prints (its function, here: it only reads the
     SavedModel's protobuf; `run` below starts the command itself)."""
@@ -164,18 +158,12 @@ def _parse_cli_scores(stdout):
     return np.array([float(v) for v in text.replace("[", " ").replace("]", " ").split()])
 
 
-def test_saved_model_cli_run_on_both_signatures(exported, tmp_path):
-    """saved_model_cli run loads through the session-based loader, as TF Serving does."""
+def test_saved_model_cli_run_on_the_bytes_signature(exported):
+    """The bytes signature through the function `saved_model_cli run` calls, here: the
+    session-based loader TF Serving uses (the command itself runs in the fresh-process
+    test below)."""
     pixels = _pixels(2, seed=4)
-    np.save(tmp_path / "in.npy", pixels)
-    ran = _saved_model_cli("run", "--dir", exported["path"], "--tag_set", "serve",
-                           "--signature_def", "serving_default", "--inputs",
-                           f"images={tmp_path / 'in.npy'}")
-    assert ran.returncode == 0, ran.stderr[-3000:]
     expected = _in_process(exported["model"], pixels)["anomaly_score"]
-    np.testing.assert_allclose(_parse_cli_scores(ran.stdout), expected, rtol=1e-4)
-    # The bytes signature through the same function `run` calls, in this process (the
-    # command's own start-up is tested above): session, loader and feed as above.
     encoded = _saved_model_cli_here(exported["path"], "score_encoded", {
         "image_bytes": np.array([_png(p[..., 0]) for p in pixels], dtype=object)})
     np.testing.assert_allclose(_parse_cli_scores(encoded), expected, rtol=1e-4)
@@ -317,28 +305,6 @@ def test_image_files_score_through_the_export(trained_model_dir, exported_modes,
 
 # -- one export, every scoring mode ------------------------------------------
 
-MODES = ("encoder_search", "search", "encoder")
-
-
-@pytest.fixture(scope="session")
-def exported_modes(trained_model_dir, exported, tmp_path_factory):
-    """Every mode exported through the library's one call, each with its calibrated search,
-    map statistics and map_max threshold; encoder_search is the default."""
-    model_dir = trained_model_dir["model_dir"]
-    model = model_dir_lib.load_trained_model(model_dir)
-    records = calibration.read_all(model_dir)
-    base = tmp_path_factory.mktemp("export_modes")
-    path = score_pipeline.run(ScoreRequest(model_dir=model_dir, modes=list(MODES),
-                                           export_dir=str(base / "serving"))).export_path
-    assert path == str(base / "serving" / "1")
-    return {"model": model, "path": path, "loaded": tf.saved_model.load(path),
-            "configs": {m: calibration.stored_search_config(records[m]) for m in MODES},
-            "statistics": {m: calibration.map_statistics(records[m]) for m in MODES},
-            "thresholds": {m: calibration.thresholds(records[m])["map_max"] for m in MODES},
-            # An export of the search mode only, to be asked for a mode it lacks.
-            "search_only": exported["path"]}
-
-
 def _mode_reference(exported_modes, mode, pixels):
     """The in-process scorer's outputs for `mode`, with its statistics."""
     images = ImageSet.unlabelled(preprocessing.uint8_to_model(pixels))
@@ -393,8 +359,9 @@ def test_modes_give_different_scores_and_settings_describe_them(exported_modes):
 
 def test_fresh_process_without_ic_anogan_and_saved_model_cli(exported, exported_modes,
                                                              tmp_path):
-    """Both exports scored by a process that cannot import this package (one process for
-    both: TF's start-up is the cost), and the encoder mode by saved_model_cli run."""
+    """One process that cannot import this package scores both exports, then runs the
+    `saved_model_cli run` command on serving_default (one process: TF's start-up is the
+    cost); the encoder mode also through the command's loader, here."""
     pixels = _pixels(2, seed=31)
     np.save(tmp_path / "in.npy", pixels)
     script = textwrap.dedent(f"""
@@ -405,15 +372,22 @@ def test_fresh_process_without_ic_anogan_and_saved_model_cli(exported, exported_
         default = tf.saved_model.load({exported['path']!r}).signatures["serving_default"]
         encoder = tf.saved_model.load({exported_modes['path']!r}).signatures["encoder_images"]
         print("RESULT", json.dumps([default(images=pixels)["anomaly_score"].numpy().tolist(),
-                                    encoder(images=pixels)["anomaly_score"].numpy().tolist()]))
+                                    encoder(images=pixels)["anomaly_score"].numpy().tolist()]),
+              flush=True)
+        from tensorflow.python.tools import saved_model_cli
+        sys.argv = ["saved_model_cli", "run", "--dir", {exported['path']!r}, "--tag_set",
+                    "serve", "--signature_def", "serving_default", "--inputs",
+                    "images=" + {str(tmp_path / 'in.npy')!r}]
+        saved_model_cli.main()
     """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=dict(env, TF_CPP_MIN_LOG_LEVEL="2"), cwd="/", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    default, encoder = json.loads(done.stdout.split("RESULT ")[1])
-    np.testing.assert_allclose(default, _in_process(exported["model"], pixels)["anomaly_score"],
-                               rtol=1e-5)
+    default, encoder = json.loads(done.stdout.split("RESULT ")[1].splitlines()[0])
+    expected_default = _in_process(exported["model"], pixels)["anomaly_score"]
+    np.testing.assert_allclose(default, expected_default, rtol=1e-5)
+    np.testing.assert_allclose(_parse_cli_scores(done.stdout), expected_default, rtol=1e-4)
     expected = _mode_reference(exported_modes, "encoder", pixels).anomaly_score
     np.testing.assert_allclose(encoder, expected, rtol=1e-5)
     ran = _saved_model_cli_here(exported_modes["path"], "encoder_images", {"images": pixels})
