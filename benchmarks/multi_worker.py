@@ -7,7 +7,9 @@ Runs the GAN training of train.train three times on this machine, each worker
 in its own process on 127.0.0.1: one process with the default strategy and
 global batch B; one worker under MultiWorkerMirroredStrategy with batch B;
 two workers with B/2 each (the same global batch, the same updates). Prints
-the seconds of every epoch after the first (the first traces the graphs).
+the seconds of every epoch after the first (the first traces the graphs), and
+how far the two-worker weights are from the one-process ones, beside how far
+two one-process runs drift when only the order of float sums differs.
 Both workers share this machine's cores, so two workers show that the path
 works and what the collectives cost, not a speed-up.
 """
@@ -22,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+
+import common
 
 WORKER = textwrap.dedent("""
     import json, sys, time
@@ -56,19 +60,20 @@ def _free_ports(count: int) -> list:
     return ports
 
 
-def run(workers: int, strategy: str, batch_size: int, args, work_dir: str) -> list:
+def run(workers: int, strategy: str, batch_size: int, args, work_dir: str,
+        name: str = "", env_extra: dict = None) -> list:
     """Per-epoch seconds of the chief (worker 0)."""
     ports = _free_ports(workers)
     processes = []
     for index in range(workers):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
         if strategy == "multi_worker":
             env["TF_CONFIG"] = json.dumps({
                 "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                 "task": {"type": "worker", "index": index}})
         spec = {"strategy": strategy, "batch_size": batch_size, "epochs": args.epochs,
                 "base_filters": args.base_filters,
-                "model_dir": os.path.join(work_dir, f"{strategy}_{workers}")}
+                "model_dir": os.path.join(work_dir, name or f"{strategy}_{workers}")}
         processes.append(subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(spec)],
                                           env=env, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True))
@@ -78,6 +83,17 @@ def run(workers: int, strategy: str, batch_size: int, args, work_dir: str) -> li
             sys.exit(err[-3000:])
     line = [l for l in outputs[0][0].splitlines() if l.startswith("EPOCH_SECONDS")][0]
     return json.loads(line.split(" ", 1)[1])
+
+
+def _largest_difference(first: str, second: str) -> tuple:
+    """(largest |difference|, largest |weight|) over G's and D's kernels in two model dirs."""
+    import numpy as np
+    a, b = (common.load(d) for d in (first, second))
+    pairs = [(x, y) for x, y in zip(a.generator.weights + a.discriminator.weights,
+                                    b.generator.weights + b.discriminator.weights)
+             if "kernel" in x.path]
+    return (max(float(np.abs(x.numpy() - y.numpy()).max()) for x, y in pairs),
+            max(float(np.abs(x.numpy()).max()) for x, _ in pairs))
 
 
 def main() -> None:
@@ -95,6 +111,14 @@ def main() -> None:
             rows.append((workers, strategy, batch, seconds))
             print(f"{workers} worker(s), {strategy}, batch {batch} per worker: epochs "
                   + ", ".join(f"{s:.1f} s" for s in seconds), flush=True)
+        difference = _largest_difference(os.path.join(work_dir, "default_1"),
+                                         os.path.join(work_dir, "multi_worker_2"))
+        # How far two one-process runs drift apart when only the order of float sums
+        # differs (oneDNN off): GAN training with Adam amplifies such differences.
+        run(1, "default", args.batch_size, args, work_dir, name="default_no_onednn",
+            env_extra={"TF_ENABLE_ONEDNN_OPTS": "0"})
+        float_order = _largest_difference(os.path.join(work_dir, "default_1"),
+                                          os.path.join(work_dir, "default_no_onednn"))
     print(f"\nGAN epoch wall time, 3277 synthetic images (2949 trained on), 64x64, "
           f"base_filters {args.base_filters}, global batch {args.batch_size}; epochs after "
           "the first:\n")
@@ -103,6 +127,10 @@ def main() -> None:
     for workers, strategy, batch, seconds in rows:
         later = seconds[1:] or seconds
         print(f"| {workers} | {strategy} | {batch} | {sum(later) / len(later):.1f} |")
+    print(f"\nlargest |difference| of G's and D's kernels, one process against two workers: "
+          f"{difference[0]:.2e}; one process against one process with oneDNN off (another "
+          f"order of float sums): {float_order[0]:.2e}; largest |kernel weight| "
+          f"{difference[1]:.2e}")
 
 
 if __name__ == "__main__":
