@@ -41,10 +41,12 @@ _MODE = flags.DEFINE_list(
     "is served by serving_default.")
 _SEARCH_STEPS = flags.DEFINE_integer(
     "search_steps", None, "Γ of the searching modes; default: each mode's calibrated setting.")
-_DISCRIMINATION_WEIGHT = flags.DEFINE_float("discrimination_weight", None, "λ; default: as calibrated.")
+_DISCRIMINATION_WEIGHT = flags.DEFINE_float("discrimination_weight", None,
+                                            "λ; default: as calibrated.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", None,
                                     "Adam step size on z; default: as calibrated.")
-_RESTARTS = flags.DEFINE_integer("restarts", None, "Random starts per image; default: as calibrated.")
+_RESTARTS = flags.DEFINE_integer("restarts", None,
+                                 "Random starts per image; default: as calibrated.")
 _CLIP_Z = flags.DEFINE_float("clip_z", None, "Clip z to [-clip_z, clip_z]; default: as calibrated.")
 _SEED = flags.DEFINE_integer("seed", None, "Seed of the starting points; default: as calibrated.")
 _JIT = flags.DEFINE_bool("jit_compile", False, "Compile the search with XLA.")
@@ -59,7 +61,8 @@ _CALIBRATE_DIR = flags.DEFINE_string(
 _PERCENTILE = flags.DEFINE_float("calibration_percentile", 99.0,
                                  "With --calibrate_dir: threshold = this percentile.")
 _SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False,
-                                  "Skip unreadable image files (and count them) instead of failing.")
+                                  "Skip unreadable image files (and count them) instead of "
+                                  "failing.")
 _SYNTHETIC_SPLIT = flags.DEFINE_enum(
     "synthetic_split", "test", ["test", "validation"],
     "Synthetic split to score when --data_dir is unset; tune settings on 'validation'.")
@@ -123,8 +126,10 @@ def _parse_counts(text):
     return counts
 
 
-def _request():
-    """The request the flags describe; every value is checked by the config it goes to."""
+def main(argv):
+    del argv
+    # Every value is checked by the config or request it goes to; a bad one is a usage
+    # error naming its flag, raised before TensorFlow loads.
     from ic_anogan import config, score_request
     map_flags = (_MAP_RESIDUAL, _MAP_KERNEL, _MAP_KERNEL_SIZE, _PIXEL_PERCENTILE)
     if any(f.present for f in map_flags) and not _CALIBRATE_DIR.value:
@@ -139,7 +144,8 @@ def _request():
             synthetic_counts=_parse_counts(_SYNTHETIC_COUNTS.value),
             synthetic_split=_SYNTHETIC_SPLIT.value)
         recalibration = score_request.Recalibration(
-            good=config.DataConfig(data_dir=_CALIBRATE_DIR.value, skip_corrupt=_SKIP_CORRUPT.value,
+            good=config.DataConfig(data_dir=_CALIBRATE_DIR.value,
+                                   skip_corrupt=_SKIP_CORRUPT.value,
                                    max_image_pixels=_MAX_IMAGE_PIXELS.value),
             percentile=_PERCENTILE.value,
             map_overrides={"residual": _MAP_RESIDUAL.value, "kernel": _MAP_KERNEL.value,
@@ -150,7 +156,7 @@ def _request():
             steps=_SEARCH_STEPS.value, discrimination_weight=_DISCRIMINATION_WEIGHT.value,
             learning_rate=_LEARNING_RATE.value, restarts=_RESTARTS.value, clip_z=_CLIP_Z.value,
             seed=_SEED.value, jit_compile=_JIT.value)
-        return score_request.ScoreRequest(
+        request = score_request.ScoreRequest(
             model_dir=_MODEL_DIR.value, saved_model=_SAVED_MODEL.value, modes=_MODE.value,
             data=data, output_dir=_OUTPUT_DIR.value, log_dir=_LOG_DIR.value,
             overrides=overrides, image_score=_IMAGE_SCORE.value,
@@ -161,13 +167,8 @@ def _request():
         raise app.UsageError(e.as_flag()) from None
     except score_request.ScoringError as e:
         raise app.UsageError(str(e)) from None
-
-
-def main(argv):
-    del argv
-    request = _request()
     # Heavy imports after the flags are checked, so --help and flag errors are instant.
-    from ic_anogan import cli, report, score_pipeline, score_request
+    from ic_anogan import cli, report, score_pipeline
     cli.setup_logging()
     name = request.model_dir or request.saved_model
     try:

@@ -54,7 +54,8 @@ _VALIDATION_FRACTION = flags.DEFINE_float(
     "validation_fraction", 0.1, "Good images held out (never trained on) for validation and "
     "threshold calibration.")
 _SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False,
-                                  "Skip unreadable image files (and count them) instead of failing.")
+                                  "Skip unreadable image files (and count them) instead of "
+                                  "failing.")
 _SYNTHETIC_TRAIN_COUNT = flags.DEFINE_integer(
     "synthetic_train_count", 3277, "Good synthetic images to render when --data_dir is unset.")
 _SYNTHETIC_PACKAGE = flags.DEFINE_enum(
@@ -117,8 +118,10 @@ flags.mark_flags_as_required(["model_dir"])
 _RENAMES = {"learning_rate": "search_learning_rate", "seed": "search_seed"}
 
 
-def _configs() -> dict:
-    """The configs the flags describe; every value is checked by its config."""
+def main(argv):
+    del argv
+    # Every value is checked by the config it goes to; a bad one is a usage error naming
+    # its flag, raised before TensorFlow loads.
     from ic_anogan import config
     try:
         search = config.SearchConfig(
@@ -128,7 +131,7 @@ def _configs() -> dict:
     except config.ConfigError as e:
         raise app.UsageError(e.as_flag(_RENAMES)) from None
     try:
-        return dict(
+        configs = dict(
             model_config=config.ModelConfig(_IMAGE_SIZE.value, _LATENT_DIM.value,
                                             _BASE_FILTERS.value),
             train_config=config.TrainConfig(
@@ -160,11 +163,6 @@ def _configs() -> dict:
                                      pixel_percentile=_PIXEL_PERCENTILE.value)))
     except config.ConfigError as e:
         raise app.UsageError(e.as_flag()) from None
-
-
-def main(argv):
-    del argv
-    configs = _configs()
     if not _ENCODER.value:
         configs["encoder_config"] = None
     if not _CALIBRATE.value:

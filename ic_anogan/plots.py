@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 from ic_anogan import atomic_io, metrics  # noqa: E402
+from ic_anogan.preprocessing import from_model_range  # noqa: E402
 
 _COLOURS = {"good": "tab:blue"}
 SCORE_LABELS = {"study": "anomaly score A(x)",
@@ -166,7 +167,7 @@ def defect_overlays(rows: GridRows, ids: Sequence[str], folder: str, scale: int 
     os.makedirs(folder, exist_ok=True)
     paths = []
     for rank, image_id in enumerate(ids):
-        gray = np.clip((np.squeeze(rows.images[rank]) + 1.0) * 127.5, 0, 255)
+        gray = np.clip(from_model_range(np.squeeze(rows.images[rank])) * 255.0, 0, 255)
         rgb = np.repeat(gray[..., None], 3, axis=-1)
         mask = np.squeeze(rows.defect_masks[rank]) > 0
         rgb[mask] = 0.45 * rgb[mask] + 0.55 * np.array([255.0, 0.0, 0.0])
