@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,27 +49,16 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _free_ports(count: int) -> list:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def run(workers: int, strategy: str, batch_size: int, args, work_dir: str,
         name: str = "", env_extra: dict = None) -> list:
     """Per-epoch seconds of the chief (worker 0)."""
-    ports = _free_ports(workers)
+    from ic_anogan import distribution
+    tf_configs = distribution.local_cluster(workers)
     processes = []
     for index in range(workers):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
         if strategy == "multi_worker":
-            env["TF_CONFIG"] = json.dumps({
-                "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                "task": {"type": "worker", "index": index}})
+            env["TF_CONFIG"] = tf_configs[index]
         spec = {"strategy": strategy, "batch_size": batch_size, "epochs": args.epochs,
                 "base_filters": args.base_filters,
                 "model_dir": os.path.join(work_dir, name or f"{strategy}_{workers}")}

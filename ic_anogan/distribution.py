@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from typing import Iterator
 
@@ -51,6 +52,19 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "default":
         return tf.distribute.get_strategy()
     raise ValueError(f"--strategy={name}: expected one of {', '.join(STRATEGIES)}")
+
+
+def local_cluster(count: int) -> list:
+    """TF_CONFIG values (JSON) for `count` workers on this machine, on free ports of
+    127.0.0.1: worker i runs with the i-th. For trying the multi-worker path on one host."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    workers = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    for s in sockets:
+        s.close()
+    return [json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})
+            for i in range(count)]
 
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:

@@ -9,7 +9,6 @@ to a model directory with every mode calibrated.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -45,29 +44,16 @@ WRAPPER = textwrap.dedent("""
 """)
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _launch(tmp_path, ports, model_dir, log_dir, flags, launch):
+def _launch(tmp_path, tf_configs, model_dir, log_dir, flags, launch):
     """Starts both workers with the same command; returns their CompletedProcess-like
     results and the paths each wrote."""
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     processes, writes = [], []
     for index in range(2):
         temp = tmp_path / f"worker{index}_tmp_{launch}"
         temp.mkdir()
         writes.append(tmp_path / f"writes{index}_{launch}.json")
         env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", TMPDIR=str(temp),
-                   WRITES=str(writes[-1]),
-                   TF_CONFIG=json.dumps({"cluster": cluster,
-                                         "task": {"type": "worker", "index": index}}))
+                   WRITES=str(writes[-1]), TF_CONFIG=tf_configs[index])
         processes.append(subprocess.Popen(
             [sys.executable, "-c", WRAPPER, os.path.join(REPO, "train_main.py"), *FLAGS,
              f"--model_dir={model_dir}", f"--log_dir={log_dir}", *flags],
@@ -81,16 +67,17 @@ def _launch(tmp_path, ports, model_dir, log_dir, flags, launch):
 
 
 def test_two_workers_train_resume_and_match_one_process(tmp_path):
-    from ic_anogan import calibration, encoder_train, model_dir as model_dir_lib, train
+    from ic_anogan import calibration, distribution, encoder_train, model_dir as model_dir_lib
+    from ic_anogan import train
     from ic_anogan.config import DataConfig, EncoderConfig, ModelConfig, TrainConfig
 
     model_dir, log_dir = tmp_path / "model", tmp_path / "logs"
-    ports = _free_ports(2)
+    tf_configs = distribution.local_cluster(2)
     # The first launch stops after one epoch, GAN only; the second is README's command,
     # the job restarted: it resumes the GAN, then trains the encoder and calibrates.
     for launch, flags in enumerate((["--epochs=1", "--noencoder", "--nocalibrate"],
                                     ["--epochs=2"])):
-        results, writes = _launch(tmp_path, ports, model_dir, log_dir, flags, launch)
+        results, writes = _launch(tmp_path, tf_configs, model_dir, log_dir, flags, launch)
         for index, (code, stdout, stderr) in enumerate(results):
             assert code == 0, (index, stderr[-3000:])
         # Only the chief writes the shared directories; worker 1 writes only under its
