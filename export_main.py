@@ -53,6 +53,7 @@ def main(argv):
         raise app.UsageError(str(e)) from None
     from ic_anogan import cli, score_pipeline
     cli.setup_logging()
+    cli.log_runtime()
     try:
         result = score_pipeline.run(request)
     except score_request.UsageRefusal as e:

@@ -170,6 +170,7 @@ def main(argv):
     # Heavy imports after the flags are checked, so --help and flag errors are instant.
     from ic_anogan import cli, report, score_pipeline
     cli.setup_logging()
+    cli.log_runtime()
     name = request.model_dir or request.saved_model
     try:
         result = score_pipeline.run(request, progress_factory=cli.StepProgress,

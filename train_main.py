@@ -181,6 +181,7 @@ def main(argv):
     # TensorFlow only now: --help and refused flags or places answer at once.
     from ic_anogan import distribution, pipeline
     cli.setup_logging()
+    cli.log_runtime()
     print(f"TensorBoard: tensorboard --logdir {log_dir}", flush=True)
     try:
         pipeline.train_and_calibrate(model_dir=_MODEL_DIR.value, log_dir=log_dir,

@@ -12,6 +12,10 @@ import statistics
 import time
 from typing import Callable, Optional
 
+# Before any benchmark imports TensorFlow: the package turns oneDNN on where
+# TensorFlow leaves it off (ic_anogan/runtime.py), as it does for a user.
+import ic_anogan  # noqa: F401
+
 # The synthetic defect types, in the order the tables use.
 DEFECT_TYPES = ("short_fill", "void", "chipped_edge", "scratch")
 
@@ -120,3 +124,9 @@ def median_seconds(run: Callable[[], object], repeats: int = 1,
         result = run()
         times.append(time.perf_counter() - start)
     return result, statistics.median(times)
+
+
+def runtime_line() -> str:
+    """Whether oneDNN is on, the CPU and its vector extensions: print it beside every time."""
+    from ic_anogan import runtime
+    return runtime.describe()

@@ -24,10 +24,9 @@ import os
 import statistics
 import time
 
+import common  # first: importing ic_anogan sets oneDNN before TensorFlow loads
 import numpy as np
 import tensorflow as tf
-
-import common
 from ic_anogan.config import ModelConfig, SearchConfig
 from ic_anogan.models import build_models
 from ic_anogan.search import LatentSearch
@@ -153,6 +152,7 @@ def main() -> None:
           f"threads intra={tf.config.threading.get_intra_op_parallelism_threads()} "
           f"inter={tf.config.threading.get_inter_op_parallelism_threads()} "
           f"cpus={os.cpu_count()}, tf {tf.__version__}")
+    print(common.runtime_line(), flush=True)
     if args.saved_model:
         rates = saved_model_rate(args.saved_model, images, args.repeats, args.steps)
     else:

@@ -29,6 +29,13 @@ def setup_logging() -> None:
     logging.getLogger("ic_anogan").setLevel(logging.INFO)
 
 
+def log_runtime() -> None:
+    """Logs once whether oneDNN is on, and the CPU (imports TensorFlow: call it after the
+    cheap flag checks)."""
+    from ic_anogan import runtime
+    runtime.log_once()
+
+
 def report_error(error: BaseException) -> None:
     """Logs an expected error as the one line a user reads."""
     logging.getLogger("ic_anogan").error("%s", error)

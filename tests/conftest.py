@@ -7,6 +7,10 @@ import sys
 # Quiet TF's C++ logs in test output; must be set before TF is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# The suite runs as a user's program does: the package is imported before
+# TensorFlow, so oneDNN is on wherever the package turns it on (runtime.py).
+import ic_anogan  # noqa: E402,F401
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -110,8 +114,11 @@ def rng():
     return np.random.default_rng(1234)
 
 
-def run_main(script, *args, timeout=600):
-    """Runs a binary in a subprocess (absl refuses duplicate flags in one process)."""
+def run_main(script, *args, timeout=600, unset=()):
+    """Runs a binary in a subprocess (absl refuses duplicate flags in one process);
+    `unset` names environment variables the binary must not inherit."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    for name in unset:
+        env.pop(name, None)
     return subprocess.run([sys.executable, os.path.join(REPO, script), *args], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=timeout)
