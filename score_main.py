@@ -91,6 +91,9 @@ _MAP_KERNEL = flags.DEFINE_enum("map_kernel", None, ["box", "gaussian"],
 _MAP_KERNEL_SIZE = flags.DEFINE_integer("map_kernel_size", None,
                                         "With --calibrate_dir: odd smoothing kernel size (1: "
                                         "none); default: as stored, else 3.")
+_MAP_ALIGNMENT = flags.DEFINE_integer(
+    "map_alignment_tolerance", None, "With --calibrate_dir: pixels G(z) may be shifted to match "
+    "each pixel (0: pixel by pixel); default: as stored, else 1.")
 _PIXEL_PERCENTILE = flags.DEFINE_float(
     "pixel_percentile", None, "With --calibrate_dir: defect-mask threshold = this percentile "
     "of good images' standardised pixels; default: as stored, else 99.9.")
@@ -131,11 +134,12 @@ def main(argv):
     # Every value is checked by the config or request it goes to; a bad one is a usage
     # error naming its flag, raised before TensorFlow loads.
     from ic_anogan import config, score_request
-    map_flags = (_MAP_RESIDUAL, _MAP_KERNEL, _MAP_KERNEL_SIZE, _PIXEL_PERCENTILE)
+    map_flags = (_MAP_RESIDUAL, _MAP_KERNEL, _MAP_KERNEL_SIZE, _MAP_ALIGNMENT,
+                  _PIXEL_PERCENTILE)
     if any(f.present for f in map_flags) and not _CALIBRATE_DIR.value:
-        raise app.UsageError("--map_residual, --map_kernel, --map_kernel_size and "
-                             "--pixel_percentile set how the map statistics are computed, at "
-                             "calibration: give them with --calibrate_dir")
+        raise app.UsageError(", ".join(f"--{f.name}" for f in map_flags if f.present)
+                             + ": set how the map statistics are computed, at calibration: "
+                             "give them with --calibrate_dir")
     try:
         data = config.DataConfig(
             data_dir=_DATA_DIR.value, skip_corrupt=_SKIP_CORRUPT.value,
@@ -150,6 +154,7 @@ def main(argv):
             percentile=_PERCENTILE.value,
             map_overrides={"residual": _MAP_RESIDUAL.value, "kernel": _MAP_KERNEL.value,
                            "kernel_size": _MAP_KERNEL_SIZE.value,
+                           "alignment_tolerance": _MAP_ALIGNMENT.value,
                            "pixel_percentile": _PIXEL_PERCENTILE.value}
         ) if _CALIBRATE_DIR.value else None
         overrides = score_request.SearchOverrides(
@@ -163,6 +168,7 @@ def main(argv):
             threshold=_parse_threshold(_THRESHOLD.value), recalibration=recalibration,
             export_dir=_EXPORT_DIR.value, batch_size=_BATCH_SIZE.value,
             chunk_steps=_CHUNK_STEPS.value)
+        score_request.check_sources(request)
     except config.ConfigError as e:
         raise app.UsageError(e.as_flag()) from None
     except score_request.ScoringError as e:

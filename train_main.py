@@ -62,7 +62,10 @@ _SYNTHETIC_PACKAGE = flags.DEFINE_enum(
     "synthetic_package", "sop", ["sop", "qfp", "mixed"],
     "Synthetic package type when --data_dir is unset: one type, as a line model sees, or a mix.")
 _STRATEGY = flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker"],
-                              "tf.distribute strategy.")
+                              "tf.distribute strategy; multi_worker (and auto) read TF_CONFIG.")
+_COLLECTIVE_TIMEOUT = flags.DEFINE_float(
+    "collective_timeout_seconds", 600.0, "Multi-worker: a collective waiting longer for a lost "
+    "or stalled peer ends every surviving worker with an error naming it; 0: wait forever.")
 _MONITOR_EVERY = flags.DEFINE_integer(
     "monitor_every_epochs", None, "Search held-out good images every N epochs, log it and keep "
     "the best epoch (--keep_best); default: 10 times per run; 0: off.")
@@ -105,6 +108,9 @@ _MAP_KERNEL = flags.DEFINE_enum("map_kernel", "gaussian", ["box", "gaussian"],
                                 "Smoothing kernel of the anomaly map before standardising.")
 _MAP_KERNEL_SIZE = flags.DEFINE_integer("map_kernel_size", 3,
                                         "Odd side of the smoothing kernel (1: no smoothing).")
+_MAP_ALIGNMENT = flags.DEFINE_integer(
+    "map_alignment_tolerance", 1, "Pixels G(z) may be shifted to match each pixel before the "
+    "residual counts (0: the study's pixel-by-pixel residual).")
 _PIXEL_PERCENTILE = flags.DEFINE_float(
     "pixel_percentile", 99.9, "Defect-mask threshold = this percentile of held-out good "
     "images' standardised pixels.")
@@ -160,7 +166,9 @@ def main(argv):
                 percentile=_PERCENTILE.value, batch_size=_SEARCH_BATCH_SIZE.value,
                 map=config.MapConfig(residual=_MAP_RESIDUAL.value, kernel=_MAP_KERNEL.value,
                                      kernel_size=_MAP_KERNEL_SIZE.value,
+                                     alignment_tolerance=_MAP_ALIGNMENT.value,
                                      pixel_percentile=_PIXEL_PERCENTILE.value)))
+        configs["calibration_config"].map.check_image_size(configs["model_config"].image_size)
     except config.ConfigError as e:
         raise app.UsageError(e.as_flag()) from None
     if not _ENCODER.value:
@@ -178,6 +186,15 @@ def main(argv):
     except image_set.DataError as e:
         cli.report_error(e)
         return 1
+    from ic_anogan import cluster
+    if not (_COLLECTIVE_TIMEOUT.value >= 0 and _COLLECTIVE_TIMEOUT.value != float("inf")):
+        raise app.UsageError(f"--collective_timeout_seconds={_COLLECTIVE_TIMEOUT.value}: "
+                             "expected a finite number >= 0")
+    try:
+        cluster.check(_STRATEGY.value)
+    except cluster.ClusterConfigError as e:
+        cli.report_error(e)
+        return 1
     # TensorFlow only now: --help and refused flags or places answer at once.
     from ic_anogan import distribution, pipeline
     cli.setup_logging()
@@ -185,7 +202,8 @@ def main(argv):
     print(f"TensorBoard: tensorboard --logdir {log_dir}", flush=True)
     try:
         pipeline.train_and_calibrate(model_dir=_MODEL_DIR.value, log_dir=log_dir,
-                                     strategy=distribution.make_strategy(_STRATEGY.value),
+                                     strategy=distribution.make_strategy(
+                                         _STRATEGY.value, _COLLECTIVE_TIMEOUT.value or None),
                                      progress_factory=cli.StepProgress, **configs)
     except cli.expected_errors() as e:
         cli.report_error(e)

@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -80,16 +82,47 @@ class MapStatistics:
                 "std": np.round(self.std.astype(np.float64), 7).tolist()}
 
     @staticmethod
-    def from_dict(values: dict) -> "MapStatistics":
-        mean = np.asarray(values["mean"], np.float32)
-        std = np.asarray(values["std"], np.float32)
+    def from_dict(values: dict, image_size: Optional[int] = None) -> "MapStatistics":
+        """Reads `to_dict`'s output, checking every field.
+
+        Raises:
+          ValueError: a field is missing, of the wrong shape (image_size x
+            image_size when given), not finite, or out of range; the message
+            names the field and the value.
+        """
+        if not isinstance(values, dict):
+            raise ValueError(f"expected an object, got {type(values).__name__}")
+        for key in ("mean", "std", "count", "pixel_threshold", "config"):
+            if key not in values:
+                raise ValueError(f"'{key}' is missing")
+        try:
+            mean = np.asarray(values["mean"], np.float32)
+            std = np.asarray(values["std"], np.float32)
+        except (TypeError, ValueError):
+            raise ValueError("'mean' and 'std' must be arrays of numbers") from None
         if mean.ndim != 2 or mean.shape != std.shape or mean.shape[0] != mean.shape[1]:
-            raise ValueError(f"map statistics: expected two equal square arrays, got "
+            raise ValueError(f"'mean' and 'std': expected two equal square arrays, got "
                              f"{mean.shape} and {std.shape}")
-        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
-            raise ValueError("map statistics: mean must be finite and std finite and positive")
-        return MapStatistics(mean, std, int(values["count"]), float(values["pixel_threshold"]),
-                             config_lib.from_dict(MapConfig, values["config"]))
+        if image_size is not None and mean.shape != (image_size, image_size):
+            raise ValueError(f"'mean' and 'std' are {mean.shape[0]}x{mean.shape[1]}; the model "
+                             f"scores {image_size}x{image_size} images")
+        if not np.all(np.isfinite(mean)):
+            raise ValueError("'mean' holds NaN or infinite values")
+        if not (np.all(np.isfinite(std)) and np.all(std > 0)):
+            raise ValueError("'std' must be finite and positive everywhere")
+        count, pixel_threshold = values["count"], values["pixel_threshold"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"'count' is {count!r}; expected a positive integer")
+        if (isinstance(pixel_threshold, bool) or not isinstance(pixel_threshold, (int, float))
+                or not math.isfinite(pixel_threshold)):
+            raise ValueError(f"'pixel_threshold' is {pixel_threshold!r}; expected a finite "
+                             "number")
+        if not isinstance(values["config"], dict):
+            raise ValueError("'config' must be an object")
+        # A record written before a setting existed meant that setting's old behaviour.
+        stored = {**config_lib.MAP_LEGACY_DEFAULTS, **values["config"]}
+        return MapStatistics(mean, std, count, float(pixel_threshold),
+                             config_lib.from_dict(MapConfig, stored))
 
 
 # -- graph code ---------------------------------------------------------------
@@ -106,13 +139,48 @@ def _kernel(config: MapConfig) -> np.ndarray:
     return (weights / weights.sum()).astype(np.float32)[:, :, None, None]
 
 
+def aligned_residual(images: tf.Tensor, reconstructions: tf.Tensor, tolerance: int,
+                     signed: bool = False) -> tf.Tensor:
+    """Per pixel, x − G(z) at the shift of G(z) (up to `tolerance` pixels each way) that
+    makes it smallest in magnitude; its absolute value unless `signed`.
+
+    G redraws an edge, a lead or a character of the marking a pixel off where
+    the part sits a little differently; compared pixel by pixel that is a
+    line of large residuals on every good part, and the standardised map
+    learns to shrug at those places, defects there included. Compared with
+    the best nearby pixel of G(z), an edge drawn a pixel off matches; a void
+    or scratch has no such pixel nearby. Border pixels compare with G(z)
+    mirrored at the border.
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    reconstructions = tf.convert_to_tensor(reconstructions, tf.float32)
+    if tolerance == 0:
+        residual = images - reconstructions
+        return residual if signed else tf.abs(residual)
+    t = tolerance
+    size = images.shape[1]
+    padded = tf.pad(reconstructions, [[0, 0], [t, t], [t, t], [0, 0]], mode="SYMMETRIC")
+    best = best_signed = None
+    for dy in range(2 * t + 1):
+        for dx in range(2 * t + 1):
+            difference = images - padded[:, dy:dy + size, dx:dx + size, :]
+            magnitude = tf.abs(difference)
+            if best is None:
+                best, best_signed = magnitude, difference
+            else:
+                closer = magnitude < best
+                best = tf.where(closer, magnitude, best)
+                if signed:
+                    best_signed = tf.where(closer, difference, best_signed)
+    return best_signed if signed else best
+
+
 def smoothed_residual(images: tf.Tensor, reconstructions: tf.Tensor,
                       config: MapConfig) -> tf.Tensor:
-    """The residual map of `config.residual`, smoothed: [N, S, S, 1]."""
-    residual = tf.convert_to_tensor(images, tf.float32) - tf.convert_to_tensor(
-        reconstructions, tf.float32)
-    if config.residual == "absolute":
-        residual = tf.abs(residual)
+    """The residual map of `config.residual` within `config.alignment_tolerance`,
+    smoothed: [N, S, S, 1]."""
+    residual = aligned_residual(images, reconstructions, config.alignment_tolerance,
+                                signed=config.residual == "signed")
     if config.kernel_size == 1:
         return residual
     half = config.kernel_size // 2

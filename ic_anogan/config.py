@@ -63,6 +63,11 @@ def map_score_name(image_score: str) -> str:
     return image_score if image_score in MAP_SCORES else DEFAULT_IMAGE_SCORE
 
 MAP_RESIDUALS = ("absolute", "signed")
+# Shifts beyond a few pixels would forgive real defects, not pose.
+MAX_ALIGNMENT_TOLERANCE = 3
+# What map settings added after the first map statistics mean when a stored
+# record lacks them: the behaviour of the version that wrote it.
+MAP_LEGACY_DEFAULTS = {"alignment_tolerance": 0, "neighbours": 0}
 
 T = TypeVar("T")
 
@@ -374,6 +379,15 @@ class MapConfig:
       folds: good images are split into this many folds; each fold is scored
         with statistics from the others, so thresholds see unseen-image
         scores, not in-sample ones.
+      alignment_tolerance: each pixel's residual is the smallest |x − G(z)|
+        over shifts of G(z) by up to this many pixels (0: the study's
+        residual). An edge G draws a pixel off stops lighting up; a void, a
+        scratch or a bite does not vanish under a one-pixel shift.
+      neighbours: 0 standardises every image by one set of per-pixel
+        statistics; k > 0 by the statistics of the k calibration images
+        nearest to it in latent space, shrunk toward the overall ones, so
+        that good parts of several looks (package types, suppliers) are
+        each judged against their own kind.
     """
 
     # Chosen on the synthetic validation split (docs/benchmarks.md, "Image scores").
@@ -385,6 +399,8 @@ class MapConfig:
     top_fraction: float = 0.002
     pixel_percentile: float = 99.9
     folds: int = 5
+    alignment_tolerance: int = 1
+    neighbours: int = 0
 
     def __post_init__(self):
         _require(self.residual in MAP_RESIDUALS, "map_residual", f"one of {MAP_RESIDUALS}",
@@ -403,6 +419,23 @@ class MapConfig:
                  "pixel_percentile", "a number in (0, 100]", self.pixel_percentile)
         _require(isinstance(self.folds, int) and self.folds >= 2, "map_folds",
                  "an integer >= 2", self.folds)
+        _require(isinstance(self.alignment_tolerance, int)
+                 and not isinstance(self.alignment_tolerance, bool)
+                 and 0 <= self.alignment_tolerance <= MAX_ALIGNMENT_TOLERANCE,
+                 "map_alignment_tolerance", f"an integer from 0 to {MAX_ALIGNMENT_TOLERANCE}",
+                 self.alignment_tolerance)
+        _require(isinstance(self.neighbours, int) and not isinstance(self.neighbours, bool)
+                 and self.neighbours >= 0, "map_neighbours", "an integer >= 0",
+                 self.neighbours)
+
+    def check_image_size(self, image_size: int) -> None:
+        """Refuses a smoothing kernel wider than the images it smooths (a ConfigError
+        naming map_kernel_size), before any training or search."""
+        _require(self.kernel_size <= image_size, "map_kernel_size",
+                 f"an odd integer no larger than the image size {image_size}",
+                 self.kernel_size)
+        _require(2 * self.alignment_tolerance < image_size, "map_alignment_tolerance",
+                 f"less than half the image size {image_size}", self.alignment_tolerance)
 
 
 def _finite(value: Any) -> bool:

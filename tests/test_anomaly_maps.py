@@ -268,3 +268,52 @@ def test_an_export_from_before_the_map_scores_still_scores(trained_model_dir, ex
     assert written["image_score"] == "study" and written["threshold"] == record["threshold"]
     rows = (tmp_path / "o" / "scores.csv").read_text().splitlines()
     assert all(row.endswith(",,,") for row in rows[1:])  # no map columns to fill
+
+
+def _edge(size=10, at=5):
+    """A dark body whose right edge is at column `at`: [1, S, S, 1]."""
+    image = np.full((1, size, size, 1), -0.6, np.float32)
+    image[0, :, at:, 0] = 0.4
+    return image
+
+
+def test_alignment_tolerance_forgives_an_edge_drawn_a_pixel_off():
+    image, drawn = _edge(at=5), _edge(at=6)  # G draws the edge one pixel to the right
+    exact = anomaly_maps.aligned_residual(image, drawn, 0).numpy()
+    tolerant = anomaly_maps.aligned_residual(image, drawn, 1).numpy()
+    np.testing.assert_allclose(exact[0, :, 5, 0], 1.0, rtol=1e-6)  # a full column lit
+    np.testing.assert_allclose(tolerant, 0.0, atol=1e-7)
+
+
+def test_alignment_tolerance_keeps_a_one_pixel_void_and_its_sign():
+    image = _edge(at=7)
+    drawn = image.copy()
+    image[0, 3, 3, 0] = -1.0  # a dark pit inside the flat body, 0.4 below it
+    for tolerance in (0, 1, 2):
+        residual = anomaly_maps.aligned_residual(image, drawn, tolerance).numpy()
+        np.testing.assert_allclose(residual[0, 3, 3, 0], 0.4, rtol=1e-6)
+        assert np.count_nonzero(residual) == 1
+        signed = anomaly_maps.aligned_residual(image, drawn, tolerance, signed=True).numpy()
+        np.testing.assert_allclose(signed[0, 3, 3, 0], -0.4, rtol=1e-6)
+    # Shifted within the tolerance, the best match is the closest value whatever its side.
+    shifted = anomaly_maps.aligned_residual(_edge(at=5), _edge(at=4), 1, signed=True).numpy()
+    np.testing.assert_allclose(shifted, 0.0, atol=1e-7)
+
+
+def test_statistics_from_before_the_alignment_tolerance_keep_the_exact_residual():
+    stored = _statistics(np.zeros((4, 4)), np.ones((4, 4))).to_dict()
+    for key in ("alignment_tolerance", "neighbours"):
+        stored["config"].pop(key)
+    read = MapStatistics.from_dict(stored)
+    assert read.config.alignment_tolerance == 0 and read.config.neighbours == 0
+    assert MapConfig().alignment_tolerance == 1  # what new calibrations use
+
+
+def test_bad_alignment_tolerance_names_the_flag():
+    for value in (-1, 4, True, 1.5):
+        with pytest.raises(ConfigError, match="map_alignment_tolerance"):
+            MapConfig(alignment_tolerance=value)
+    with pytest.raises(ConfigError, match="map_alignment_tolerance"):
+        MapConfig(alignment_tolerance=3, kernel_size=1).check_image_size(6)
+    with pytest.raises(ConfigError, match="map_kernel_size.*image size 16"):
+        MapConfig(kernel_size=17).check_image_size(16)
