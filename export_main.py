@@ -47,6 +47,7 @@ def main(argv):
                 steps=_SEARCH_STEPS.value, discrimination_weight=_DISCRIMINATION_WEIGHT.value,
                 learning_rate=_LEARNING_RATE.value, restarts=_RESTARTS.value,
                 clip_z=_CLIP_Z.value, seed=_SEED.value))
+        score_request.check_sources(request)
     except config.ConfigError as e:
         raise app.UsageError(e.as_flag()) from None
     except score_request.ScoringError as e:

@@ -20,6 +20,7 @@ from before the map scores and can score with `study` only.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Optional
 
@@ -33,6 +34,12 @@ CALIBRATION_FILE = "calibration.json"
 # Search settings that change the scale of the scores (jit does not).
 _SCORE_DEFINING = ("mode", "steps", "discrimination_weight", "learning_rate", "beta_1", "beta_2",
                    "epsilon", "restarts", "clip_z", "seed")
+
+
+# What a refusal of a damaged calibration advises; recalibration replaces the
+# damaged records without reading them.
+RECALIBRATE = ("recalibrate the mode with score_main.py --model_dir=<model> "
+               "--calibrate_dir=<good images>")
 
 
 class CalibrationError(ValueError):
@@ -83,15 +90,18 @@ def calibrate(good_scores: np.ndarray, percentile: float, search_config: SearchC
 
 
 def map_statistics(record: dict) -> Optional[MapStatistics]:
-    """The record's map statistics, or None for a record from before them."""
+    """The record's map statistics, or None for a record from before them.
+
+    Records from `read_all` were checked there; this re-raises a damaged
+    one's problem for records built by hand.
+    """
     if "map" not in record:
         return None
     try:
         return MapStatistics.from_dict(record["map"])
     except (KeyError, TypeError, ValueError) as e:
         raise CalibrationError(f"{CALIBRATION_FILE}: the {_record_mode(record)!r} map "
-                               f"statistics are unusable ({e}); recalibrate with "
-                               "score_main.py --calibrate_dir") from None
+                               f"statistics are unusable ({e}); {RECALIBRATE}") from None
 
 
 def thresholds(record: dict) -> dict:
@@ -106,25 +116,98 @@ def _record_mode(record: dict) -> str:
     return record["search"].get("mode", "search")
 
 
-def read_all(model_dir: str) -> dict:
-    """mode -> calibration record; empty when the model has none."""
+def _finite_number(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def check_record(record, mode: str, where: str, image_size: Optional[int] = None) -> None:
+    """Refuses a damaged record, naming the field, its value and what was expected.
+
+    Checks every threshold (a finite number), the percentile, the search
+    settings (a valid SearchConfig of `mode`) and the map statistics (shape
+    `image_size` squared when given, finite, deviations positive, a finite
+    pixel threshold).
+
+    Raises:
+      CalibrationError: naming `where` (the file) and the field.
+    """
+    def refuse(field: str, problem: str):
+        raise CalibrationError(f"{where}: modes.{mode}.{field} {problem}; {RECALIBRATE}")
+
+    if mode not in config_lib.SCORING_MODES:
+        raise CalibrationError(f"{where}: unknown mode {mode!r} (expected "
+                               f"{', '.join(config_lib.SCORING_MODES)}); {RECALIBRATE}")
+    if not isinstance(record, dict):
+        refuse("", f"is {type(record).__name__}; expected an object")
+    for key in ("threshold", "search"):
+        if key not in record:
+            refuse(key, "is missing")
+    if not _finite_number(record["threshold"]):
+        refuse("threshold", f"is {record['threshold']!r}; expected a finite number")
+    if "percentile" in record and not (_finite_number(record["percentile"])
+                                       and 0 < record["percentile"] <= 100):
+        refuse("percentile", f"is {record['percentile']!r}; expected a number in (0, 100]")
+    if not isinstance(record["search"], dict):
+        refuse("search", f"is {record['search']!r}; expected an object")
+    try:
+        search = stored_search_config(record)
+    except (TypeError, ValueError) as e:
+        refuse("search", f"is unusable ({e})")
+    if search.mode != mode:
+        refuse("search.mode", f"is {search.mode!r}; expected {mode!r}, the mode it is stored "
+               "under")
+    scores = record.get("image_scores", {})
+    if not isinstance(scores, dict):
+        refuse("image_scores", f"is {scores!r}; expected an object")
+    for name, values in scores.items():
+        if name not in config_lib.IMAGE_SCORES:
+            continue  # a score of a newer version: not read by this one
+        value = values.get("threshold") if isinstance(values, dict) else None
+        if not _finite_number(value):
+            refuse(f"image_scores.{name}.threshold", f"is {value!r}; expected a finite number")
+    if "map" in record:
+        try:
+            MapStatistics.from_dict(record["map"], image_size)
+        except (TypeError, ValueError) as e:
+            refuse("map", f"is unusable: {e}")
+        missing = [n for n in config_lib.MAP_SCORES if n not in scores]
+        if missing:
+            refuse("image_scores", f"has no threshold for {', '.join(missing)}, which its map "
+                   "statistics score")
+
+
+def read_raw(model_dir: str) -> dict:
+    """mode -> record as stored, unchecked (for replacing damaged records); {} when none."""
     path = os.path.join(model_dir, CALIBRATION_FILE)
     if not os.path.exists(path):
         return {}
-    stored = config_lib.read_json(path)
-    records = stored["modes"] if "modes" in stored else {"search": stored}
+    try:
+        stored = config_lib.read_json(path)
+    except ValueError as e:
+        raise CalibrationError(f"{e}; {RECALIBRATE}") from None
+    records = stored.get("modes", stored) if isinstance(stored, dict) else None
+    if isinstance(stored, dict) and "modes" not in stored:
+        records = {"search": stored}  # a file from before the modes
     if not isinstance(records, dict):
-        raise CalibrationError(f"{path}: expected 'modes' to map a mode to a record")
+        raise CalibrationError(f"{path}: expected 'modes' to map a mode to a record; "
+                               f"{RECALIBRATE}")
+    return records
+
+
+def read_all(model_dir: str, image_size: Optional[int] = None) -> dict:
+    """mode -> calibration record, every record checked (`check_record`); {} when none."""
+    path = os.path.join(model_dir, CALIBRATION_FILE)
+    records = read_raw(model_dir)
     for mode, record in records.items():
-        if not isinstance(record, dict) or "threshold" not in record or "search" not in record:
-            raise CalibrationError(f"{path}: the {mode!r} record needs keys 'threshold' "
-                                   "and 'search'")
+        check_record(record, mode, path, image_size)
     return records
 
 
 def write(model_dir: str, record: dict) -> str:
-    """Stores `record` as its mode's calibration, keeping the other modes'."""
-    records = read_all(model_dir)
+    """Stores `record` as its mode's calibration, keeping the other modes' records as
+    they are (a damaged one stays refused until it is recalibrated itself)."""
+    records = read_raw(model_dir)
     records[_record_mode(record)] = record
     path = os.path.join(model_dir, CALIBRATION_FILE)
     config_lib.write_json(path, {"modes": records})

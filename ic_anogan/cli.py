@@ -19,7 +19,8 @@ def expected_errors() -> tuple:
     scoring request that cannot be served (all ValueErrors but the loss).
     Anything else is a bug and keeps its traceback."""
     from ic_anogan.callbacks import NonFiniteLossError
-    return (NonFiniteLossError, FileNotFoundError, ValueError)
+    from ic_anogan.distribution import WorkerLostError
+    return (NonFiniteLossError, WorkerLostError, FileNotFoundError, ValueError)
 
 
 def setup_logging() -> None:

@@ -41,6 +41,46 @@ def load_training_set(data_config: DataConfig, image_size: int, seed: int = 0) -
                                    max_image_pixels=data_config.max_image_pixels)
 
 
+# Fewer good images than this cannot set a threshold by --calibrate_dir: the
+# 99th percentile of nine scores is their maximum, whatever the line's parts do.
+MIN_CALIBRATION_IMAGES = 10
+
+
+def load_calibration_set(data_config: DataConfig, image_size: int) -> tuple[ImageSet, str]:
+    """Good images to calibrate on, and a sentence saying which were used.
+
+    A folder with a `good/` sub-folder (a labelled test root) gives only
+    `good/`: its defect folders must never set a threshold. An MVTec-style
+    root is refused, since its train/good/ is what the model trained on.
+
+    Raises:
+      DataError: an MVTec root, or fewer than MIN_CALIBRATION_IMAGES images.
+    """
+    source = resolve_source(data_config.data_dir)
+    if source.kind in ("synthetic", "idx"):
+        raise DataError(f"{data_config.data_dir}: expected a folder of good images")
+    if source.kind == "mvtec":
+        raise DataError(f"{source.path}: an MVTec-style root, whose train/good/ the model "
+                        "trained on; give a folder of good images it never saw, such as "
+                        f"{os.path.join(source.path, 'test')} (its good/ is used)")
+    folder, left_out = source.path, []
+    subfolders = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+    if GOOD in subfolders:
+        left_out = [d for d in subfolders if d != GOOD]
+        folder = os.path.join(folder, GOOD)
+    images = image_files.load_folder(folder, image_size, data_config.skip_corrupt, label=0,
+                                     defect_type=GOOD,
+                                     max_image_pixels=data_config.max_image_pixels)
+    used = f"the {len(images)} images of {folder}"
+    if left_out:
+        used += f" (labelled root: the folders {', '.join(left_out)} were left out)"
+    if len(images) < MIN_CALIBRATION_IMAGES:
+        raise DataError(f"{data_config.data_dir}: {used}; calibration needs at least "
+                        f"{MIN_CALIBRATION_IMAGES} good images the model never trained on "
+                        "(the 99th percentile of fewer scores is their maximum)")
+    return images, used
+
+
 def load_scoring_set(data_config: DataConfig, image_size: int, seed: int = 0) -> ImageSet:
     """The images to score, labelled where the source knows labels.
 

@@ -19,27 +19,54 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
-from typing import Iterator
+from typing import Iterator, Optional
 
 import keras
 import tensorflow as tf
 
+from ic_anogan import cluster
+
+log = logging.getLogger(__name__)
+
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
+# A collective that waits longer than this for its peers ends the job: a lost
+# worker must not leave the others holding their machines in silence.
+DEFAULT_COLLECTIVE_TIMEOUT_SECONDS = 600.0
+
+
+class WorkerLostError(RuntimeError):
+    """A multi-worker job lost a peer (killed, hung or unreachable); the message names it."""
+
+
+def make_strategy(name: str,
+                  collective_timeout_seconds: Optional[float] = DEFAULT_COLLECTIVE_TIMEOUT_SECONDS
+                  ) -> tf.distribute.Strategy:
     """A tf.distribute strategy by name: auto, default, mirrored or multi_worker.
 
     auto: MultiWorkerMirrored when TF_CONFIG names several tasks, Mirrored
-    when TF sees more than one GPU, else TF's default (one device).
+    when TF sees more than one GPU, else TF's default (one device). TF_CONFIG
+    is checked by cluster.check first (default and mirrored ignore it).
+    collective_timeout_seconds: a multi-worker collective that waits longer
+    fails (see `lost_worker_error`); None waits forever.
+
+    Raises:
+      cluster.ClusterConfigError: TF_CONFIG is unset with multi_worker, or damaged.
     """
+    if name not in STRATEGIES:
+        raise ValueError(f"--strategy={name}: expected one of {', '.join(STRATEGIES)}")
+    tf_config = cluster.check(name)
+    if name in ("default", "mirrored") and os.environ.get(cluster.VARIABLE, "").strip():
+        log.warning("--strategy=%s trains on this machine: TF_CONFIG is set and ignored", name)
     if name == "auto":
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-        if len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1:
+        if cluster.worker_count(tf_config) > 1:
             name = "multi_worker"
         elif len(tf.config.list_logical_devices("GPU")) > 1:
             name = "mirrored"
@@ -48,10 +75,40 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "default":
-        return tf.distribute.get_strategy()
-    raise ValueError(f"--strategy={name}: expected one of {', '.join(STRATEGIES)}")
+        log.info("multi-worker training as %s; collectives time out after %s", 
+                 cluster.describe_task(tf_config),
+                 f"{collective_timeout_seconds:g} s" if collective_timeout_seconds else "never")
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=collective_timeout_seconds)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    return tf.distribute.get_strategy()
+
+
+_TASK_NAME = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
+
+
+def lost_worker_error(error: Exception, strategy: tf.distribute.Strategy) -> Optional[
+        WorkerLostError]:
+    """The error a multi-worker job reports when a collective failed because a peer went
+    away or stalled, naming the peer where TensorFlow's message does; None for any other
+    error (which keeps its traceback)."""
+    if not is_multi_worker(strategy) or not isinstance(error, (
+            tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
+            tf.errors.CancelledError, tf.errors.AbortedError, tf.errors.InternalError)):
+        return None
+    resolver = strategy.cluster_resolver
+    own = (resolver.task_type, int(resolver.task_id))
+    peers = sorted({(kind, int(index)) for kind, index in _TASK_NAME.findall(str(error))
+                    if (kind, int(index)) != own})
+    cluster_spec = resolver.cluster_spec().as_dict()
+    named = (", ".join(f"{kind} {index} ({cluster_spec.get(kind, ['?'] * (index + 1))[index]})"
+                       for kind, index in peers)
+             if peers else "a peer (TensorFlow did not say which)")
+    first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    return WorkerLostError(
+        f"{own[0]} {own[1]}: lost {named}: a collective failed or waited past its timeout "
+        f"({type(error).__name__}: {first_line}). Start every worker again with the same "
+        "command: training resumes after the last finished epoch")
 
 
 def local_cluster(count: int) -> list:

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
-from ic_anogan import config as config_lib, distribution, encoder_train
+from ic_anogan import config as config_lib, data as data_lib, distribution, encoder_train
 from ic_anogan import model_dir as model_dir_lib
 from ic_anogan import scoring, train
 from ic_anogan.image_set import ImageSet
@@ -59,8 +59,46 @@ def train_and_calibrate(*, model_dir: str, log_dir: str, model_config: ModelConf
     Raises:
       DataError, ModelDirError, NonFiniteLossError: as train.train and
       encoder_train.train_encoder raise them.
+      ConfigError: the map smoothing is wider than the images (before training).
+      distribution.WorkerLostError: a multi-worker peer went away.
     """
-    verbose = _verbosity() if verbose is None else verbose
+    if calibration_config is not None and calibration_config.map is not None:
+        calibration_config.map.check_image_size(model_config.image_size)
+    strategy = strategy or tf.distribute.get_strategy()
+    try:
+        gan, encoded = _train_networks(
+            model_dir=model_dir, log_dir=log_dir, model_config=model_config,
+            train_config=train_config, data_config=data_config, search_config=search_config,
+            encoder_config=encoder_config, strategy=strategy,
+            verbose=_verbosity() if verbose is None else verbose)
+    except Exception as e:  # noqa: BLE001 - only a lost peer is re-raised differently
+        lost = distribution.lost_worker_error(e, strategy)
+        if lost is None:
+            raise
+        raise lost from e
+    records = {}
+    if not distribution.is_chief(strategy):
+        return PipelineResult(gan, encoded, records)  # calibration is the chief's
+    if calibration_config is not None and len(gan.heldout):
+        if len(gan.heldout) < data_lib.MIN_CALIBRATION_IMAGES:
+            log.warning("the thresholds rest on %d held-out good images only: the %gth "
+                        "percentile of so few scores is about their maximum, and the false-"
+                        "reject rate on new parts may be far from %g%%; recalibrate on at "
+                        "least %d good images the model never trained on",
+                        len(gan.heldout), calibration_config.percentile,
+                        100 - calibration_config.percentile, data_lib.MIN_CALIBRATION_IMAGES)
+        records = calibrate_all(model_dir, gan.heldout, search_config, calibration_config,
+                                log_dir,
+                                f"held-out {len(gan.heldout)} good images of "
+                                f"{data_config.data_dir or 'synthetic'}", progress_factory)
+    elif calibration_config is not None:
+        log.warning("no held-out images (validation_fraction=0): threshold not calibrated")
+    return PipelineResult(gan, encoded, records)
+
+
+def _train_networks(*, model_dir, log_dir, model_config, train_config, data_config,
+                    search_config, encoder_config, strategy, verbose) -> tuple:
+    """The GAN, then the encoder: (train.TrainResult, encoder result or None)."""
     log.info("model %s", config_lib.to_dict(model_config))
     log.info("training %s", config_lib.to_dict(train_config))
     gan = train.train(model_dir=model_dir, log_dir=log_dir, model_config=model_config,
@@ -70,7 +108,6 @@ def train_and_calibrate(*, model_dir: str, log_dir: str, model_config: ModelConf
     log.info("trained %d GAN epochs (%d updates) in %.0f s; kept epoch %d; last epoch: %s",
              gan.epochs_run, gan.epochs_run * gan.plan.updates_per_epoch, gan.seconds,
              gan.kept_epoch, ", ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
-    strategy = strategy or tf.distribute.get_strategy()
     # The encoder reads the GAN the chief has just written.
     distribution.barrier(strategy)
     encoded = None
@@ -87,17 +124,7 @@ def train_and_calibrate(*, model_dir: str, log_dir: str, model_config: ModelConf
             log.info("kept the encoder of epoch %d (lowest held-out loss: %.4f)",
                      encoded.kept_epoch, held_out[encoded.kept_epoch - 1])
 
-    records = {}
-    if not distribution.is_chief(strategy):
-        return PipelineResult(gan, encoded, records)  # calibration is the chief's
-    if calibration_config is not None and len(gan.heldout):
-        records = calibrate_all(model_dir, gan.heldout, search_config, calibration_config,
-                                log_dir,
-                                f"held-out {len(gan.heldout)} good images of "
-                                f"{data_config.data_dir or 'synthetic'}", progress_factory)
-    elif calibration_config is not None:
-        log.warning("no held-out images (validation_fraction=0): threshold not calibrated")
-    return PipelineResult(gan, encoded, records)
+    return gan, encoded
 
 
 def calibrate_all(model_dir: str, good: ImageSet, search_config: SearchConfig,

@@ -101,6 +101,21 @@ def search_settings(mode: str, records: dict, overrides: SearchOverrides) -> Sea
     return SearchConfig(**values)
 
 
+def usable_records(model_dir: str, image_size: int) -> dict:
+    """The stored records that pass `calibration.check_record`; damaged ones are left
+    out with a warning, so that recalibration replaces them without reading them."""
+    usable = {}
+    path = os.path.join(model_dir, calibration.CALIBRATION_FILE)
+    for mode, record in calibration.read_raw(model_dir).items():
+        try:
+            calibration.check_record(record, mode, path, image_size)
+        except calibration.CalibrationError as e:
+            log.warning("replacing a damaged calibration: %s", str(e).split("; recal")[0])
+            continue
+        usable[mode] = record
+    return usable
+
+
 def recalibration_map_config(records: dict, modes: Sequence[str], overrides: dict) -> MapConfig:
     """The map settings of a recalibration: overrides, else the stored ones, else defaults."""
     stored = next((calibration.map_statistics(records[m]) for m in modes
@@ -119,7 +134,7 @@ def decide(model: TrainedModel, modes: Sequence[str], overrides: SearchOverrides
       CalibrationError: a stored calibration is damaged.
       ScoringError: a map score is asked for without map statistics.
     """
-    records = calibration.read_all(model.model_dir)
+    records = calibration.read_all(model.model_dir, model.model_config.image_size)
     decisions = []
     for mode in modes:
         settings = search_settings(mode, records, overrides)
@@ -131,7 +146,7 @@ def decide(model: TrainedModel, modes: Sequence[str], overrides: SearchOverrides
                 f"--image_score={chosen}: {model.model_dir} has no good-part map statistics "
                 f"for mode {mode}; add them with --calibrate_dir=<good images> (or use "
                 "--image_score=study)")
-        if statistics is None and image_score is None:
+        if mode in records and statistics is None and image_score is None:
             log.warning("%s: mode %s was calibrated before the map scores; deciding with the "
                         "study score A(x). Add the good-part map statistics with "
                         "--calibrate_dir=<good images> to decide from the map (map_max).",
@@ -178,10 +193,16 @@ def recalibrate(model: TrainedModel, modes: Sequence[str], request: Recalibratio
                 overrides: SearchOverrides, batch_size: int, log_dir: Optional[str],
                 chunk_steps: Optional[int] = None, progress_factory=None) -> None:
     """Recalibrates `modes` of a model directory on good images (never defect images)."""
-    records = calibration.read_all(model.model_dir)
+    records = usable_records(model.model_dir, model.model_config.image_size)
     map_config = recalibration_map_config(records, modes, request.map_overrides)
-    good = data_lib.load_training_set(request.good, model.model_config.image_size)
-    log.info("recalibrating %s on %s", ", ".join(modes), describe(good))
+    for mode in modes:  # refused before the search, against the model's image size
+        search_settings(mode, records, overrides)
+    try:
+        map_config.check_image_size(model.model_config.image_size)
+    except config_lib.ConfigError as e:
+        raise UsageRefusal(e.as_flag()) from None
+    good, used = data_lib.load_calibration_set(request.good, model.model_config.image_size)
+    log.info("recalibrating %s on %s: %s", ", ".join(modes), used, describe(good))
     for mode in modes:
         settings = search_settings(mode, records, overrides)
         progress = (progress_factory(len(good) * settings.steps, f"calibration ({mode})")

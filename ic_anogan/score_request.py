@@ -102,6 +102,10 @@ class ScoreRequest:
                                  or self.overrides != SearchOverrides()):
             raise UsageRefusal("--saved_model scores with the export's baked-in settings; "
                                "search, calibration and export flags do not apply")
+        for mode in self.modes or ():
+            if mode not in config_lib.SCORING_MODES + ("all",):
+                raise UsageRefusal(f"--mode={mode}: expected a list of "
+                                   f"{', '.join(config_lib.SCORING_MODES)} or all")
         if self.image_score is not None and self.image_score not in config_lib.IMAGE_SCORES:
             raise UsageRefusal(f"--image_score={self.image_score}: expected one of "
                                f"{', '.join(config_lib.IMAGE_SCORES)}")
@@ -109,3 +113,31 @@ class ScoreRequest:
             raise UsageRefusal(f"--batch_size={self.batch_size}: expected a positive integer")
         if self.chunk_steps is not None and self.chunk_steps <= 0:
             raise UsageRefusal(f"--chunk_steps={self.chunk_steps}: expected a positive integer")
+
+
+def check_sources(request: ScoreRequest) -> None:
+    """Refuses a missing model directory, export or image folder, before anything loads.
+
+    The request's own values were checked when it was built, so a command
+    with a bad flag value and a missing folder names the flag first.
+
+    Raises:
+      UsageRefusal: naming the flag and the place.
+    """
+    import os
+
+    from ic_anogan import sources
+    from ic_anogan.image_set import DataError
+    for flag, place in (("model_dir", request.model_dir), ("saved_model", request.saved_model)):
+        if place and not os.path.isdir(place):
+            raise UsageRefusal(f"--{flag}={place}: "
+                               + ("not a folder" if os.path.exists(place) else "not found"))
+    folders = [("data_dir", request.data.data_dir)]
+    if request.recalibration:
+        folders.append(("calibrate_dir", request.recalibration.good.data_dir))
+    for flag, folder in folders:
+        try:
+            sources.resolve_source(folder)
+        except DataError as e:
+            raise UsageRefusal(f"--{flag}={folder}: {str(e).removeprefix(f'{folder}: ')}") \
+                from None

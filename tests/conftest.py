@@ -114,11 +114,13 @@ def rng():
     return np.random.default_rng(1234)
 
 
-def run_main(script, *args, timeout=600, unset=()):
+def run_main(script, *args, timeout=600, unset=(), extra_env=None):
     """Runs a binary in a subprocess (absl refuses duplicate flags in one process);
-    `unset` names environment variables the binary must not inherit."""
+    `unset` names environment variables the binary must not inherit, `extra_env`
+    adds some."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
     for name in unset:
         env.pop(name, None)
+    env.update(extra_env or {})
     return subprocess.run([sys.executable, os.path.join(REPO, script), *args], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=timeout)

@@ -141,7 +141,7 @@ def test_recalibration_and_overrides(trained_model_dir, tmp_path, rng, caplog):
     import shutil
     model_dir = str(tmp_path / "model")
     shutil.copytree(trained_model_dir["model_dir"], model_dir)
-    for i in range(4):
+    for i in range(10):
         write_image(str(tmp_path / "good" / f"{i}.png"),
                     rng.integers(0, 256, (16, 16), dtype=np.uint8))
     caplog.set_level("INFO")
@@ -155,11 +155,12 @@ def test_recalibration_and_overrides(trained_model_dir, tmp_path, rng, caplog):
     assert record["source"] == str(tmp_path / "good") and record["percentile"] == 50.0
     assert record["search"]["steps"] == 3
     # The map statistics are recomputed on the new good images, with the settings given.
-    assert record["map"]["count"] == 4
+    assert record["map"]["count"] == 10
     assert record["map"]["config"]["kernel_size"] == 5
     assert record["map"]["config"]["residual"] == "signed"
     assert record["map"]["config"]["pixel_percentile"] == 99
-    assert "map statistics on 4 good images" in caplog.text
+    assert "map statistics on 10 good images" in caplog.text
+    assert f"on the 10 images of {tmp_path / 'good'}" in caplog.text
     _run(tmp_path, "p", model_dir=model_dir, modes=["search"],
          data=DataConfig(synthetic_counts={"good": 2, "void": 2}),
          overrides=SearchOverrides(steps=2))
