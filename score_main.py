@@ -94,6 +94,9 @@ _MAP_KERNEL_SIZE = flags.DEFINE_integer("map_kernel_size", None,
 _MAP_ALIGNMENT = flags.DEFINE_integer(
     "map_alignment_tolerance", None, "With --calibrate_dir: pixels G(z) may be shifted to match "
     "each pixel (0: pixel by pixel); default: as stored, else 1.")
+_MAP_NEIGHBOURS = flags.DEFINE_integer(
+    "map_neighbours", None, "With --calibrate_dir: standardise each image by its k nearest good "
+    "images in latent space (0: one set of statistics); default: as stored, else 30.")
 _PIXEL_PERCENTILE = flags.DEFINE_float(
     "pixel_percentile", None, "With --calibrate_dir: defect-mask threshold = this percentile "
     "of good images' standardised pixels; default: as stored, else 99.9.")
@@ -134,7 +137,7 @@ def main(argv):
     # Every value is checked by the config or request it goes to; a bad one is a usage
     # error naming its flag, raised before TensorFlow loads.
     from ic_anogan import config, score_request
-    map_flags = (_MAP_RESIDUAL, _MAP_KERNEL, _MAP_KERNEL_SIZE, _MAP_ALIGNMENT,
+    map_flags = (_MAP_RESIDUAL, _MAP_KERNEL, _MAP_KERNEL_SIZE, _MAP_ALIGNMENT, _MAP_NEIGHBOURS,
                   _PIXEL_PERCENTILE)
     if any(f.present for f in map_flags) and not _CALIBRATE_DIR.value:
         raise app.UsageError(", ".join(f"--{f.name}" for f in map_flags if f.present)
@@ -155,6 +158,7 @@ def main(argv):
             map_overrides={"residual": _MAP_RESIDUAL.value, "kernel": _MAP_KERNEL.value,
                            "kernel_size": _MAP_KERNEL_SIZE.value,
                            "alignment_tolerance": _MAP_ALIGNMENT.value,
+                           "neighbours": _MAP_NEIGHBOURS.value,
                            "pixel_percentile": _PIXEL_PERCENTILE.value}
         ) if _CALIBRATE_DIR.value else None
         overrides = score_request.SearchOverrides(

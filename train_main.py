@@ -111,6 +111,9 @@ _MAP_KERNEL_SIZE = flags.DEFINE_integer("map_kernel_size", 3,
 _MAP_ALIGNMENT = flags.DEFINE_integer(
     "map_alignment_tolerance", 1, "Pixels G(z) may be shifted to match each pixel before the "
     "residual counts (0: the study's pixel-by-pixel residual).")
+_MAP_NEIGHBOURS = flags.DEFINE_integer(
+    "map_neighbours", 30, "Standardise each image by the map statistics of its k nearest "
+    "held-out good images in latent space (0: one set of statistics for all).")
 _PIXEL_PERCENTILE = flags.DEFINE_float(
     "pixel_percentile", 99.9, "Defect-mask threshold = this percentile of held-out good "
     "images' standardised pixels.")
@@ -167,6 +170,7 @@ def main(argv):
                 map=config.MapConfig(residual=_MAP_RESIDUAL.value, kernel=_MAP_KERNEL.value,
                                      kernel_size=_MAP_KERNEL_SIZE.value,
                                      alignment_tolerance=_MAP_ALIGNMENT.value,
+                                     neighbours=_MAP_NEIGHBOURS.value,
                                      pixel_percentile=_PIXEL_PERCENTILE.value)))
         configs["calibration_config"].map.check_image_size(configs["model_config"].image_size)
     except config.ConfigError as e:

@@ -40,6 +40,8 @@ and inside the SavedModel, so both compute the same numbers.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import logging
 import math
@@ -66,6 +68,10 @@ class MapStatistics:
       count: good images they rest on.
       pixel_threshold: standardised value above which a pixel is defective.
       config: the smoothing and standardisation they were computed with.
+      reference_latents, reference_maps: with config.neighbours > 0, the
+        calibration images' latents [M, latent_dim] and smoothed maps
+        [M, S, S] that per-image statistics are drawn from; else None.
+      deviation_floor: the smallest deviation a per-image statistic may have.
     """
 
     mean: np.ndarray
@@ -73,13 +79,22 @@ class MapStatistics:
     count: int
     pixel_threshold: float
     config: MapConfig
+    reference_latents: Optional[np.ndarray] = None
+    reference_maps: Optional[np.ndarray] = None
+    deviation_floor: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"config": config_lib.to_dict(self.config), "count": int(self.count),
-                "pixel_threshold": float(self.pixel_threshold),
-                # 7 significant digits: float32 round-trips through the JSON text.
-                "mean": np.round(self.mean.astype(np.float64), 7).tolist(),
-                "std": np.round(self.std.astype(np.float64), 7).tolist()}
+        values = {"config": config_lib.to_dict(self.config), "count": int(self.count),
+                  "pixel_threshold": float(self.pixel_threshold),
+                  # 7 significant digits: float32 round-trips through the JSON text.
+                  "mean": np.round(self.mean.astype(np.float64), 7).tolist(),
+                  "std": np.round(self.std.astype(np.float64), 7).tolist()}
+        if self.reference_maps is not None:
+            # Thousands of maps: raw float32 bytes, base64, a third of the text's size.
+            values["references"] = {"latents": _encode(self.reference_latents),
+                                    "maps": _encode(self.reference_maps),
+                                    "deviation_floor": float(self.deviation_floor)}
+        return values
 
     @staticmethod
     def from_dict(values: dict, image_size: Optional[int] = None) -> "MapStatistics":
@@ -121,8 +136,43 @@ class MapStatistics:
             raise ValueError("'config' must be an object")
         # A record written before a setting existed meant that setting's old behaviour.
         stored = {**config_lib.MAP_LEGACY_DEFAULTS, **values["config"]}
-        return MapStatistics(mean, std, count, float(pixel_threshold),
-                             config_lib.from_dict(MapConfig, stored))
+        config = config_lib.from_dict(MapConfig, stored)
+        latents = maps = None
+        floor = 0.0
+        if config.neighbours:
+            references = values.get("references")
+            if not isinstance(references, dict):
+                raise ValueError(f"'references' is missing: neighbours={config.neighbours} "
+                                 "needs the calibration images' latents and maps")
+            latents, maps = _decode(references.get("latents")), _decode(references.get("maps"))
+            floor = references.get("deviation_floor")
+            if (latents is None or maps is None or latents.ndim != 2 or maps.ndim != 3
+                    or len(latents) != len(maps) or len(maps) == 0
+                    or maps.shape[1:] != mean.shape):
+                raise ValueError("'references' must hold M latents and M maps of "
+                                 f"{mean.shape[0]}x{mean.shape[1]}")
+            if not (np.all(np.isfinite(latents)) and np.all(np.isfinite(maps))):
+                raise ValueError("'references' hold NaN or infinite values")
+            if not (isinstance(floor, (int, float)) and math.isfinite(floor) and floor > 0):
+                raise ValueError(f"'references.deviation_floor' is {floor!r}; expected a "
+                                 "finite positive number")
+        return MapStatistics(mean, std, count, float(pixel_threshold), config, latents, maps,
+                             float(floor))
+
+
+def _encode(array: np.ndarray) -> dict:
+    array = np.ascontiguousarray(array, dtype="<f4")
+    return {"shape": list(array.shape), "float32_base64": base64.b64encode(
+        array.tobytes()).decode("ascii")}
+
+
+def _decode(values) -> Optional[np.ndarray]:
+    """An `_encode`d array, or None when it is not one."""
+    try:
+        raw = base64.b64decode(values["float32_base64"], validate=True)
+        return np.frombuffer(raw, "<f4").reshape(values["shape"]).astype(np.float32)
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return None
 
 
 # -- graph code ---------------------------------------------------------------
@@ -189,11 +239,61 @@ def smoothed_residual(images: tf.Tensor, reconstructions: tf.Tensor,
 
 
 def standardise(smoothed: tf.Tensor, mean, std, config: MapConfig) -> tf.Tensor:
-    """(smoothed − mean) / std per pixel; two-sided (absolute) for the signed residual."""
-    mean = tf.reshape(tf.cast(mean, tf.float32), [1, *mean.shape, 1])
-    std = tf.reshape(tf.cast(std, tf.float32), [1, *std.shape, 1])
+    """(smoothed − mean) / std per pixel; two-sided (absolute) for the signed residual.
+
+    mean, std: [S, S] for every image, or [N, S, S, 1] per image.
+    """
+    mean, std = tf.cast(mean, tf.float32), tf.cast(std, tf.float32)
+    if mean.shape.rank == 2:
+        mean = tf.reshape(mean, [1, *mean.shape, 1])
+        std = tf.reshape(std, [1, *std.shape, 1])
     standardised = (smoothed - mean) / std
     return tf.abs(standardised) if config.residual == "signed" else standardised
+
+
+def neighbour_statistics(latents: tf.Tensor, statistics: MapStatistics) -> tuple:
+    """Per image, the mean and deviation [N, S, S, 1] of the smoothed maps of its
+    config.neighbours nearest reference images in latent space, shrunk toward the
+    overall statistics with the weight of config.prior_images images.
+
+    Good parts come in looks (two package types, two suppliers, before and after a
+    changeover); one set of statistics mixes them, and where the looks differ the
+    deviation grows and defects drown. The latent the search found says which look
+    a part has, so its own kind's maps judge it. Each row depends on its own latent
+    only (distances and means are element-wise reductions), so a score does not
+    depend on the batch.
+    """
+    config = statistics.config
+    references = tf.constant(statistics.reference_latents, tf.float32)
+    count, size = statistics.reference_maps.shape[0], statistics.reference_maps.shape[1]
+    maps = tf.constant(statistics.reference_maps.reshape(count, size * size), tf.float32)
+    k = min(config.neighbours, count)
+    latents = tf.convert_to_tensor(latents, tf.float32)
+    distances = tf.reduce_sum(tf.square(latents[:, None, :] - references[None]), axis=-1)
+    nearest = tf.math.top_k(-distances, k=k, sorted=False).indices
+    near = tf.gather(maps, nearest)  # [N, k, S·S]
+    local_mean = tf.reduce_mean(near, axis=1)
+    local_variance = tf.reduce_mean(tf.square(near - local_mean[:, None]), axis=1)
+    prior = float(config.prior_images)
+    overall_mean = tf.constant(statistics.mean.reshape(1, -1), tf.float32)
+    overall_variance = tf.constant(np.square(statistics.std).reshape(1, -1), tf.float32)
+    mean = (k * local_mean + prior * overall_mean) / (k + prior)
+    variance = (k * local_variance + prior * overall_variance) / (k + prior)
+    std = tf.maximum(tf.sqrt(variance), max(statistics.deviation_floor, 1e-6))
+    shape = [-1, size, size, 1]
+    return tf.reshape(mean, shape), tf.reshape(std, shape)
+
+
+def standardised_maps(smoothed: tf.Tensor, statistics: MapStatistics,
+                      latents: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """Smoothed maps in units of how good parts vary: overall, or by each image's
+    neighbours when the statistics were calibrated with config.neighbours > 0."""
+    if statistics.config.neighbours:
+        if latents is None:
+            raise ValueError("map statistics with neighbours need the search's latents")
+        mean, std = neighbour_statistics(latents, statistics)
+        return standardise(smoothed, mean, std, statistics.config)
+    return standardise(smoothed, statistics.mean, statistics.std, statistics.config)
 
 
 def top_count(image_size: int, top_fraction: float) -> int:
@@ -212,17 +312,19 @@ def map_scores(standardised: tf.Tensor, config: MapConfig) -> dict:
 
 
 def map_outputs(images: tf.Tensor, reconstructions: tf.Tensor,
-                statistics: MapStatistics) -> dict:
+                statistics: MapStatistics, latents: Optional[tf.Tensor] = None) -> dict:
     """Everything the maps add to a search's outputs (MAP_OUTPUTS), as graph code.
 
     Args:
       images: float32 [N, S, S, 1] in [-1, 1].
       reconstructions: G(z) at the search's z, same shape (unrounded).
       statistics: the good parts' statistics of this scoring mode.
+      latents: the search's z [N, latent_dim]; needed when the statistics
+        follow each image's neighbours.
     """
     config = statistics.config
-    standardised = standardise(smoothed_residual(images, reconstructions, config),
-                               statistics.mean, statistics.std, config)
+    standardised = standardised_maps(smoothed_residual(images, reconstructions, config),
+                                     statistics, latents)
     outputs = map_scores(standardised, config)
     outputs["standardised_map"] = standardised
     outputs["defect_mask"] = tf.cast(standardised > statistics.pixel_threshold, tf.uint8)
@@ -230,13 +332,14 @@ def map_outputs(images: tf.Tensor, reconstructions: tf.Tensor,
 
 
 def score_maps(images: np.ndarray, reconstructions: np.ndarray, statistics: MapStatistics,
-               batch_size: int = 512) -> dict:
+               batch_size: int = 128, latents: Optional[np.ndarray] = None) -> dict:
     """`map_outputs` as numpy, in batches (memory stays flat on large sets)."""
     parts = []
     for begin in range(0, len(images), batch_size):
         end = begin + batch_size
         parts.append({k: v.numpy() for k, v in map_outputs(
-            images[begin:end], reconstructions[begin:end], statistics).items()})
+            images[begin:end], reconstructions[begin:end], statistics,
+            None if latents is None else latents[begin:end]).items()})
     if not parts:
         size = statistics.mean.shape[0]
         return {"map_max": np.zeros([0], np.float32), "map_topk": np.zeros([0], np.float32),
@@ -247,6 +350,12 @@ def score_maps(images: np.ndarray, reconstructions: np.ndarray, statistics: MapS
 
 
 # -- statistics from good images ------------------------------------------------
+
+def _wide_variance(maps: np.ndarray) -> float:
+    """The mean within-pixel variance of maps [N, S, S]; with one image there is none to
+    pool, and the spread over the image is then the only honest guess."""
+    return float(maps.var(axis=0).mean()) if len(maps) > 1 else float(maps.var())
+
 
 def estimate(smoothed: np.ndarray, config: MapConfig) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel (mean, std) [S, S] of good images' smoothed maps [N, S, S(, 1)].
@@ -263,10 +372,7 @@ def estimate(smoothed: np.ndarray, config: MapConfig) -> tuple[np.ndarray, np.nd
     pixel_mean = maps.mean(axis=0)
     pixel_variance = maps.var(axis=0)
     wide_mean = float(pixel_mean.mean())
-    # With one image there is no within-pixel variance to pool; the spread
-    # over the image is then the only honest guess.
-    wide_variance = float(pixel_variance.mean()) if count > 1 else float(maps.var())
-    wide_variance = max(wide_variance, 1e-12)
+    wide_variance = max(_wide_variance(maps), 1e-12)
     prior = config.prior_images
     mean = (count * pixel_mean + prior * wide_mean) / (count + prior)
     variance = (count * pixel_variance + prior * wide_variance) / (count + prior)
@@ -284,8 +390,30 @@ class MapCalibration:
     good_scores: dict
 
 
+# Neighbour statistics keep at most this many calibration images (a seeded
+# subset): enough for any look to have its kind, bounded in the export's size.
+MAX_REFERENCE_IMAGES = 1024
+
+
+def _statistics_of(smoothed: np.ndarray, latents: Optional[np.ndarray], config: MapConfig,
+                   pixel_threshold: float, seed: int) -> MapStatistics:
+    """Statistics of smoothed maps [N, S, S, 1], with references when config asks."""
+    mean, std = estimate(smoothed, config)
+    if not config.neighbours:
+        return MapStatistics(mean, std, len(smoothed), pixel_threshold, config)
+    keep = np.arange(len(smoothed))
+    if len(keep) > MAX_REFERENCE_IMAGES:
+        keep = np.sort(np.random.default_rng(seed).permutation(len(keep))[
+            :MAX_REFERENCE_IMAGES])
+    maps = np.asarray(smoothed, np.float64)[..., 0]
+    floor = config.std_floor * math.sqrt(max(_wide_variance(maps), 1e-12))
+    return MapStatistics(mean, std, len(smoothed), pixel_threshold, config,
+                         np.asarray(latents, np.float32)[keep],
+                         maps[keep].astype(np.float32), max(floor, 1e-6))
+
+
 def calibrate(images: np.ndarray, reconstructions: np.ndarray, config: MapConfig,
-              seed: int = 0) -> MapCalibration:
+              seed: int = 0, latents: Optional[np.ndarray] = None) -> MapCalibration:
     """Statistics, pixel threshold and cross-fitted good scores from good images.
 
     Args:
@@ -293,14 +421,17 @@ def calibrate(images: np.ndarray, reconstructions: np.ndarray, config: MapConfig
       reconstructions: their G(z) after the search.
       config: smoothing and standardisation.
       seed: assigns images to folds.
+      latents: their z after the search [N, latent_dim]; needed with
+        config.neighbours > 0.
     """
     count = len(images)
     if count == 0:
         raise ValueError("map calibration needs at least one good image")
+    if config.neighbours and (latents is None or len(latents) != count):
+        raise ValueError("map statistics with neighbours need one latent per good image")
     smoothed = np.concatenate([smoothed_residual(images[b:b + 512], reconstructions[b:b + 512],
                                                  config).numpy()
                                for b in range(0, count, 512)])
-    mean, std = estimate(smoothed, config)
     folds = min(config.folds, count)
     if folds < 2:
         log.warning("map statistics rest on one good image: no cross-fitting possible, the "
@@ -313,23 +444,33 @@ def calibrate(images: np.ndarray, reconstructions: np.ndarray, config: MapConfig
     pixels = []
     for fold in range(folds):
         inside = assignment == fold
-        rest = smoothed[~inside] if folds > 1 else smoothed
-        fold_mean, fold_std = estimate(rest, config)
-        standardised = standardise(tf.constant(smoothed[inside]), fold_mean, fold_std, config)
-        for name, values in map_scores(standardised, config).items():
+        rest = ~inside if folds > 1 else inside
+        fold_statistics = _statistics_of(smoothed[rest], None if latents is None
+                                         else latents[rest], config, 0.0, seed)
+        standardised = np.concatenate([standardised_maps(
+            tf.constant(part), fold_statistics,
+            None if latents is None else latents[inside][b:b + 128]).numpy()
+            for b, part in ((b, smoothed[inside][b:b + 128])
+                            for b in range(0, int(inside.sum()), 128))])
+        for name, values in map_scores(tf.constant(standardised), config).items():
             if name in scores:
                 scores[name][inside] = values.numpy()
-        pixels.append(standardised.numpy().ravel())
+        pixels.append(standardised.ravel())
     pixel_threshold = float(np.percentile(np.concatenate(pixels), config.pixel_percentile))
-    statistics = MapStatistics(mean, std, count, pixel_threshold, config)
+    statistics = _statistics_of(smoothed, latents, config, pixel_threshold, seed)
     return MapCalibration(statistics, scores)
 
 
 def describe(statistics: MapStatistics) -> str:
     """One line for the log: what the statistics rest on."""
     c = statistics.config
-    return (f"map statistics on {statistics.count} good images ({c.residual} residual, "
-            f"{c.kernel} {c.kernel_size}x{c.kernel_size} smoothing, shrunk toward the "
+    tolerance = (f" within {c.alignment_tolerance} px" if c.alignment_tolerance else "")
+    neighbours = (f", per image from its {c.neighbours} nearest of "
+                  f"{len(statistics.reference_maps)} good images"
+                  if c.neighbours and statistics.reference_maps is not None else "")
+    return (f"map statistics on {statistics.count} good images ({c.residual} residual"
+            f"{tolerance}, {c.kernel} {c.kernel_size}x{c.kernel_size} smoothing{neighbours}, "
+            "shrunk toward the "
             f"image-wide values with the weight of {c.prior_images:g} images; pixel threshold "
             f"{statistics.pixel_threshold:.3f} = {c.pixel_percentile:g}th percentile of good "
             "standardised pixels)"

@@ -390,7 +390,8 @@ class MapConfig:
         each judged against their own kind.
     """
 
-    # Chosen on the synthetic validation split (docs/benchmarks.md, "Image scores").
+    # Chosen on the synthetic validation split (docs/benchmarks.md, "Image scores";
+    # alignment_tolerance and neighbours: "Small defects at the threshold").
     residual: str = "absolute"
     kernel: str = "gaussian"
     kernel_size: int = 3
@@ -400,7 +401,7 @@ class MapConfig:
     pixel_percentile: float = 99.9
     folds: int = 5
     alignment_tolerance: int = 1
-    neighbours: int = 0
+    neighbours: int = 30
 
     def __post_init__(self):
         _require(self.residual in MAP_RESIDUALS, "map_residual", f"one of {MAP_RESIDUALS}",

@@ -160,7 +160,8 @@ class ServingFunctions:
         statistics = self.served.statistics
         if statistics is not None:
             # From the unrounded G(z), exactly as the in-process scorer does.
-            maps = anomaly_maps.map_outputs(images, result["reconstruction"], statistics)
+            maps = anomaly_maps.map_outputs(images, result["reconstruction"], statistics,
+                                            result["latent"])
             outputs.update(map_score=maps[config_lib.map_score_name(self.served.image_score)],
                            map_x=maps["map_x"], map_y=maps["map_y"],
                            standardised_map=maps["standardised_map"],

@@ -88,7 +88,8 @@ def with_maps(images: np.ndarray, outputs: ScoreOutputs,
     """
     if statistics is None:
         return outputs
-    maps = anomaly_maps.score_maps(images, outputs.reconstruction, statistics)
+    maps = anomaly_maps.score_maps(images, outputs.reconstruction, statistics,
+                                   latents=outputs.latent)
     return dataclasses.replace(
         outputs, map_scores={name: maps[name] for name in config_lib.MAP_SCORES},
         map_x=maps["map_x"], map_y=maps["map_y"], standardised_map=maps["standardised_map"],
@@ -156,7 +157,7 @@ def calibrate(model: TrainedModel, good: ImageSet, search_config: SearchConfig,
     maps = None
     if map_config is not None:
         maps = anomaly_maps.calibrate(good.images, outputs.reconstruction, map_config,
-                                      seed=search_config.seed)
+                                      seed=search_config.seed, latents=outputs.latent)
         log.info("%s: %s", search_config.mode, anomaly_maps.describe(maps.statistics))
     record = calibration.calibrate(outputs.anomaly_score, percentile, search_config, source,
                                    maps)

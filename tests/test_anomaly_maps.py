@@ -317,3 +317,77 @@ def test_bad_alignment_tolerance_names_the_flag():
         MapConfig(alignment_tolerance=3, kernel_size=1).check_image_size(6)
     with pytest.raises(ConfigError, match="map_kernel_size.*image size 16"):
         MapConfig(kernel_size=17).check_image_size(16)
+
+
+def _two_looks(size=6, per_look=12, seed=0):
+    """Reference maps of two looks: look A (latent near +1) varies in the left half,
+    look B (latent near -1) in the right half."""
+    rng = np.random.default_rng(seed)
+    latents = np.concatenate([1 + 0.05 * rng.standard_normal((per_look, 3)),
+                              -1 + 0.05 * rng.standard_normal((per_look, 3))]).astype(np.float32)
+    maps = np.full((2 * per_look, size, size), 0.1, np.float32)
+    maps[:per_look, :, :size // 2] += 0.3 * rng.random((per_look, size, size // 2))
+    maps[per_look:, :, size // 2:] += 0.3 * rng.random((per_look, size, size // 2))
+    return latents, maps
+
+
+def test_neighbour_statistics_judge_each_look_by_its_own_kind():
+    latents, maps = _two_looks()
+    config = MapConfig(kernel="box", kernel_size=1, alignment_tolerance=0, neighbours=12,
+                       prior_images=0.0)
+    calibrated = anomaly_maps.calibrate(np.zeros((24, 6, 6, 1), np.float32), -maps[..., None],
+                                        config, latents=latents)
+    statistics = calibrated.statistics
+    assert statistics.reference_maps.shape == (24, 6, 6)
+    mean, std = anomaly_maps.neighbour_statistics(latents[[0, 12]], statistics)
+    np.testing.assert_allclose(mean[0, ..., 0], maps[:12].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(mean[1, ..., 0], maps[12:].mean(0), rtol=1e-5)
+    # The same bright pixel on the quiet side of each look: far out for its own kind,
+    # unremarkable in the other look's busy half, where one set of statistics would
+    # have put it.
+    image = np.zeros((1, 6, 6, 1), np.float32)
+    spot = np.full((1, 6, 6, 1), -0.1, np.float32)
+    spot[0, 2, 4, 0] = -0.4  # residual 0.4 at (2, 4): the right half
+    look_a = anomaly_maps.score_maps(image, spot, statistics, latents=latents[[0]])
+    look_b = anomaly_maps.score_maps(image, spot, statistics, latents=latents[[12]])
+    assert look_a["map_max"][0] > 3 * look_b["map_max"][0]
+    assert (look_a["map_x"][0], look_a["map_y"][0]) == (4, 2)
+
+
+def test_neighbour_statistics_round_trip_and_refuse_damage():
+    latents, maps = _two_looks()
+    config = MapConfig(kernel="box", kernel_size=1, alignment_tolerance=0, neighbours=5)
+    statistics = anomaly_maps.calibrate(np.zeros((24, 6, 6, 1), np.float32), -maps[..., None],
+                                        config, latents=latents).statistics
+    stored = json.loads(json.dumps(statistics.to_dict()))
+    again = MapStatistics.from_dict(stored, image_size=6)
+    np.testing.assert_array_equal(again.reference_maps, statistics.reference_maps)
+    np.testing.assert_array_equal(again.reference_latents, statistics.reference_latents)
+    assert again.deviation_floor == statistics.deviation_floor > 0
+    broken = json.loads(json.dumps(stored))
+    broken["references"]["maps"]["float32_base64"] = "not base64!"
+    with pytest.raises(ValueError, match="'references' must hold M latents and M maps of 6x6"):
+        MapStatistics.from_dict(broken)
+    broken.pop("references")
+    with pytest.raises(ValueError, match="'references' is missing: neighbours=5"):
+        MapStatistics.from_dict(broken)
+    with pytest.raises(ValueError, match="need one latent per good image"):
+        anomaly_maps.calibrate(np.zeros((24, 6, 6, 1), np.float32), -maps[..., None], config)
+
+
+def test_neighbour_scores_do_not_depend_on_the_batch():
+    latents, maps = _two_looks(size=8)
+    config = MapConfig(neighbours=7)
+    rng = np.random.default_rng(3)
+    statistics = anomaly_maps.calibrate(rng.uniform(-1, 1, (24, 8, 8, 1)).astype(np.float32),
+                                        rng.uniform(-1, 1, (24, 8, 8, 1)).astype(np.float32),
+                                        config, latents=latents).statistics
+    images = rng.uniform(-1, 1, (9, 8, 8, 1)).astype(np.float32)
+    recons = rng.uniform(-1, 1, (9, 8, 8, 1)).astype(np.float32)
+    query = (latents[:9] + 0.01).astype(np.float32)
+    together = anomaly_maps.score_maps(images, recons, statistics, latents=query)
+    for i in (0, 4, 8):
+        alone = anomaly_maps.score_maps(images[i:i + 1], recons[i:i + 1], statistics,
+                                        latents=query[i:i + 1])
+        np.testing.assert_array_equal(alone["standardised_map"][0],
+                                      together["standardised_map"][i])
