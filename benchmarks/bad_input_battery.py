@@ -31,8 +31,10 @@ TINY = ["--image_size=16", "--latent_dim=8", "--base_filters=4", "--batch_size=8
         "--encoder_epochs=1", "--encoder_search_steps=2"]
 
 
-def _run(script, *args):
+def _run(script, *args, env_changes=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    env.pop("TF_CONFIG", None)
+    env.update(env_changes or {})
     done = subprocess.run([sys.executable, os.path.join(REPO, script), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     lines = [line for line in done.stderr.splitlines() + done.stdout.splitlines()
@@ -140,6 +142,54 @@ def main() -> None:
     no_pb = os.path.join(work, "no_pb", "1")
     os.makedirs(no_pb)
 
+    # Damaged calibration records (issue "No silent wrong answers").
+    def damage(change):
+        def apply(path):
+            stored = json.load(open(f"{path}/calibration.json"))
+            change(stored["modes"])
+            open(f"{path}/calibration.json", "w").write(json.dumps(stored))
+        return apply
+
+    def set_in(*keys, value):
+        def change(modes):
+            target = modes
+            for key in keys[:-1]:
+                target = target[key]
+            target[keys[-1]] = value
+        return change
+    calibrations = {
+        "NaN map_max threshold": set_in("encoder", "image_scores", "map_max", "threshold",
+                                        value=float("nan")),
+        "null map_max threshold": set_in("encoder", "image_scores", "map_max", "threshold",
+                                         value=None),
+        "string study threshold": set_in("encoder", "threshold", value="high"),
+        "NaN pixel_threshold": set_in("encoder", "map", "pixel_threshold", value=float("nan")),
+        "8x8 statistics for a 16 px model": lambda m: m["encoder"]["map"].update(
+            mean=[[0.0] * 8] * 8, std=[[1.0] * 8] * 8),
+        "zero std": lambda m: m["encoder"]["map"].update(std=[[0.0] * 16] * 16),
+        "NaN mean": lambda m: m["encoder"]["map"]["mean"][3].__setitem__(3, float("nan")),
+        "count 0": set_in("encoder", "map", "count", value=0),
+        "references missing": lambda m: m["encoder"]["map"].pop("references"),
+        "references not base64": set_in("encoder", "map", "references", "maps",
+                                        "float32_base64", value="@@"),
+        "search settings bad": set_in("encoder", "search", "discrimination_weight", value=7),
+        "record under the wrong mode": lambda m: m.__setitem__("search", m.pop("encoder")),
+        "unknown mode": lambda m: m.__setitem__("serch", m["encoder"]),
+        "modes not an object": lambda m: m.clear() or m.update({"encoder": []}),
+    }
+    damaged = {name: broken_model(f"m_damaged_{i}", damage(change))
+               for i, (name, change) in enumerate(calibrations.items())}
+    labelled_root = folder("labelled_root/good", {f"{i}.png": png(rng.integers(
+        0, 256, (16, 16), dtype=np.uint8)) for i in range(12)})
+    labelled_root = os.path.dirname(labelled_root)
+    folder("labelled_root/void", {"v.png": good_png})
+    two_good = folder("two_good", {"a.png": good_png, "b.png": good_png})
+    recal_model = broken_model("m_recal", lambda p: None)
+    repair_model = broken_model("m_repair", damage(set_in(
+        "encoder", "map", "pixel_threshold", value=float("nan"))))
+    cluster_two = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                              "task": {"type": "worker", "index": 0}})
+
     t = ("train_main.py",)
     s = ("score_main.py",)
     fresh = lambda name: f"--model_dir={work}/new_{name}"  # noqa: E731
@@ -227,10 +277,75 @@ def main() -> None:
          [f"--model_dir={model}", f"--data_dir={folders['bomb']}", "--skip_corrupt",
           f"--output_dir={work}/o_bomb"], True, None),
     ]
+    e = ("export_main.py",)
+    for name, path in damaged.items():
+        cases.append((f"calibration: {name} (score)", s, [f"--model_dir={path}", "--mode=encoder",
+                                                          f"--output_dir={work}/o_d"],
+                      False, f"{work}/o_d"))
+        cases.append((f"calibration: {name} (export)", e,
+                      [f"--model_dir={path}", "--mode=encoder", f"--export_dir={work}/e_d"],
+                      False, f"{work}/e_d"))
+    cases += [
+        ("calibrate_dir: labelled root (good/ only)", s,
+         [f"--model_dir={recal_model}", "--mode=encoder", f"--calibrate_dir={labelled_root}",
+          f"--output_dir={work}/o_lab", "--synthetic_counts=good:2"], True, None),
+        ("calibrate_dir: two images", s,
+         [f"--model_dir={recal_model}", "--mode=encoder", f"--calibrate_dir={two_good}"],
+         False, None),
+        ("calibrate_dir: missing folder (before TF)", s,
+         [f"--model_dir={model}", f"--calibrate_dir={work}/none"], False, None),
+        ("calibrate_dir: map_kernel_size=101 > image", s,
+         [f"--model_dir={recal_model}", f"--calibrate_dir={labelled_root}",
+          "--map_kernel_size=101"], False, None),
+        ("calibrate_dir: repairs NaN pixel_threshold", s,
+         [f"--model_dir={repair_model}", "--mode=encoder", f"--calibrate_dir={labelled_root}",
+          f"--output_dir={work}/o_rep", "--synthetic_counts=good:2"], True, None),
+        ("calibrate_dir: map_alignment_tolerance=5", s,
+         [f"--model_dir={model}", f"--calibrate_dir={labelled_root}",
+          "--map_alignment_tolerance=5"], False, None),
+        ("calibrate_dir: map_neighbours=-1", s,
+         [f"--model_dir={model}", f"--calibrate_dir={labelled_root}", "--map_neighbours=-1"],
+         False, None),
+        ("score: data_dir missing (before TF)", s,
+         [f"--model_dir={model}", f"--data_dir={work}/none"], False, None),
+        ("score: mode=bogus and model_dir missing", s,
+         [f"--model_dir={work}/none", "--mode=bogus"], False, None),
+        ("train: map_kernel_size=101 > image", t, [fresh(40), "--map_kernel_size=101"], False,
+         f"{work}/new_40"),
+        ("train: map_alignment_tolerance=8 on 16 px", t,
+         [fresh(41), "--map_alignment_tolerance=8"], False, f"{work}/new_41"),
+        ("train: collective_timeout_seconds=-1", t,
+         [fresh(42), "--collective_timeout_seconds=-1"], False, f"{work}/new_42"),
+    ]
+    env_cases = [
+        ("TF_CONFIG unset, multi_worker", t, [fresh(43), "--strategy=multi_worker"], {},
+         f"{work}/new_43"),
+        ("TF_CONFIG not JSON, auto", t, [fresh(44)], {"TF_CONFIG": "{cluster"},
+         f"{work}/new_44"),
+        ("TF_CONFIG index 5 of 2", t, [fresh(45), "--strategy=multi_worker"],
+         {"TF_CONFIG": cluster_two.replace('"index": 0', '"index": 5')}, f"{work}/new_45"),
+        ("TF_CONFIG task type wroker", t, [fresh(46), "--strategy=multi_worker"],
+         {"TF_CONFIG": cluster_two.replace('"type": "worker"', '"type": "wroker"')},
+         f"{work}/new_46"),
+        ("TF_CONFIG empty cluster list", t, [fresh(47), "--strategy=multi_worker"],
+         {"TF_CONFIG": '{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}'},
+         f"{work}/new_47"),
+        ("TF_CONFIG not JSON, --strategy=default trains (ignored)", t,
+         [fresh(48), "--strategy=default", "--noencoder", "--nocalibrate"],
+         {"TF_CONFIG": "{cluster"}, None),
+    ]
     rows = []
-    for name, (script,), case_args, should_succeed, must_not_exist in cases:
-        code, traceback, message = _run(script, *case_args)
+    for name, (script,), case_args, should_succeed, must_not_exist in cases + [
+            (n, sc, a, n.endswith("(ignored)"), m) for n, sc, a, _, m in env_cases]:
+        env = next((v for n, _, _, v, _ in env_cases if n == name), None)
+        calibration_file = next((f"{a[len('--model_dir='):]}/calibration.json" for a in case_args
+                                 if a.startswith("--model_dir=")), None)
+        before = (open(calibration_file).read() if calibration_file
+                  and os.path.exists(calibration_file) else None)
+        code, traceback, message = _run(script, *case_args, env_changes=env)
         left = bool(must_not_exist and os.path.exists(must_not_exist))
+        if not should_succeed and before is not None:  # a refusal leaves calibration.json be
+            left = left or open(calibration_file).read() != before
         ok = (code == 0) if should_succeed else (code != 0 and not traceback)
         rows.append((name, code, traceback, left, ok and not left, message))
 

@@ -101,9 +101,11 @@ def lost_worker_error(error: Exception, strategy: tf.distribute.Strategy) -> Opt
     peers = sorted({(kind, int(index)) for kind, index in _TASK_NAME.findall(str(error))
                     if (kind, int(index)) != own})
     cluster_spec = resolver.cluster_spec().as_dict()
-    named = (", ".join(f"{kind} {index} ({cluster_spec.get(kind, ['?'] * (index + 1))[index]})"
-                       for kind, index in peers)
-             if peers else "a peer (TensorFlow did not say which)")
+    if not peers:  # TensorFlow did not say which: every other task is a suspect
+        peers = [(kind, index) for kind, addresses in sorted(cluster_spec.items())
+                 for index in range(len(addresses)) if (kind, index) != own]
+    named = " or ".join(f"{kind} {index} ({cluster_spec[kind][index]})"
+                        for kind, index in peers if index < len(cluster_spec.get(kind, [])))
     first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
     return WorkerLostError(
         f"{own[0]} {own[1]}: lost {named}: a collective failed or waited past its timeout "

@@ -85,8 +85,12 @@ print(json.dumps(result))
     assert "export" not in loaded["serving"]
     for name in ("search", "export", "serving", "scoring", "train", "score_pipeline"):
         assert "plots" not in loaded[name], (name, loaded[name])
-    # A refused request costs no TensorFlow: the request needs the configs only.
-    assert loaded["score_request"] == ["atomic_io", "config", "score_request"]
+    # A refused request costs no TensorFlow: the request needs the configs only; so do
+    # the TF_CONFIG check and the oneDNN switch, which must run before TensorFlow loads.
+    # (runtime is what importing the package itself runs.)
+    assert loaded["score_request"] == ["atomic_io", "config", "runtime", "score_request"]
+    assert loaded["cluster"] == ["cluster", "runtime"]
+    assert loaded["runtime"] == ["runtime"]
 
 
 @pytest.mark.parametrize("binary", ["train_main.py", "score_main.py", "export_main.py"])

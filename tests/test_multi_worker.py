@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 
@@ -39,31 +40,45 @@ WRAPPER = textwrap.dedent("""
         return file_writer(logdir, *args, **kwargs)
     atomic_io._temp_path, tf.summary.create_file_writer = noted_temp_path, noted_file_writer
     atexit.register(lambda: open(os.environ["WRITES"], "w").write(json.dumps(written)))
+    if os.environ.get("KILL_AT_UPDATE"):  # this worker dies mid-run, as a killed machine does
+        from ic_anogan import callbacks
+        seen = [0]
+        def dying_batch_end(self, batch, logs=None):
+            seen[0] += 1
+            if seen[0] == int(os.environ["KILL_AT_UPDATE"]):
+                open(os.environ["WRITES"], "w").write(json.dumps(written))
+                os._exit(9)
+        callbacks.StopOnNonFiniteLoss.on_train_batch_end = dying_batch_end
     sys.argv = [sys.argv[1]] + sys.argv[2:]
     runpy.run_path(sys.argv[0], run_name="__main__")
 """)
 
 
-def _launch(tmp_path, tf_configs, model_dir, log_dir, flags, launch):
-    """Starts both workers with the same command; returns their CompletedProcess-like
-    results and the paths each wrote."""
+def _launch(tmp_path, tf_configs, model_dir, log_dir, flags, launch, kill_at=None):
+    """Starts both workers with the same command (worker 1 killed at update `kill_at`);
+    returns their CompletedProcess-like results, the paths each wrote and the seconds
+    each took."""
     processes, writes = [], []
+    start = time.monotonic()
     for index in range(2):
         temp = tmp_path / f"worker{index}_tmp_{launch}"
         temp.mkdir()
         writes.append(tmp_path / f"writes{index}_{launch}.json")
         env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", TMPDIR=str(temp),
                    WRITES=str(writes[-1]), TF_CONFIG=tf_configs[index])
+        if kill_at and index == 1:
+            env["KILL_AT_UPDATE"] = str(kill_at)
         processes.append(subprocess.Popen(
             [sys.executable, "-c", WRAPPER, os.path.join(REPO, "train_main.py"), *FLAGS,
              f"--model_dir={model_dir}", f"--log_dir={log_dir}", *flags],
             env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True))
-    results = []
+    results, seconds = [], []
     for process in processes:
         stdout, stderr = process.communicate(timeout=300)
         results.append((process.returncode, stdout, stderr))
-    return results, [json.loads(w.read_text()) for w in writes]
+        seconds.append(time.monotonic() - start)
+    return results, [json.loads(w.read_text()) for w in writes], seconds
 
 
 def test_two_workers_train_resume_and_match_one_process(tmp_path):
@@ -73,11 +88,26 @@ def test_two_workers_train_resume_and_match_one_process(tmp_path):
 
     model_dir, log_dir = tmp_path / "model", tmp_path / "logs"
     tf_configs = distribution.local_cluster(2)
-    # The first launch stops after one epoch, GAN only; the second is README's command,
-    # the job restarted: it resumes the GAN, then trains the encoder and calibrates.
-    for launch, flags in enumerate((["--epochs=1", "--noencoder", "--nocalibrate"],
+    # In the first launch worker 1 is killed in the second epoch (an epoch is 50
+    # updates): worker 0 must end within the collective timeout, naming it, and keep
+    # epoch 1's checkpoint. The second launch is README's command, the job restarted:
+    # it resumes the GAN after epoch 1, then trains the encoder and calibrates.
+    timeout = 20
+    for launch, flags in enumerate((["--epochs=2", "--noencoder", "--nocalibrate",
+                                     f"--collective_timeout_seconds={timeout}"],
                                     ["--epochs=2"])):
-        results, writes = _launch(tmp_path, tf_configs, model_dir, log_dir, flags, launch)
+        results, writes, seconds = _launch(tmp_path, tf_configs, model_dir, log_dir, flags,
+                                           launch, kill_at=60 if launch == 0 else None)
+        if launch == 0:
+            assert results[1][0] == 9
+            code, _, stderr = results[0]
+            assert code == 1, stderr[-3000:]
+            assert "worker 0: lost worker 1 (127.0.0.1:" in stderr, stderr[-3000:]
+            assert "training resumes after the last finished epoch" in stderr
+            assert "Traceback" not in stderr.split("lost worker 1")[-1]
+            assert seconds[0] < 120, seconds  # bounded, not a hang
+            assert len(json.load(open(model_dir / "history.json"))["d_loss"]) == 1
+            continue
         for index, (code, stdout, stderr) in enumerate(results):
             assert code == 0, (index, stderr[-3000:])
         # Only the chief writes the shared directories; worker 1 writes only under its
