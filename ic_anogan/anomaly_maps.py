@@ -264,9 +264,10 @@ def neighbour_statistics(latents: tf.Tensor, statistics: MapStatistics) -> tuple
     depend on the batch.
     """
     config = statistics.config
-    references = tf.constant(statistics.reference_latents, tf.float32)
-    count, size = statistics.reference_maps.shape[0], statistics.reference_maps.shape[1]
-    maps = tf.constant(statistics.reference_maps.reshape(count, size * size), tf.float32)
+    # numpy arrays in process; variables shared by every signature in an export.
+    references = tf.cast(statistics.reference_latents, tf.float32)
+    count, size = int(statistics.reference_maps.shape[0]), int(statistics.reference_maps.shape[1])
+    maps = tf.reshape(tf.cast(statistics.reference_maps, tf.float32), [count, size * size])
     k = min(config.neighbours, count)
     latents = tf.convert_to_tensor(latents, tf.float32)
     distances = tf.reduce_sum(tf.square(latents[:, None, :] - references[None]), axis=-1)

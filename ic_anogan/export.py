@@ -133,6 +133,19 @@ class ServingFunctions:
         self.image_size = model.model_config.image_size
         self.search = LatentSearch(model.generator, model.features, served.search,
                                    encoder=model.encoder)
+        self.references = None
+        statistics = served.statistics
+        if statistics is not None and statistics.reference_maps is not None:
+            # The neighbour statistics' reference maps, as variables: stored once in the
+            # SavedModel's variables, not as a constant in every signature's graph.
+            self.references = tf.Module(name=f"map_references_{served.search.mode}")
+            self.references.latents = tf.Variable(statistics.reference_latents,
+                                                  trainable=False, name="latents")
+            self.references.maps = tf.Variable(statistics.reference_maps, trainable=False,
+                                               name="maps")
+            served = dataclasses.replace(served, statistics=dataclasses.replace(
+                statistics, reference_latents=self.references.latents,
+                reference_maps=self.references.maps))
         self.served = served
         # No threshold: nothing is anomalous by decision (is_anomaly all false),
         # the scores are still served.
@@ -237,6 +250,14 @@ def settings(model: TrainedModel, modes: Sequence[ServedMode]) -> dict:
             "outputs": _mode_settings(default)["outputs"]}
 
 
+def _without_references(record: dict) -> dict:
+    record = json.loads(json.dumps(record))
+    for mode in record.get("modes", {}).values():
+        if isinstance(mode.get("map"), dict):
+            mode["map"].pop("references", None)
+    return record
+
+
 def next_version(export_base: str) -> int:
     """1 + the largest integer-named folder in `export_base` (1 when none)."""
     if not os.path.isdir(export_base):
@@ -292,6 +313,9 @@ def export_saved_model(model: TrainedModel, export_base: str, search_config: Sea
         archive.track(model.discriminator)
         if model.encoder is not None and any(n != "search" for n in names):
             archive.track(model.encoder)
+        for f in functions:
+            if f.references is not None:
+                archive.track(f.references)
         # The first endpoint becomes serving_default.
         endpoints = [tuple(map(default_signature, INPUT_KINDS)) + (functions[0],)]
         endpoints += [tuple(mode_signature(n, kind) for kind in INPUT_KINDS) + (f,)
@@ -315,7 +339,10 @@ def export_saved_model(model: TrainedModel, export_base: str, search_config: Sea
             "image_score": tf.constant(image_score),
             "pixel_threshold": tf.constant(float("nan") if map_statistics is None
                                            else map_statistics.pixel_threshold),
-            "settings_json": tf.constant(json.dumps(record, sort_keys=True)),
+            # Without the neighbour statistics' reference maps (megabytes, in the
+            # variables and the settings asset): what a client reads to know the model.
+            "settings_json": tf.constant(json.dumps(_without_references(record),
+                                                    sort_keys=True)),
         }
         archive.add_endpoint(METADATA_SIGNATURE, lambda: dict(constants), [])
         archive.write_out(temp, verbose=False)
