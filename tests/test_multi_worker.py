@@ -88,8 +88,8 @@ def test_two_workers_train_resume_and_match_one_process(tmp_path):
 
     model_dir, log_dir = tmp_path / "model", tmp_path / "logs"
     tf_configs = distribution.local_cluster(2)
-    # In the first launch worker 1 is killed in the second epoch (an epoch is 50
-    # updates): worker 0 must end within the collective timeout, naming it, and keep
+    # In the first launch worker 1 is killed at update 6, in the second epoch (an
+    # epoch is one pass over the 36 training images, 4 or 5 updates of 8): worker 0 must end within the collective timeout, naming it, and keep
     # epoch 1's checkpoint. The second launch is README's command, the job restarted:
     # it resumes the GAN after epoch 1, then trains the encoder and calibrates.
     timeout = 20
@@ -97,7 +97,7 @@ def test_two_workers_train_resume_and_match_one_process(tmp_path):
                                      f"--collective_timeout_seconds={timeout}"],
                                     ["--epochs=2"])):
         results, writes, seconds = _launch(tmp_path, tf_configs, model_dir, log_dir, flags,
-                                           launch, kill_at=60 if launch == 0 else None)
+                                           launch, kill_at=6 if launch == 0 else None)
         if launch == 0:
             assert results[1][0] == 9
             code, _, stderr = results[0]
