@@ -8,6 +8,7 @@ refused request costs no TensorFlow start-up.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional, Sequence
 
 from ic_anogan import config as config_lib
@@ -109,6 +110,9 @@ class ScoreRequest:
         if self.image_score is not None and self.image_score not in config_lib.IMAGE_SCORES:
             raise UsageRefusal(f"--image_score={self.image_score}: expected one of "
                                f"{', '.join(config_lib.IMAGE_SCORES)}")
+        if self.threshold is not None and not (
+                isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):
+            raise UsageRefusal(f"--threshold={self.threshold!r}: expected a finite number")
         if self.batch_size <= 0:
             raise UsageRefusal(f"--batch_size={self.batch_size}: expected a positive integer")
         if self.chunk_steps is not None and self.chunk_steps <= 0:

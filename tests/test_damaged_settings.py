@@ -217,6 +217,8 @@ def test_binaries_name_bad_settings_before_tensorflow_loads(tmp_path, trained_mo
          f"--data_dir={tmp_path / 'nope'}: folder not found"),
         (("score_main.py", f"--model_dir={model_dir}", f"--calibrate_dir={tmp_path / 'nope'}"),
          {}, f"--calibrate_dir={tmp_path / 'nope'}: folder not found"),
+        (("export_main.py", f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'm'}",
+          "--threshold=nan"), {}, "--threshold=nan: expected a finite number"),
         (("train_main.py", *tiny, "--map_kernel_size=101"), {},
          "--map_kernel_size=101: expected an odd integer no larger than the image size 16"),
         (("train_main.py", *tiny, "--strategy=multi_worker"), {},
