@@ -21,7 +21,9 @@ Rows:
   tolerance 1, 2  alignment-tolerant residual (shifts up to 1 or 2 pixels)
   neighbours 30   per-image statistics from the 30 nearest held-out images
   coarse 7x7      a coarser smoothing scale alone
-  default         the library's MapConfig() (the chosen combination)
+  default         the library's MapConfig() (the chosen combination:
+                  tolerance 1, neighbours 30), and beside it with 10 or 100
+                  neighbours or tolerance 2
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ def candidates() -> dict:
             "tolerance 2": dataclasses.replace(base, alignment_tolerance=2),
             "neighbours 30": dataclasses.replace(base, neighbours=30),
             "coarse 7x7": dataclasses.replace(base, kernel_size=7),
-            "default": MapConfig()}
+            "default": MapConfig(),
+            "default, neighbours 10": dataclasses.replace(MapConfig(), neighbours=10),
+            "default, neighbours 100": dataclasses.replace(MapConfig(), neighbours=100),
+            "default, tolerance 2": dataclasses.replace(MapConfig(), alignment_tolerance=2)}
 
 
 def evaluate(name, config, heldout, heldout_outputs, images, outputs, seed):
