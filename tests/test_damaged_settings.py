@@ -91,6 +91,15 @@ def test_damaged_calibration_is_refused_by_field_before_scoring_or_export(
     assert not os.path.exists(tmp_path / "serving") and not os.path.exists(tmp_path / "out")
 
 
+def _recalibrate(model_dir, tmp_path, **recalibration):
+    """score_pipeline.run recalibrating the search mode on tmp_path/good, then scoring."""
+    return score_pipeline.run(ScoreRequest(
+        model_dir=model_dir, modes=["search"], output_dir=str(tmp_path / "out"),
+        log_dir=str(tmp_path / "tb"), data=DataConfig(synthetic_counts={"good": 2, "void": 2}),
+        recalibration=Recalibration(DataConfig(data_dir=str(tmp_path / "good")),
+                                    **recalibration)))
+
+
 def _good_folder(folder, rng, count, size=16):
     for i in range(count):
         write_image(str(folder / f"{i}.png"), rng.integers(0, 256, (size, size), dtype=np.uint8))
@@ -101,10 +110,7 @@ def test_recalibration_repairs_damaged_statistics(model_copy, tmp_path, rng, cap
         "pixel_threshold", float("nan")))
     _good_folder(tmp_path / "good", rng, 10)
     caplog.set_level(logging.WARNING)
-    score_pipeline.run(ScoreRequest(
-        model_dir=model_copy, modes=["search"], output_dir=str(tmp_path / "out"),
-        log_dir=str(tmp_path / "tb"), data=DataConfig(synthetic_counts={"good": 2, "void": 2}),
-        recalibration=Recalibration(DataConfig(data_dir=str(tmp_path / "good")))))
+    _recalibrate(model_copy, tmp_path)
     assert "replacing a damaged calibration" in caplog.text
     repaired = calibration.read_all(model_copy, 16)  # every record checks out again
     assert repaired["search"]["map"]["count"] == 10
@@ -129,10 +135,7 @@ def test_calibrate_dir_with_too_few_images_is_refused_before_the_search(
     before = open(_path(model_copy)).read()
     with pytest.raises(DataError, match=f"the {count} images of .*good; calibration needs at "
                        "least 10 good images"):
-        score_pipeline.run(ScoreRequest(
-            model_dir=model_copy, modes=["search"], output_dir=str(tmp_path / "out"),
-            log_dir=str(tmp_path / "tb"),
-            recalibration=Recalibration(DataConfig(data_dir=str(tmp_path / "good")))))
+        _recalibrate(model_copy, tmp_path)
     assert open(_path(model_copy)).read() == before
 
 
@@ -147,11 +150,7 @@ def test_map_kernel_wider_than_the_image_is_refused_before_the_search(model_copy
     before = open(_path(model_copy)).read()
     with pytest.raises(UsageRefusal, match=r"--map_kernel_size=101: expected an odd integer no "
                        "larger than the image size 16"):
-        score_pipeline.run(ScoreRequest(
-            model_dir=model_copy, modes=["search"], output_dir=str(tmp_path / "out"),
-            log_dir=str(tmp_path / "tb"),
-            recalibration=Recalibration(DataConfig(data_dir=str(tmp_path / "good")),
-                                        map_overrides={"kernel_size": 101})))
+        _recalibrate(model_copy, tmp_path, map_overrides={"kernel_size": 101})
     assert open(_path(model_copy)).read() == before
 
 
