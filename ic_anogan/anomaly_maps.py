@@ -83,6 +83,13 @@ class MapStatistics:
     reference_maps: Optional[np.ndarray] = None
     deviation_floor: float = 0.0
 
+    def __post_init__(self):
+        if self.config.neighbours and (self.reference_maps is None
+                                       or self.reference_latents is None):
+            raise ValueError(f"map statistics with neighbours={self.config.neighbours} need "
+                             "the calibration images' latents and maps (anomaly_maps.calibrate "
+                             "computes them); use neighbours=0 for one set of statistics")
+
     def to_dict(self) -> dict:
         values = {"config": config_lib.to_dict(self.config), "count": int(self.count),
                   "pixel_threshold": float(self.pixel_threshold),

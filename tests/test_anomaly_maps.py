@@ -18,7 +18,8 @@ from ic_anogan.outputs import CSV_COLUMNS, SERVED_MAP_OUTPUTS, SERVED_OUTPUTS, S
 from ic_anogan.score_request import ScoreRequest, ScoringError
 from ic_anogan import signatures
 
-NO_SMOOTHING = MapConfig(kernel="box", kernel_size=1)
+# Hand-made statistics: one set for every image, the exact residual, no smoothing.
+NO_SMOOTHING = MapConfig(kernel="box", kernel_size=1, alignment_tolerance=0, neighbours=0)
 
 
 def _statistics(mean, std, config=NO_SMOOTHING, pixel_threshold=3.0):
@@ -48,7 +49,8 @@ def test_map_max_of_one_hot_pixel_is_its_standardised_value():
 
 def test_signed_residual_flags_dark_and_bright_alike():
     size = 8
-    config = MapConfig(residual="signed", kernel="box", kernel_size=1)
+    config = MapConfig(residual="signed", kernel="box", kernel_size=1, alignment_tolerance=0,
+                       neighbours=0)
     stats = _statistics(np.zeros((size, size)), np.full((size, size), 0.1), config)
     images = np.zeros((2, size, size, 1), np.float32)
     images[0, 1, 1, 0], images[1, 6, 6, 0] = 0.5, -0.5  # bright, dark
@@ -89,8 +91,10 @@ def test_calibration_with_few_images_cross_fits_and_says_how_many(caplog):
     rng = np.random.default_rng(1)
     images = rng.uniform(-1, 1, (2, 16, 16, 1)).astype(np.float32)
     reconstructions = images + rng.normal(0, 0.05, images.shape).astype(np.float32)
-    result = anomaly_maps.calibrate(images, reconstructions, MapConfig())
+    latents = rng.normal(size=(2, 8)).astype(np.float32)
+    result = anomaly_maps.calibrate(images, reconstructions, MapConfig(), latents=latents)
     assert result.statistics.count == 2
+    assert result.statistics.reference_maps.shape == (2, 16, 16)
     assert set(result.good_scores) == {"map_max", "map_topk"}
     assert all(np.all(np.isfinite(v)) for v in result.good_scores.values())
     assert np.isfinite(result.statistics.pixel_threshold)
