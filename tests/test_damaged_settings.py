@@ -76,18 +76,25 @@ DAMAGE = [
 
 
 @pytest.mark.parametrize("what, change, message", DAMAGE, ids=[d[0] for d in DAMAGE])
-def test_damaged_calibration_is_refused_by_field_before_scoring_or_export(
-        model_copy, tmp_path, what, change, message):
+def test_damaged_calibration_is_refused_by_field_when_read(model_copy, what, change, message):
     damaged = _damage(model_copy, change)
+    with pytest.raises(CalibrationError, match=message) as refused:
+        calibration.read_all(model_copy, image_size=16)
+    assert str(refused.value).startswith(_path(model_copy))
+    assert "--calibrate_dir" in str(refused.value)  # says what repairs it
+    assert open(_path(model_copy)).read() == damaged  # left as it was
+
+
+def test_a_nan_threshold_stops_export_and_scoring_before_any_work(model_copy, tmp_path):
+    """The silent failure this guards against: an export that passes every part."""
+    damaged = _damage(model_copy, _set_threshold(float("nan")))
     for request in (ScoreRequest(model_dir=model_copy, modes=["all"],
                                  export_dir=str(tmp_path / "serving")),
                     ScoreRequest(model_dir=model_copy, output_dir=str(tmp_path / "out"),
                                  log_dir=str(tmp_path / "tb"))):
-        with pytest.raises(CalibrationError, match=message) as refused:
+        with pytest.raises(CalibrationError, match=DAMAGE[0][2]):
             score_pipeline.run(request)
-        assert str(refused.value).startswith(_path(model_copy))
-        assert "--calibrate_dir" in str(refused.value)  # says what repairs it
-    assert open(_path(model_copy)).read() == damaged  # left as it was
+    assert open(_path(model_copy)).read() == damaged
     assert not os.path.exists(tmp_path / "serving") and not os.path.exists(tmp_path / "out")
 
 
