@@ -331,7 +331,8 @@ def main() -> None:
          {"TF_CONFIG": '{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}'},
          f"{work}/new_47"),
         ("TF_CONFIG not JSON, --strategy=default trains (ignored)", t,
-         [fresh(48), "--strategy=default", "--noencoder", "--nocalibrate"],
+         [fresh(48), f"--log_dir={work}/logs48", *TINY, "--strategy=default", "--noencoder",
+          "--nocalibrate"],
          {"TF_CONFIG": "{cluster"}, None),
     ]
     rows = []
