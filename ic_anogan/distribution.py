@@ -75,7 +75,7 @@ def make_strategy(name: str,
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        log.info("multi-worker training as %s; collectives time out after %s", 
+        log.info("multi-worker training as %s; collectives time out after %s",
                  cluster.describe_task(tf_config),
                  f"{collective_timeout_seconds:g} s" if collective_timeout_seconds else "never")
         options = tf.distribute.experimental.CommunicationOptions(

@@ -89,7 +89,8 @@ def test_two_workers_train_resume_and_match_one_process(tmp_path):
     model_dir, log_dir = tmp_path / "model", tmp_path / "logs"
     tf_configs = distribution.local_cluster(2)
     # In the first launch worker 1 is killed at update 6, in the second epoch (an
-    # epoch is one pass over the 36 training images, 4 or 5 updates of 8): worker 0 must end within the collective timeout, naming it, and keep
+    # epoch is one pass over the 36 training images, 4 or 5 updates of 8): worker 0
+    # must end within the collective timeout, naming it, and keep
     # epoch 1's checkpoint. The second launch is README's command, the job restarted:
     # it resumes the GAN after epoch 1, then trains the encoder and calibrates.
     timeout = 20
