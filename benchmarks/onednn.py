@@ -46,12 +46,19 @@ def run(script: str, arguments: list, onednn, jit: bool) -> tuple:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--medium", action="store_true",
+                        help="32 filters, batch 32, fewer repeats: about 6 min on 2 cores")
     parser.add_argument("--no_jit", action="store_true", help="skip the XLA columns")
     args = parser.parse_args()
     if args.quick:
         search = ["--image_size=32", "--base_filters=8", "--batch_size=8", "--steps=5",
                   "--repeats=2", "--no_ceiling"]
         train = ["--image_size=32", "--base_filters=8", "--batch_size=8", "--steps=5",
+                 "--repeats=2"]
+    elif args.medium:
+        search = ["--image_size=64", "--base_filters=32", "--batch_size=32", "--steps=10",
+                  "--repeats=3", "--no_ceiling"]
+        train = ["--image_size=64", "--base_filters=16", "--batch_size=64", "--steps=20",
                  "--repeats=2"]
     else:
         search = ["--image_size=64", "--base_filters=64", "--batch_size=64", "--steps=20",
