@@ -186,9 +186,10 @@ def read_raw(model_dir: str) -> dict:
         stored = config_lib.read_json(path)
     except ValueError as e:
         raise CalibrationError(f"{e}; {RECALIBRATE}") from None
-    records = stored.get("modes", stored) if isinstance(stored, dict) else None
-    if isinstance(stored, dict) and "modes" not in stored:
-        records = {"search": stored}  # a file from before the modes
+    if not isinstance(stored, dict):
+        records = None
+    else:  # a file from before the modes holds one record, the search mode's
+        records = stored["modes"] if "modes" in stored else {"search": stored}
     if not isinstance(records, dict):
         raise CalibrationError(f"{path}: expected 'modes' to map a mode to a record; "
                                f"{RECALIBRATE}")
