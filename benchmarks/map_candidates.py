@@ -12,7 +12,7 @@ held-out reconstructions exactly as training calibrates it (cross-fitted
 thresholds at the 99th percentile, per-pixel statistics) and applied to the
 same reconstructions of the scored images. So every row of a table scores the
 same z, and rows differ only in how the map turns a residual into a
-decision. Prints per defect type AUROC / TPR at 1% FPR / PRO, recall and FPR
+decision. Prints per defect type AUROC / TPR at 1% FPR / PRO / pixel AUROC, recall and FPR
 at the calibrated threshold, and the seconds the map step took (calibrating
 on the held-out images and mapping the scored ones; the search, which every
 row shares, is timed once above the tables).
@@ -74,18 +74,21 @@ def evaluate(name, config, heldout, heldout_outputs, images, outputs, seed):
             "auroc": {d: m["auroc_per_defect_type"][d] for d in types},
             "tpr": {d: m["tpr_at_fpr_1pct_per_defect_type"][d] for d in types},
             "pro": {d: e.get("pro_per_defect_type", {}).get(d, float("nan")) for d in types},
+            "pixel_auroc": {d: e.get("pixel_auroc_standardised_per_defect_type", {}).get(
+                d, float("nan")) for d in types},
             "recall": m["at_threshold"]["recall"],
             "fpr": m["at_threshold"]["false_positive_rate"]}
 
 
 def print_table(title: str, rows: list) -> None:
     types = list(rows[0]["auroc"])
-    print(f"\n{title}: AUROC / TPR at 1% FPR / PRO per defect type, recall and FPR at the "
-          "calibrated map_max threshold\n")
+    print(f"\n{title}: AUROC / TPR at 1% FPR / PRO / pixel AUROC per defect type, recall and "
+          "FPR at the calibrated map_max threshold\n")
     print("| map | " + " | ".join(types) + " | recall (FPR) at threshold | map step s |")
     print("|---|" + "---|" * len(types) + "---|---:|")
     for r in rows:
-        cells = [f"{r['auroc'][d]:.3f} / {r['tpr'][d]:.3f} / {r['pro'][d]:.3f}" for d in types]
+        cells = [f"{r['auroc'][d]:.3f} / {r['tpr'][d]:.3f} / {r['pro'][d]:.3f} / "
+                 f"{r['pixel_auroc'][d]:.3f}" for d in types]
         print(f"| {r['name']} | " + " | ".join(cells)
               + f" | {r['recall']:.3f} ({r['fpr']:.3f}) | {r['seconds']:.1f} |")
 
@@ -99,6 +102,8 @@ def main() -> None:
     parser.add_argument("--mode", default="encoder_search")
     parser.add_argument("--steps", type=int, default=None, help="Γ; default: the mode's")
     parser.add_argument("--only", nargs="*", default=None, help="candidate names to run")
+    parser.add_argument("--splits", nargs="+", default=["validation", "test"],
+                        choices=["validation", "test"], help="synthetic splits to score")
     parser.add_argument("--results", default=None, help="append the rows as JSON lines here")
     args = parser.parse_args()
 
@@ -113,11 +118,10 @@ def main() -> None:
     if args.data_dir:
         splits = {"images": data.load_scoring_set(DataConfig(data_dir=args.data_dir), size)}
     else:
-        splits = {"validation": common.synthetic_split(
-                      size, common.study_test_counts(200, good=300, short_fill=200),
-                      "validation", package),
-                  "test": common.synthetic_split(size, common.study_test_counts(200), "test",
-                                                 package)}
+        counts = {"validation": common.study_test_counts(200, good=300, short_fill=200),
+                  "test": common.study_test_counts(200)}
+        splits = {name: common.synthetic_split(size, counts[name], name, package)
+                  for name in args.splits}
     search = search_config_for_mode(args.mode, SearchConfig(), args.steps)
     scorer = scoring.SearchScorer(model, search)
     start = time.perf_counter()
