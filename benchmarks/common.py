@@ -13,7 +13,7 @@ import time
 from typing import Callable, Optional
 
 # Before any benchmark imports TensorFlow: the package turns oneDNN on where
-# TensorFlow leaves it off (ic_anogan/runtime.py), as it does for a user.
+# TensorFlow leaves it off (ic_anogan/core/runtime.py), as it does for a user.
 import ic_anogan  # noqa: F401
 
 # The synthetic defect types, in the order the tables use.
@@ -36,8 +36,8 @@ def study_test_counts(others: int = 0, good: Optional[int] = None,
 def synthetic_split(image_size: int, counts: dict, split: str = "test",
                     package: Optional[str] = None):
     """Synthetic images to score: `split` is test, or validation (images of their own)."""
-    from ic_anogan import data
     from ic_anogan.config import DataConfig
+    from ic_anogan.data import loading as data
     return data.load_scoring_set(DataConfig(synthetic_counts=counts, synthetic_split=split,
                                             synthetic_package=package), image_size)
 
@@ -48,8 +48,8 @@ def train(model_dir: str, *, model_config, train_config, data_config=None,
     benchmark, which calibrates the settings it compares. Returns pipeline.PipelineResult."""
     import os
 
-    from ic_anogan import pipeline
     from ic_anogan.config import DataConfig, EncoderConfig
+    from ic_anogan.jobs import train_job as pipeline
     return pipeline.train_and_calibrate(
         model_dir=model_dir, log_dir=os.path.join(model_dir, "logs"),
         model_config=model_config, train_config=train_config,
@@ -59,14 +59,14 @@ def train(model_dir: str, *, model_config, train_config, data_config=None,
 
 
 def load(model_dir: str):
-    from ic_anogan.model_dir import load_trained_model
+    from ic_anogan.models.model_dir import load_trained_model
     return load_trained_model(model_dir)
 
 
 def heldout_images(model):
     """The held-out good images of a trained model, rebuilt from its config.json."""
-    from ic_anogan import data
     from ic_anogan.config import DataConfig
+    from ic_anogan.data import loading as data
     stored = model.metadata
     recorded = stored["data"]
     spec = None if recorded["spec"] == "synthetic" else recorded["spec"]
@@ -84,8 +84,8 @@ def calibrated_scorer(model, heldout, search_config, map_config="default",
     """Calibrates `search_config`'s mode on `heldout` (stored in the model directory, as
     score_main.py --calibrate_dir does) and returns (SearchScorer with its map statistics,
     the calibration record)."""
-    from ic_anogan import calibration, scoring
     from ic_anogan.config import MapConfig
+    from ic_anogan.scoring import calibration, scorer as scoring
     record = scoring.calibrate(model, heldout, search_config, 99.0, batch_size,
                                source="held-out",
                                map_config=MapConfig() if map_config == "default" else map_config)
@@ -95,7 +95,8 @@ def calibrated_scorer(model, heldout, search_config, map_config="default",
 
 def evaluate(images, outputs, record, image_score: str = "map_max") -> dict:
     """metrics.json's evaluation: every image score, per defect type, and the pixel figures."""
-    from ic_anogan import calibration, report
+    from ic_anogan.reporting import report
+    from ic_anogan.scoring import calibration
     return report.evaluate_scores(images, outputs, image_score, calibration.thresholds(record))
 
 
@@ -128,5 +129,5 @@ def median_seconds(run: Callable[[], object], repeats: int = 1,
 
 def runtime_line() -> str:
     """Whether oneDNN is on, the CPU and its vector extensions: print it beside every time."""
-    from ic_anogan import runtime
+    from ic_anogan.core import runtime
     return runtime.describe()

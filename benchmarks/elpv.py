@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from ic_anogan.config import DataConfig, ModelConfig, TrainConfig
-    from ic_anogan.model_dir import GENERATOR_FILE
+    from ic_anogan.models.model_dir import GENERATOR_FILE
 
     data_root = os.path.join(args.work_dir, "data")
     if not os.path.isdir(data_root):

@@ -33,8 +33,8 @@ def main() -> None:
     parser.add_argument("--output_dir", default="/tmp/ic_anogan_ic_synthetic/results")
     args = parser.parse_args()
 
-    from ic_anogan import plots
     from ic_anogan.config import ModelConfig, SearchConfig, TrainConfig
+    from ic_anogan.reporting import plots
 
     result = common.train(
         args.model_dir, model_config=ModelConfig(args.image_size, 100, args.base_filters),

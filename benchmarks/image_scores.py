@@ -68,9 +68,9 @@ def main() -> None:
 
     import dataclasses
 
-    from ic_anogan.config import IMAGE_SCORES, MapConfig, ModelConfig, SearchConfig, TrainConfig
-    from ic_anogan.config import search_config_for_mode
-    from ic_anogan.model_dir import GENERATOR_FILE
+    from ic_anogan.config import (IMAGE_SCORES, MapConfig, ModelConfig, SearchConfig, TrainConfig,
+                                  search_config_for_mode)
+    from ic_anogan.models.model_dir import GENERATOR_FILE
 
     if not os.path.exists(os.path.join(args.model_dir, GENERATOR_FILE)):
         result = common.train(args.model_dir, model_config=ModelConfig(64, 100, args.base_filters),

@@ -27,8 +27,8 @@ def one_run(args) -> dict:
     import numpy as np
 
     from ic_anogan.config import ModelConfig, SearchConfig
-    from ic_anogan.models import build_models
-    from ic_anogan.search import LatentSearch
+    from ic_anogan.models.networks import build_models
+    from ic_anogan.scoring.search import LatentSearch
 
     config = ModelConfig(args.image_size, 100, args.base_filters)
     generator, _, features = build_models(config, seed=0)

@@ -59,9 +59,10 @@ def evaluate(name, config, heldout, heldout_outputs, images, outputs, seed):
     """One row: calibrate `config` on the held-out reconstructions, score `outputs`."""
     import numpy as np
 
-    from ic_anogan import anomaly_maps, report, scoring
+    from ic_anogan.reporting import report
+    from ic_anogan.scoring import map_calibration, scorer as scoring
     start = time.perf_counter()
-    calibrated = anomaly_maps.calibrate(heldout.images, heldout_outputs.reconstruction, config,
+    calibrated = map_calibration.calibrate(heldout.images, heldout_outputs.reconstruction, config,
                                         seed=seed, latents=heldout_outputs.latent)
     thresholds = {score: float(np.percentile(values, 99))
                   for score, values in calibrated.good_scores.items()}
@@ -107,8 +108,9 @@ def main() -> None:
     parser.add_argument("--results", default=None, help="append the rows as JSON lines here")
     args = parser.parse_args()
 
-    from ic_anogan import data, scoring
     from ic_anogan.config import DataConfig, SearchConfig, search_config_for_mode
+    from ic_anogan.data import loading as data
+    from ic_anogan.scoring import scorer as scoring
 
     model = common.load(args.model_dir)
     print(common.runtime_line(), flush=True)

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 import common
-
+import numpy as np
 
 
 def _median_seconds(search, images, repeats: int) -> float:
@@ -54,8 +52,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from ic_anogan.config import ModelConfig, SearchConfig, search_config_for_mode
-    from ic_anogan.models import build_encoder, build_models
-    from ic_anogan.search import LatentSearch
+    from ic_anogan.models.networks import build_encoder, build_models
+    from ic_anogan.scoring.search import LatentSearch
 
     print("| base filters | mode | Γ | s / image | images / s | faster than search Γ=500 |")
     print("|---:|---|---:|---:|---:|---:|")

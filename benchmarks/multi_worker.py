@@ -29,7 +29,7 @@ import common
 WORKER = textwrap.dedent("""
     import json, sys, time
     import keras
-    from ic_anogan import distribution, train
+    from ic_anogan.training import distribution, gan as train
     from ic_anogan.config import DataConfig, ModelConfig, TrainConfig
     args = json.loads(sys.argv[1])
     strategy = distribution.make_strategy(args["strategy"])
@@ -52,7 +52,7 @@ WORKER = textwrap.dedent("""
 def run(workers: int, strategy: str, batch_size: int, args, work_dir: str,
         name: str = "", env_extra: dict = None) -> list:
     """Per-epoch seconds of the chief (worker 0)."""
-    from ic_anogan import distribution
+    from ic_anogan.training import distribution
     tf_configs = distribution.local_cluster(workers)
     processes = []
     for index in range(workers):

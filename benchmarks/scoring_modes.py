@@ -110,7 +110,7 @@ def run_fashion_mnist(args) -> list:
         spec = f"idx:{args.data_dir}:{k}"
         print(f"class {k} ({CLASS_NAMES[k]})", flush=True)
         model, heldout = _model(f"fashion_class_{k}", args, DataConfig(data_dir=spec))
-        from ic_anogan import data
+        from ic_anogan.data import loading as data
         test = data.load_scoring_set(DataConfig(data_dir=spec), args.image_size)
         if args.test_limit:
             test = test.subset(range(min(args.test_limit, len(test))))
@@ -130,7 +130,7 @@ def run_fashion_mnist(args) -> list:
 
 
 def _report(rows, args) -> None:
-    from ic_anogan import plots
+    from ic_anogan.reporting import plots
     ic = args.protocol == "ic"
     reference = next((r for r in rows if r["mode"] == "search" and r["steps"] == 500), None)
     print("\n| mode | Γ | " + " | ".join(f"{n} AUROC / TPR@1%FPR" for n in IMAGE_SCORES)

@@ -27,9 +27,10 @@ import time
 import common  # first: importing ic_anogan sets oneDNN before TensorFlow loads
 import numpy as np
 import tensorflow as tf
-from ic_anogan.config import ModelConfig, SearchConfig
-from ic_anogan.models import build_models
-from ic_anogan.search import LatentSearch
+
+from ic_anogan.config import ModelConfig, SearchConfig, SearchRuntime
+from ic_anogan.models.networks import build_models
+from ic_anogan.scoring.search import LatentSearch
 
 
 def layer_shapes(config: ModelConfig) -> list:
@@ -158,8 +159,8 @@ def main() -> None:
     else:
         generator, _, features = build_models(config, seed=0)
         search = LatentSearch(generator, features, SearchConfig(
-            steps=args.steps, restarts=args.restarts, jit_compile=args.jit_compile,
-            fold_batch_norm=not args.no_fold))
+            steps=args.steps, restarts=args.restarts), runtime=SearchRuntime(
+                jit_compile=args.jit_compile, fold_batch_norm=not args.no_fold))
         rates = search_rate(search, images, args.repeats)
     # Restarts multiply the work: report searches (image·restart·steps) per second too.
     median = statistics.median(rates)

@@ -33,8 +33,8 @@ def main() -> None:
     import tensorflow as tf
 
     from ic_anogan.config import ModelConfig, TrainConfig
-    from ic_anogan.models import Generator, build_models
-    from ic_anogan.train import GANTrainer, make_optimizers
+    from ic_anogan.models.networks import Generator, build_models
+    from ic_anogan.training.gan import GANTrainer, make_optimizers
 
     config = ModelConfig(args.image_size, args.latent_dim, args.base_filters)
     train_config = TrainConfig()

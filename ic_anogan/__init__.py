@@ -1,6 +1,6 @@
 """ic-anogan: AnoGAN (Schlegl et al. 2017) for visual inspection of molded IC packages."""
 
-from ic_anogan import runtime as _runtime
+from ic_anogan.core import runtime as _runtime
 
 __version__ = "0.1.0"
 

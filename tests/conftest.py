@@ -9,11 +9,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # The suite runs as a user's program does: the package is imported before
 # TensorFlow, so oneDNN is on wherever the package turns it on (runtime.py).
-import ic_anogan  # noqa: E402,F401
-
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
+
+import ic_anogan  # noqa: E402,F401
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(image_size=16, latent_dim=8, base_filters=4)
@@ -27,7 +27,7 @@ def tiny_model_config():
 
 @pytest.fixture()
 def tiny_models(tiny_model_config):
-    from ic_anogan.models import build_models
+    from ic_anogan.models.networks import build_models
     return build_models(tiny_model_config, seed=3)
 
 
@@ -35,9 +35,9 @@ def tiny_models(tiny_model_config):
 def trained_model_dir(tmp_path_factory):
     """A tiny model trained for 2 epochs on synthetic packages, with a 2-epoch
     encoder, and calibrated in every mode (Γ = 5), through the library's one call."""
-    from ic_anogan import pipeline
     from ic_anogan.config import (CalibrationConfig, DataConfig, EncoderConfig, ModelConfig,
                                   SearchConfig, TrainConfig)
+    from ic_anogan.jobs import train_job as pipeline
     root = tmp_path_factory.mktemp("trained")
     model_dir, log_dir = str(root / "model"), str(root / "logs")
     result = pipeline.train_and_calibrate(
@@ -55,8 +55,10 @@ def trained_model_dir(tmp_path_factory):
 def exported(trained_model_dir, tmp_path_factory):
     """The search mode (Γ = 5) with its calibrated study threshold, warm-up for batch
     sizes 1 and 2; tests that change it work on a copy."""
-    from ic_anogan import calibration, export, model_dir as model_dir_lib
     from ic_anogan.config import SearchConfig
+    from ic_anogan.models import model_dir as model_dir_lib
+    from ic_anogan.scoring import calibration
+    from ic_anogan.serving import export
     model = model_dir_lib.load_trained_model(trained_model_dir["model_dir"])
     threshold = calibration.read(trained_model_dir["model_dir"])["threshold"]
     base = str(tmp_path_factory.mktemp("export"))
@@ -75,8 +77,11 @@ def exported_modes(trained_model_dir, exported, tmp_path_factory):
     """Every mode exported through the library's one call, each with its calibrated search,
     map statistics and map_max threshold; encoder_search is the default."""
     import tensorflow as tf
-    from ic_anogan import calibration, model_dir as model_dir_lib, score_pipeline
-    from ic_anogan.score_request import ScoreRequest
+
+    from ic_anogan.jobs import score_job as score_pipeline
+    from ic_anogan.jobs.score_request import ScoreRequest
+    from ic_anogan.models import model_dir as model_dir_lib
+    from ic_anogan.scoring import calibration
     model_dir = trained_model_dir["model_dir"]
     model = model_dir_lib.load_trained_model(model_dir)
     records = calibration.read_all(model_dir)
@@ -95,6 +100,7 @@ def exported_modes(trained_model_dir, exported, tmp_path_factory):
 def tensorboard_tags(folder):
     """Every summary tag written to the event files in `folder`."""
     import glob
+
     import tensorflow as tf
     tags = set()
     for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):

@@ -1,0 +1,1 @@
+"""The installed commands: flags, then one job."""

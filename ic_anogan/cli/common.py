@@ -1,0 +1,68 @@
+"""Helpers shared by the binaries: logging set-up, progress, expected errors.
+
+Nothing here defines flags; flags live only in the *_main.py binaries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from ic_anogan.core.errors import IcAnoganError
+
+# TensorFlow is imported by the functions that need it, so that a binary can
+# refuse bad flags and places through this module without TF's start-up.
+
+
+def expected_errors() -> tuple:
+    """What a command reports as one line and exit status 1: the package's own errors
+    (bad data, settings, model directories, calibrations, exports, a loss that blew
+    up, a lost worker). Anything else is a bug and keeps its traceback."""
+    return (IcAnoganError,)
+
+
+def setup_logging() -> None:
+    """Routes the library's `logging` records to stderr at INFO."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    logging.getLogger("ic_anogan").setLevel(logging.INFO)
+
+
+def log_runtime() -> None:
+    """Logs once whether oneDNN is on, and the CPU (imports TensorFlow: call it after the
+    cheap flag checks)."""
+    from ic_anogan.core import runtime
+    runtime.log_once()
+
+
+def report_error(error: BaseException) -> None:
+    """Logs an expected error as the one line a user reads."""
+    logging.getLogger("ic_anogan").error("%s", error)
+
+
+def default_log_dir(model_dir: str, suffix: str = "") -> str:
+    """tensorboard_logs/<run name>, the run name being the model directory's name."""
+    name = os.path.basename(os.path.normpath(model_dir)) or "run"
+    return os.path.join("tensorboard_logs", name + suffix)
+
+
+class StepProgress:
+    """A text progress bar over image·steps for the search (stderr)."""
+
+    def __init__(self, total: int, label: str):
+        from keras.utils import Progbar  # keras is imported by then anyway
+        self.total = max(int(total), 1)
+        self.bar = Progbar(self.total, unit_name="img·step", stateful_metrics=None,
+                           verbose=1 if sys.stderr.isatty() else 2)
+        self.label = label
+        self._last_print = 0
+
+    def __call__(self, done: int) -> None:
+        if self.bar.verbose == 1:
+            self.bar.update(done)
+        elif done >= self.total or done - self._last_print >= self.total / 10:
+            # Not a terminal: one line per tenth, not a redraw per chunk.
+            self._last_print = done
+            print(f"{self.label}: {done}/{self.total} img·steps "
+                  f"({100.0 * done / self.total:.0f}%)", file=sys.stderr, flush=True)

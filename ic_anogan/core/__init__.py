@@ -1,0 +1,1 @@
+"""Errors, atomic writes, the CPU runtime: no TensorFlow, no settings."""

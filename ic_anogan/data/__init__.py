@@ -1,0 +1,1 @@
+"""Images: files, IDX, synthetic packages, preprocessing, the tf.data pipeline."""

@@ -1,0 +1,151 @@
+"""What a scoring or export run is asked to do, checked before anything heavy is imported.
+
+score_main.py and export_main.py build a `ScoreRequest` from their flags;
+score_pipeline.run carries it out. This module needs only config.py, so a
+refused request costs no TensorFlow start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional, Sequence
+
+from ic_anogan import config as config_lib
+from ic_anogan.config import CalibrationConfig, DataConfig, MapConfig, SearchConfig, SearchRuntime
+from ic_anogan.core.errors import IcAnoganError
+
+
+class ScoringError(IcAnoganError, ValueError):
+    """The scoring request cannot be served as asked; the message says what to change."""
+
+
+class UsageRefusal(ScoringError):
+    """The request contradicts itself or names an unusable place (a usage error)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchOverrides:
+    """Search settings asked for at scoring time; None keeps the calibrated value."""
+
+    steps: Optional[int] = None
+    discrimination_weight: Optional[float] = None
+    learning_rate: Optional[float] = None
+    restarts: Optional[int] = None
+    clip_z: Optional[float] = None
+    seed: Optional[int] = None
+
+    def __post_init__(self):
+        # Each value gets SearchConfig's own check, before any model is loaded.
+        SearchConfig(**{k: v for k, v in dataclasses.asdict(self).items() if v is not None})
+
+
+@dataclasses.dataclass(frozen=True)
+class Recalibration:
+    """Recalibrate before scoring, on good images only.
+
+    Attributes:
+      good: where the good images come from.
+      percentile: threshold = this percentile of their scores.
+      map_overrides: MapConfig fields to change (residual, kernel,
+        kernel_size, pixel_percentile); the rest as stored, else defaults.
+    """
+
+    good: DataConfig
+    percentile: float = 99.0
+    map_overrides: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        # The checks of the configs these values end up in, before any work.
+        CalibrationConfig(percentile=self.percentile)
+        MapConfig(**{k: v for k, v in self.map_overrides.items() if v is not None})
+        if self.good.data_dir is None:
+            raise UsageRefusal("--calibrate_dir: expected a folder of good images")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreRequest:
+    """Everything a scoring (or export) run needs; score_main.py's flags, as values.
+
+    Attributes:
+      model_dir: a trained model directory; or
+      saved_model: an export (EXPORT_DIR/<version>) to score through instead.
+      modes: modes to run ("all": every supported); None: the default mode.
+      data: the images to score.
+      output_dir, log_dir: where reports and TensorBoard logs go.
+      overrides: search settings instead of the calibrated ones.
+      image_score: what decides; None: map_max with map statistics, else study.
+      threshold: the decision threshold instead of the calibrated one (one mode).
+      recalibration: recalibrate on good images first (model_dir only).
+      export_dir: export the model with its modes to EXPORT_DIR/<next version>
+        instead of scoring.
+      batch_size: images per search call; chunk_steps: steps per graph call.
+      runtime: how the in-process search runs (XLA, batch-norm folding).
+    """
+
+    model_dir: Optional[str] = None
+    saved_model: Optional[str] = None
+    modes: Optional[Sequence[str]] = None
+    data: DataConfig = DataConfig()
+    output_dir: Optional[str] = None
+    log_dir: Optional[str] = None
+    overrides: SearchOverrides = SearchOverrides()
+    image_score: Optional[str] = None
+    threshold: Optional[float] = None
+    recalibration: Optional[Recalibration] = None
+    export_dir: Optional[str] = None
+    batch_size: int = 64
+    chunk_steps: Optional[int] = None
+    runtime: SearchRuntime = SearchRuntime()
+
+    def __post_init__(self):
+        if bool(self.model_dir) == bool(self.saved_model):
+            raise UsageRefusal("give one of --model_dir and --saved_model")
+        if self.saved_model and (self.recalibration or self.export_dir
+                                 or self.overrides != SearchOverrides()
+                                 or self.runtime != SearchRuntime()):
+            raise UsageRefusal("--saved_model scores with the export's baked-in settings; "
+                               "search, calibration and export flags do not apply")
+        for mode in self.modes or ():
+            if mode not in config_lib.SCORING_MODES + ("all",):
+                raise UsageRefusal(f"--mode={mode}: expected a list of "
+                                   f"{', '.join(config_lib.SCORING_MODES)} or all")
+        if self.image_score is not None and self.image_score not in config_lib.IMAGE_SCORES:
+            raise UsageRefusal(f"--image_score={self.image_score}: expected one of "
+                               f"{', '.join(config_lib.IMAGE_SCORES)}")
+        if self.threshold is not None and not (
+                isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):
+            raise UsageRefusal(f"--threshold={self.threshold!r}: expected a finite number")
+        if self.batch_size <= 0:
+            raise UsageRefusal(f"--search_batch_size={self.batch_size}: expected a positive "
+                               "integer")
+        if self.chunk_steps is not None and self.chunk_steps <= 0:
+            raise UsageRefusal(f"--chunk_steps={self.chunk_steps}: expected a positive integer")
+
+
+def check_sources(request: ScoreRequest) -> None:
+    """Refuses a missing model directory, export or image folder, before anything loads.
+
+    The request's own values were checked when it was built, so a command
+    with a bad flag value and a missing folder names the flag first.
+
+    Raises:
+      UsageRefusal: naming the flag and the place.
+    """
+    import os
+
+    from ic_anogan.data import sources
+    from ic_anogan.data.image_set import DataError
+    for flag, place in (("model_dir", request.model_dir), ("saved_model", request.saved_model)):
+        if place and not os.path.isdir(place):
+            raise UsageRefusal(f"--{flag}={place}: "
+                               + ("not a folder" if os.path.exists(place) else "not found"))
+    folders = [("data_dir", request.data.data_dir)]
+    if request.recalibration:
+        folders.append(("calibrate_dir", request.recalibration.good.data_dir))
+    for flag, folder in folders:
+        try:
+            sources.resolve_source(folder)
+        except DataError as e:
+            raise UsageRefusal(f"--{flag}={folder}: {str(e).removeprefix(f'{folder}: ')}") \
+                from None

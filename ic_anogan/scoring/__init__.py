@@ -1,0 +1,1 @@
+"""The latent search, anomaly maps, thresholds, the Scorer interface."""

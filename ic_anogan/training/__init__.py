@@ -1,0 +1,1 @@
+"""Fitting the GAN and the encoder, checkpoints, tf.distribute."""
