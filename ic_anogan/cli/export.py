@@ -60,11 +60,11 @@ def main(argv):
     except score_request.ScoringError as e:
         raise app.UsageError(str(e)) from None
     from ic_anogan.cli import common as cli
-    from ic_anogan.jobs import score_job as score_pipeline
+    from ic_anogan.jobs import score_job
     cli.setup_logging()
     cli.log_runtime()
     try:
-        result = score_pipeline.run(request)
+        result = score_job.run(request)
     except score_request.UsageRefusal as e:
         raise app.UsageError(str(e)) from None
     except cli.expected_errors() as e:

@@ -187,13 +187,13 @@ def main(argv):
         raise app.UsageError(str(e)) from None
     # Heavy imports after the flags are checked, so --help and flag errors are instant.
     from ic_anogan.cli import common as cli
-    from ic_anogan.jobs import score_job as score_pipeline
+    from ic_anogan.jobs import score_job
     from ic_anogan.reporting import report
     cli.setup_logging()
     cli.log_runtime()
     name = request.model_dir or request.saved_model
     try:
-        result = score_pipeline.run(request, progress_factory=cli.StepProgress,
+        result = score_job.run(request, progress_factory=cli.StepProgress,
                                     default_log_root=cli.default_log_dir(name))
     except score_request.UsageRefusal as e:
         raise app.UsageError(str(e)) from None

@@ -4,12 +4,14 @@
 
 Without --data_dir it trains on the built-in synthetic IC packages. The
 network size, augmentation and training length not given by flags are chosen
-from the number of good images (ic_anogan/training_plan.py). After the GAN it
+from the number of good images (ic_anogan/training/training_plan.py). After the GAN it
 trains the encoder E (--noencoder skips it), then calibrates every scoring
-mode on the held-out good images: ic_anogan.jobs.train_job.train_and_calibrate,
-which this binary calls with the configs its flags build. Started again with
+mode on the held-out good images: ic_anogan.jobs.train_job.run, which this
+command calls with the RunConfig its flags build. Started again with
 the same flags, an interrupted run resumes.
 """
+
+import dataclasses
 
 from absl import app, flags
 
@@ -142,10 +144,9 @@ def main(argv):
     except config.ConfigError as e:
         raise app.UsageError(e.as_flag(_RENAMES)) from None
     try:
-        configs = dict(
-            model_config=config.ModelConfig(_IMAGE_SIZE.value, _LATENT_DIM.value,
-                                            _BASE_FILTERS.value),
-            train_config=config.TrainConfig(
+        run_config = config.RunConfig(
+            model=config.ModelConfig(_IMAGE_SIZE.value, _LATENT_DIM.value, _BASE_FILTERS.value),
+            train=config.TrainConfig(
                 batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, updates=_UPDATES.value,
                 learning_rate=_LEARNING_RATE.value, beta_1=_BETA_1.value, seed=_SEED.value,
                 ema_decay=_EMA_DECAY.value, d_penalty=_D_PENALTY.value,
@@ -154,19 +155,19 @@ def main(argv):
                 keep_best=_KEEP_BEST.value, validation_fraction=_VALIDATION_FRACTION.value,
                 monitor_every_epochs=_MONITOR_EVERY.value,
                 monitor_search_steps=_MONITOR_STEPS.value),
-            data_config=config.DataConfig(
+            data=config.DataConfig(
                 data_dir=_DATA_DIR.value, skip_corrupt=_SKIP_CORRUPT.value,
                 max_image_pixels=_MAX_IMAGE_PIXELS.value,
                 synthetic_train_count=_SYNTHETIC_TRAIN_COUNT.value,
                 synthetic_package=_SYNTHETIC_PACKAGE.value),
-            search_config=search,
+            search=search,
             # Built (and so checked) even when --noencoder or --nocalibrate
             # leaves them unused: a bad value is refused whatever else is set.
-            encoder_config=config.EncoderConfig(
+            encoder=config.EncoderConfig(
                 epochs=_ENCODER_EPOCHS.value, feature_weight=_ENCODER_FEATURE_WEIGHT.value,
                 batch_size=_ENCODER_BATCH_SIZE.value or _BATCH_SIZE.value,
                 learning_rate=_ENCODER_LEARNING_RATE.value, seed=_SEED.value),
-            calibration_config=config.CalibrationConfig(
+            calibration=config.CalibrationConfig(
                 encoder_search_steps=_ENCODER_SEARCH_STEPS.value,
                 percentile=_PERCENTILE.value, batch_size=_SEARCH_BATCH_SIZE.value,
                 map=config.MapConfig(residual=_MAP_RESIDUAL.value, kernel=_MAP_KERNEL.value,
@@ -174,13 +175,12 @@ def main(argv):
                                      alignment_tolerance=_MAP_ALIGNMENT.value,
                                      neighbours=_MAP_NEIGHBOURS.value,
                                      pixel_percentile=_PIXEL_PERCENTILE.value)))
-        configs["calibration_config"].map.check_image_size(configs["model_config"].image_size)
+        run_config.calibration.map.check_image_size(run_config.model.image_size)
     except config.ConfigError as e:
         raise app.UsageError(e.as_flag()) from None
-    if not _ENCODER.value:
-        configs["encoder_config"] = None
-    if not _CALIBRATE.value:
-        configs["calibration_config"] = None
+    run_config = dataclasses.replace(
+        run_config, encoder=run_config.encoder if _ENCODER.value else None,
+        calibration=run_config.calibration if _CALIBRATE.value else None)
     from ic_anogan.cli import common as cli
     from ic_anogan.core import atomic_io
     from ic_anogan.data import image_set, sources
@@ -204,16 +204,16 @@ def main(argv):
         cli.report_error(e)
         return 1
     # TensorFlow only now: --help and refused flags or places answer at once.
-    from ic_anogan.jobs import train_job as pipeline
+    from ic_anogan.jobs import train_job
     from ic_anogan.training import distribution
     cli.setup_logging()
     cli.log_runtime()
     print(f"TensorBoard: tensorboard --logdir {log_dir}", flush=True)
     try:
-        pipeline.train_and_calibrate(model_dir=_MODEL_DIR.value, log_dir=log_dir,
-                                     strategy=distribution.make_strategy(
-                                         _STRATEGY.value, _COLLECTIVE_TIMEOUT.value or None),
-                                     progress_factory=cli.StepProgress, **configs)
+        train_job.run(run_config, model_dir=_MODEL_DIR.value, log_dir=log_dir,
+                      strategy=distribution.make_strategy(_STRATEGY.value,
+                                                          _COLLECTIVE_TIMEOUT.value or None),
+                      progress_factory=cli.StepProgress)
     except cli.expected_errors() as e:
         cli.report_error(e)
         return 1

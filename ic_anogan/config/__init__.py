@@ -11,10 +11,12 @@ map field names onto flag names.
   training  data, networks, GAN and encoder training
   scoring   the search, its runtime switches, the anomaly map, calibration
   files     JSON round trips
+  run       RunConfig, the root of a training run's settings (config.json's `run`)
 """
 
 from ic_anogan.config.checks import ConfigError, is_finite, require
 from ic_anogan.config.files import from_dict, read_json, to_dict, write_json
+from ic_anogan.config.run import RunConfig
 from ic_anogan.config.modes import (DEFAULT_IMAGE_SCORE, DEFAULT_STEPS, IMAGE_SCORES, MAP_SCORES,
                                     SCORING_MODES, ImageScore, Mode, default_mode, map_score_name)
 from ic_anogan.config.scoring import (MAP_KERNELS, MAP_LEGACY_DEFAULTS, MAP_RESIDUALS,
@@ -32,7 +34,7 @@ __all__ = [
     "DEFAULT_STEPS", "DEFAULT_UPDATES", "D_PENALTIES", "DataConfig", "EncoderConfig",
     "IMAGE_SCORES", "ImageScore", "MAP_KERNELS", "MAP_LEGACY_DEFAULTS", "MAP_RESIDUALS",
     "MAP_SCORES", "MAX_ALIGNMENT_TOLERANCE", "MIN_UPDATES_PER_EPOCH", "MapConfig", "Mode",
-    "ModelConfig", "SCORE_DEFINING", "SCORING_MODES", "SELECTION_EVALUATIONS",
+    "ModelConfig", "RunConfig", "SCORE_DEFINING", "SCORING_MODES", "SELECTION_EVALUATIONS",
     "STUDY_TEST_COUNTS", "STUDY_TRAIN_GOOD", "SUPPORTED_IMAGE_SIZES", "SYNTHETIC_PACKAGES",
     "SYNTHETIC_SPLITS", "SearchConfig", "SearchRuntime", "TrainConfig", "default_mode",
     "from_dict", "is_finite", "map_score_name", "read_json", "require",

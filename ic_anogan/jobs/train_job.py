@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from ic_anogan import config as config_lib
 from ic_anogan.config import (CalibrationConfig, DataConfig, EncoderConfig, ModelConfig,
-                              SearchConfig, TrainConfig)
+                              RunConfig, SearchConfig, TrainConfig)
 from ic_anogan.data import loading as data_lib
 from ic_anogan.data.image_set import ImageSet
 from ic_anogan.jobs.calibrate import ProgressFactory, calibrate_modes
@@ -79,6 +79,10 @@ def train_and_calibrate(*, model_dir: str, log_dir: str, model_config: ModelConf
     records = {}
     if not distribution.is_chief(strategy):
         return PipelineResult(gan, encoded, records)  # calibration is the chief's
+    # What was asked, beside what training resolved from it (config.json's `model`).
+    model_dir_lib.record(model_dir, run=RunConfig(
+        model_config, train_config, data_config, search_config, encoder_config,
+        calibration_config).to_dict())
     if calibration_config is not None and len(gan.heldout):
         if len(gan.heldout) < data_lib.MIN_CALIBRATION_IMAGES:
             log.warning("the thresholds rest on %d held-out good images only: the %gth "
@@ -94,6 +98,18 @@ def train_and_calibrate(*, model_dir: str, log_dir: str, model_config: ModelConf
     elif calibration_config is not None:
         log.warning("no held-out images (validation_fraction=0): threshold not calibrated")
     return PipelineResult(gan, encoded, records)
+
+
+def run(config: RunConfig, *, model_dir: str, log_dir: str,
+        strategy: Optional[tf.distribute.Strategy] = None,
+        progress_factory: Optional[ProgressFactory] = None,
+        verbose: Optional[int] = None) -> PipelineResult:
+    """`train_and_calibrate` with the settings of one `RunConfig`."""
+    return train_and_calibrate(
+        model_dir=model_dir, log_dir=log_dir, model_config=config.model,
+        train_config=config.train, data_config=config.data, search_config=config.search,
+        encoder_config=config.encoder, calibration_config=config.calibration,
+        strategy=strategy, progress_factory=progress_factory, verbose=verbose)
 
 
 def _train_networks(*, model_dir, log_dir, model_config, train_config, data_config,

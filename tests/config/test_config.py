@@ -43,3 +43,56 @@ def test_read_json_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="bad.json: not valid JSON"):
         config.read_json(str(bad))
+
+
+def test_run_config_round_trips_through_json(tmp_path):
+    """The root config survives config.json's JSON, its optional steps included, and is
+    checked again when read back."""
+    run = config.RunConfig(
+        model=config.ModelConfig(image_size=32, base_filters=None),
+        train=config.TrainConfig(batch_size=16, updates=500, augment=True),
+        data=config.DataConfig(synthetic_package="mixed", synthetic_counts={"good": 4}),
+        search=config.SearchConfig(steps=9, clip_z=1.5),
+        encoder=None,
+        calibration=config.CalibrationConfig(percentile=98.0,
+                                             map=config.MapConfig(neighbours=0)))
+    path = str(tmp_path / "run.json")
+    config.write_json(path, run.to_dict())
+    assert config.RunConfig.from_dict(config.read_json(path)) == run
+    assert config.RunConfig.from_dict(
+        config.RunConfig(calibration=config.CalibrationConfig(map=None)).to_dict()
+    ).calibration.map is None
+    with pytest.raises(config.ConfigError, match="calibration_percentile=150"):
+        config.RunConfig.from_dict({**run.to_dict(), "calibration": {"percentile": 150}})
+
+
+def test_errors_share_one_base_and_keep_their_old_types():
+    from ic_anogan.core.errors import IcAnoganError
+    from ic_anogan.data.image_set import DataError
+    from ic_anogan.jobs.score_request import ScoringError, UsageRefusal
+    from ic_anogan.models.model_dir import ModelDirError
+    from ic_anogan.scoring.calibration import CalibrationError
+    from ic_anogan.serving.signatures import ExportError
+    from ic_anogan.training.callbacks import NonFiniteLossError
+    from ic_anogan.training.cluster import ClusterConfigError
+    from ic_anogan.training.distribution import WorkerLostError
+    for error in (config.ConfigError, DataError, ModelDirError, CalibrationError, ExportError,
+                  ScoringError, UsageRefusal, ClusterConfigError):
+        assert issubclass(error, IcAnoganError) and issubclass(error, ValueError), error
+    for error in (NonFiniteLossError, WorkerLostError):
+        assert issubclass(error, IcAnoganError) and issubclass(error, RuntimeError), error
+    with pytest.raises(IcAnoganError, match="missing.json: file not found"):
+        config.read_json("missing.json")
+
+
+def test_modes_and_image_scores_are_one_source():
+    assert config.SCORING_MODES == ("search", "encoder", "encoder_search")
+    assert config.IMAGE_SCORES == ("study", "map_max", "map_topk")
+    assert config.Mode.ENCODER_SEARCH == "encoder_search"
+    assert f"{config.Mode.SEARCH}" == "search" and str(config.ImageScore.MAP_MAX) == "map_max"
+    assert {"search": 1}[config.Mode.SEARCH] == 1
+    assert config.SearchConfig(mode=config.Mode.ENCODER_SEARCH, steps=5).mode == "encoder_search"
+    # What a score is and how its search runs are kept apart.
+    assert "jit_compile" not in config.SCORE_DEFINING
+    assert set(config.SCORE_DEFINING) == {f.name for f in
+                                          __import__("dataclasses").fields(config.SearchConfig)}

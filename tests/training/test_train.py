@@ -264,3 +264,8 @@ def test_the_pipeline_without_encoder_calibrates_the_search_only(tmp_path):
     assert not os.path.exists(tmp_path / "n" / "encoder.weights.h5")
     assert list(json.load(open(tmp_path / "n" / "calibration.json"))["modes"]) == ["search"]
     assert result.calibration["search"]["search"]["steps"] == 3
+    # config.json records what was asked, as one RunConfig.
+    from ic_anogan.config import RunConfig
+    run = RunConfig.from_dict(json.load(open(tmp_path / "n" / "config.json"))["run"])
+    assert run.encoder is None and run.search == SearchConfig(steps=3)
+    assert run.train == TrainConfig(batch_size=8, epochs=1, monitor_every_epochs=0)
