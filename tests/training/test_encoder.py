@@ -201,6 +201,28 @@ def test_the_epoch_with_the_lowest_held_out_loss_is_kept(tiny_models):
         assert any(v is variable for v in saved)
 
 
+def test_a_checkpoint_from_before_best_weights_resumes(tiny_models, tmp_path):
+    """Encoder checkpoints written before the encoder kept its best epoch in BestWeights
+    hold the best loss as float32 where BestWeights has float64: they still restore."""
+    from ic_anogan.training import checkpoints
+    trainer = _trainer(tiny_models)
+    trainer.encoder_optimizer.build(trainer.encoder.trainable_weights)
+    trainer.best.offer(3, 0.25)
+    path = str(tmp_path / "encoder_checkpoint.npz")
+    checkpoints.save_checkpoint(trainer, path, epoch=3)
+    with np.load(path) as stored:
+        arrays = dict(stored)
+    index = next(i for i, v in enumerate(trainer.checkpoint_variables()) if v is trainer.best.error)
+    arrays[f"v{index:04d}"] = np.float32(0.25)  # the old layout's dtype
+    np.savez(path, **arrays)
+    fresh = _trainer(tiny_models)
+    fresh.encoder_optimizer.build(fresh.encoder.trainable_weights)
+    assert checkpoints.restore_checkpoint(fresh, path) == 3
+    assert fresh.best.kept_epoch == 3 and fresh.best.kept_error == 0.25
+    for kept, weight in zip(fresh.best.copies, trainer.best.copies):
+        np.testing.assert_array_equal(kept.numpy(), weight.numpy())
+
+
 def _encoder_script(model_dir, log_dir, epochs, kill_after=None, feature_weight=1.0):
     return textwrap.dedent(f"""
         import os, keras
