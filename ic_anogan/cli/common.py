@@ -8,8 +8,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, Callable
 
 from ic_anogan.core.errors import IcAnoganError
+
+if TYPE_CHECKING:
+    from ic_anogan.jobs.score_request import ScoreRequest
 
 # TensorFlow is imported by the functions that need it, so that a binary can
 # refuse bad flags and places through this module without TF's start-up.
@@ -20,6 +24,41 @@ def expected_errors() -> tuple:
     (bad data, settings, model directories, calibrations, exports, a loss that blew
     up, a lost worker). Anything else is a bug and keeps its traceback."""
     return (IcAnoganError,)
+
+
+def checked_request(build: Callable[[], "ScoreRequest"]) -> "ScoreRequest":
+    """The score or export request `build` makes from the flags, with its places checked;
+    a bad value or a missing place is a usage error naming the flag (no TensorFlow yet)."""
+    from absl import app
+
+    from ic_anogan import config
+    from ic_anogan.cli.flags import SEARCH_RENAMES
+    from ic_anogan.jobs import score_request
+    try:
+        request = build()
+        score_request.check_sources(request)
+    except config.ConfigError as e:
+        raise app.UsageError(e.as_flag(SEARCH_RENAMES)) from None
+    except score_request.ScoringError as e:
+        raise app.UsageError(str(e)) from None
+    return request
+
+
+def run_score_job(request: "ScoreRequest", **kwargs) -> tuple:
+    """Sets up logging and runs jobs.score_job.run: (its RunResult, None), or (None, the
+    exit status) when it stopped on one of the package's own errors."""
+    from absl import app
+
+    from ic_anogan.jobs import score_job, score_request
+    setup_logging()
+    log_runtime()
+    try:
+        return score_job.run(request, **kwargs), None
+    except score_request.UsageRefusal as e:
+        raise app.UsageError(str(e)) from None
+    except expected_errors() as e:
+        report_error(e)
+        return None, 1
 
 
 def setup_logging() -> None:

@@ -21,7 +21,8 @@ model supports is reported side by side in metrics.json and the table.
 
 from absl import app, flags
 
-from ic_anogan.cli.flags import SEARCH_RENAMES, define_old_name, value_of
+from ic_anogan.cli.flags import (define_map_flags, define_old_name, define_search_overrides,
+                                 value_of)
 
 # absl.logging's --log_dir (for log files, never written here) is taken over
 # for the TensorBoard directory.
@@ -41,19 +42,8 @@ _MODE = flags.DEFINE_list(
     "the model supports). Default: encoder_search when the model has an encoder, else search; "
     "with --saved_model, the export's default mode. With --export_dir the first mode listed "
     "is served by serving_default.")
-_SEARCH_STEPS = flags.DEFINE_integer(
-    "search_steps", None, "Γ of the searching modes; default: each mode's calibrated setting.")
-_DISCRIMINATION_WEIGHT = flags.DEFINE_float("discrimination_weight", None,
-                                            "λ; default: as calibrated.")
-_LEARNING_RATE = flags.DEFINE_float("search_learning_rate", None,
-                                    "Adam step size on z; default: as calibrated.")
-_OLD_LEARNING_RATE = define_old_name("learning_rate", _LEARNING_RATE)
-_RESTARTS = flags.DEFINE_integer("restarts", None,
-                                 "Random starts per image; default: as calibrated.")
-_CLIP_Z = flags.DEFINE_float("clip_z", None, "Clip z to [-clip_z, clip_z]; default: as calibrated.")
-_SEED = flags.DEFINE_integer("search_seed", None,
-                             "Seed of the starting points; default: as calibrated.")
-_OLD_SEED = define_old_name("seed", _SEED)
+_SEARCH = define_search_overrides("Γ of the searching modes; default: each mode's "
+                                  "calibrated setting.")
 _JIT = flags.DEFINE_bool("jit_compile", False, "Compile the search with XLA.")
 _BATCH_SIZE = flags.DEFINE_integer("search_batch_size", 64, "Images per search call.")
 _OLD_BATCH_SIZE = define_old_name("batch_size", _BATCH_SIZE)
@@ -88,24 +78,7 @@ _IMAGE_SCORE = flags.DEFINE_enum(
     "pixels). Default: map_max when the model has map statistics, else study; with "
     "--saved_model, the export's.")
 # Map statistics are computed at calibration; these apply with --calibrate_dir.
-_MAP_RESIDUAL = flags.DEFINE_enum("map_residual", None, ["absolute", "signed"],
-                                  "With --calibrate_dir: residual the map statistics use; "
-                                  "default: as stored, else absolute.")
-_MAP_KERNEL = flags.DEFINE_enum("map_kernel", None, ["box", "gaussian"],
-                                "With --calibrate_dir: map smoothing kernel; default: as "
-                                "stored, else gaussian.")
-_MAP_KERNEL_SIZE = flags.DEFINE_integer("map_kernel_size", None,
-                                        "With --calibrate_dir: odd smoothing kernel size (1: "
-                                        "none); default: as stored, else 3.")
-_MAP_ALIGNMENT = flags.DEFINE_integer(
-    "map_alignment_tolerance", None, "With --calibrate_dir: pixels G(z) may be shifted to match "
-    "each pixel (0: pixel by pixel); default: as stored, else 1.")
-_MAP_NEIGHBOURS = flags.DEFINE_integer(
-    "map_neighbours", None, "With --calibrate_dir: standardise each image by its k nearest good "
-    "images in latent space (0: one set of statistics); default: as stored, else 30.")
-_PIXEL_PERCENTILE = flags.DEFINE_float(
-    "pixel_percentile", None, "With --calibrate_dir: defect-mask threshold = this percentile "
-    "of good images' standardised pixels; default: as stored, else 99.9.")
+_MAP = define_map_flags(as_stored=True)
 _SYNTHETIC_COUNTS = flags.DEFINE_string(
     "synthetic_counts", "good:1100,short_fill:755",
     "Synthetic test split when --data_dir is unset: type:count,... "
@@ -144,13 +117,12 @@ def main(argv):
     # error naming its flag, raised before TensorFlow loads.
     from ic_anogan import config
     from ic_anogan.jobs import score_request
-    map_flags = (_MAP_RESIDUAL, _MAP_KERNEL, _MAP_KERNEL_SIZE, _MAP_ALIGNMENT, _MAP_NEIGHBOURS,
-                  _PIXEL_PERCENTILE)
-    if any(f.present for f in map_flags) and not _CALIBRATE_DIR.value:
-        raise app.UsageError(", ".join(f"--{f.name}" for f in map_flags if f.present)
+    if _MAP.given() and not _CALIBRATE_DIR.value:
+        raise app.UsageError(", ".join(f"--{f.name}" for f in _MAP.given())
                              + ": set how the map statistics are computed, at calibration: "
                              "give them with --calibrate_dir")
-    try:
+
+    def build() -> score_request.ScoreRequest:
         data = config.DataConfig(
             data_dir=_DATA_DIR.value, skip_corrupt=_SKIP_CORRUPT.value,
             max_image_pixels=_MAX_IMAGE_PIXELS.value,
@@ -162,17 +134,10 @@ def main(argv):
                                    skip_corrupt=_SKIP_CORRUPT.value,
                                    max_image_pixels=_MAX_IMAGE_PIXELS.value),
             percentile=_PERCENTILE.value,
-            map_overrides={"residual": _MAP_RESIDUAL.value, "kernel": _MAP_KERNEL.value,
-                           "kernel_size": _MAP_KERNEL_SIZE.value,
-                           "alignment_tolerance": _MAP_ALIGNMENT.value,
-                           "neighbours": _MAP_NEIGHBOURS.value,
-                           "pixel_percentile": _PIXEL_PERCENTILE.value}
+            map_overrides=_MAP.values()
         ) if _CALIBRATE_DIR.value else None
-        overrides = score_request.SearchOverrides(
-            steps=_SEARCH_STEPS.value, discrimination_weight=_DISCRIMINATION_WEIGHT.value,
-            learning_rate=value_of(_LEARNING_RATE, _OLD_LEARNING_RATE), restarts=_RESTARTS.value,
-            clip_z=_CLIP_Z.value, seed=value_of(_SEED, _OLD_SEED))
-        request = score_request.ScoreRequest(
+        overrides = score_request.SearchOverrides(**_SEARCH.values())
+        return score_request.ScoreRequest(
             model_dir=_MODEL_DIR.value, saved_model=_SAVED_MODEL.value, modes=_MODE.value,
             data=data, output_dir=_OUTPUT_DIR.value, log_dir=_LOG_DIR.value,
             overrides=overrides, image_score=_IMAGE_SCORE.value,
@@ -180,29 +145,20 @@ def main(argv):
             export_dir=_EXPORT_DIR.value, batch_size=value_of(_BATCH_SIZE, _OLD_BATCH_SIZE),
             chunk_steps=_CHUNK_STEPS.value,
             runtime=config.SearchRuntime(jit_compile=_JIT.value))
-        score_request.check_sources(request)
-    except config.ConfigError as e:
-        raise app.UsageError(e.as_flag(SEARCH_RENAMES)) from None
-    except score_request.ScoringError as e:
-        raise app.UsageError(str(e)) from None
+
+    from ic_anogan.cli import common
+    request = common.checked_request(build)
     # Heavy imports after the flags are checked, so --help and flag errors are instant.
-    from ic_anogan.cli import common as cli
-    from ic_anogan.jobs import score_job
     from ic_anogan.reporting import report
-    cli.setup_logging()
-    cli.log_runtime()
     name = request.model_dir or request.saved_model
     try:
-        result = score_job.run(request, progress_factory=cli.StepProgress,
-                                    default_log_root=cli.default_log_dir(name))
-    except score_request.UsageRefusal as e:
-        raise app.UsageError(str(e)) from None
-    except cli.expected_errors() as e:
-        cli.report_error(e)
-        return 1
+        result, status = common.run_score_job(request, progress_factory=common.StepProgress,
+                                              default_log_root=common.default_log_dir(name))
     except KeyboardInterrupt:
-        cli.report_error("interrupted: the mode being scored was not written")
+        common.report_error("interrupted: the mode being scored was not written")
         return 130
+    if result is None:
+        return status
     if result.export_path:
         print(result.export_summary())
         return 0

@@ -15,7 +15,7 @@ import dataclasses
 
 from absl import app, flags
 
-from ic_anogan.cli.flags import SEARCH_RENAMES
+from ic_anogan.cli.flags import SEARCH_RENAMES, define_map_flags
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Where the trained model is written.")
 _DATA_DIR = flags.DEFINE_string(
@@ -105,22 +105,7 @@ _PERCENTILE = flags.DEFINE_float("calibration_percentile", 99.0,
                                  "Threshold = this percentile of held-out good scores.")
 
 # The good parts' anomaly-map statistics, computed with each threshold.
-_MAP_RESIDUAL = flags.DEFINE_enum(
-    "map_residual", "absolute", ["absolute", "signed"],
-    "Residual the map statistics standardise: |x - G(z)|, or x - G(z) two-sided.")
-_MAP_KERNEL = flags.DEFINE_enum("map_kernel", "gaussian", ["box", "gaussian"],
-                                "Smoothing kernel of the anomaly map before standardising.")
-_MAP_KERNEL_SIZE = flags.DEFINE_integer("map_kernel_size", 3,
-                                        "Odd side of the smoothing kernel (1: no smoothing).")
-_MAP_ALIGNMENT = flags.DEFINE_integer(
-    "map_alignment_tolerance", 1, "Pixels G(z) may be shifted to match each pixel before the "
-    "residual counts (0: the study's pixel-by-pixel residual).")
-_MAP_NEIGHBOURS = flags.DEFINE_integer(
-    "map_neighbours", 30, "Standardise each image by the map statistics of its k nearest "
-    "held-out good images in latent space (0: one set of statistics for all).")
-_PIXEL_PERCENTILE = flags.DEFINE_float(
-    "pixel_percentile", 99.9, "Defect-mask threshold = this percentile of held-out good "
-    "images' standardised pixels.")
+_MAP = define_map_flags(as_stored=False)
 
 _MAX_IMAGE_PIXELS = flags.DEFINE_integer(
     "max_image_pixels", 100_000_000, "Image files above this many pixels (width x height) are "
@@ -170,11 +155,7 @@ def main(argv):
             calibration=config.CalibrationConfig(
                 encoder_search_steps=_ENCODER_SEARCH_STEPS.value,
                 percentile=_PERCENTILE.value, batch_size=_SEARCH_BATCH_SIZE.value,
-                map=config.MapConfig(residual=_MAP_RESIDUAL.value, kernel=_MAP_KERNEL.value,
-                                     kernel_size=_MAP_KERNEL_SIZE.value,
-                                     alignment_tolerance=_MAP_ALIGNMENT.value,
-                                     neighbours=_MAP_NEIGHBOURS.value,
-                                     pixel_percentile=_PIXEL_PERCENTILE.value)))
+                map=config.MapConfig(**_MAP.values())))
         run_config.calibration.map.check_image_size(run_config.model.image_size)
     except config.ConfigError as e:
         raise app.UsageError(e.as_flag()) from None
