@@ -17,7 +17,7 @@ from ic_anogan import layout  # noqa: E402  (after the repo is on the path)
 
 MODULES = layout.modules(PACKAGE)
 SUBPACKAGES = {name: name.split(".")[0] for name in MODULES}
-COMMANDS = ("cli.train", "cli.score", "cli.export")
+COMMANDS = ("cli.train", "cli.score", "cli.export", "cli.bulk_score")
 
 
 def test_every_module_sits_in_a_known_layer():
@@ -127,7 +127,8 @@ print(json.dumps(sorted(m for m in ("tensorflow", "keras", "numpy") if m in sys.
     assert _fresh_process(code) == []
 
 
-@pytest.mark.parametrize("binary", ["train_main.py", "score_main.py", "export_main.py"])
+@pytest.mark.parametrize("binary", ["train_main.py", "score_main.py", "export_main.py",
+                                    "bulk_score_main.py"])
 def test_binaries_are_shims(binary):
     """The top-level binaries only hand over to the installed commands."""
     source = open(os.path.join(REPO, binary)).read()
@@ -177,7 +178,8 @@ def test_installed_commands_are_the_binaries():
                    .read().split("console_scripts =")[1].split("\n\n")[0].strip().splitlines())
     assert scripts == {"ic-anogan-train": "ic_anogan.cli.train:run",
                        "ic-anogan-score": "ic_anogan.cli.score:run",
-                       "ic-anogan-export": "ic_anogan.cli.export:run"}
+                       "ic-anogan-export": "ic_anogan.cli.export:run",
+                       "ic-anogan-bulk-score": "ic_anogan.cli.bulk_score:run"}
     for command, target in scripts.items():
         module, function = target.split(":")
         binary = module.rsplit(".", 1)[1] + "_main.py"
@@ -185,11 +187,13 @@ def test_installed_commands_are_the_binaries():
             os.path.join(REPO, binary)).read()
         installed = os.path.join(os.path.dirname(sys.executable), command)
         assert os.path.exists(installed), f"{command} is not installed next to {sys.executable}"
-        done = subprocess.run([installed, "--model_dir=m", "--image_size=7"]
-                              if command == "ic-anogan-train" else
-                              [installed, "--model_dir=m", "--export_dir=e", "--mode=fastest"],
-                              capture_output=True, text=True, timeout=120,
-                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-        expected = ("--image_size=7: expected one of" if command == "ic-anogan-train"
-                    else "--mode=fastest: expected a list of")
+        arguments, expected = {
+            "ic-anogan-train": (["--model_dir=m", "--image_size=7"],
+                                "--image_size=7: expected one of"),
+            "ic-anogan-bulk-score": (["--saved_model=m", "--input_pattern=x", "--output=o",
+                                      "--min_batch_size=0"], "--min_batch_size=0"),
+        }.get(command, (["--model_dir=m", "--export_dir=e", "--mode=fastest"],
+                        "--mode=fastest: expected a list of"))
+        done = subprocess.run([installed, *arguments], capture_output=True, text=True,
+                              timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
         assert done.returncode == 1 and expected in done.stderr, (command, done.stderr[-1500:])

@@ -21,6 +21,7 @@ from ic_anogan.config import ImageScore, Mode
 from ic_anogan.core import atomic_io
 from ic_anogan.data.preprocessing import from_model_range  # noqa: E402
 from ic_anogan.reporting import metrics  # noqa: E402
+from ic_anogan.reporting.overlays import overlay_rgb, png_bytes  # noqa: E402
 
 _COLOURS = {"good": "tab:blue"}
 SCORE_LABELS = {"study": "anomaly score A(x)",
@@ -162,29 +163,17 @@ def defect_overlays(rows: GridRows, ids: Sequence[str], folder: str, scale: int 
     Written with Pillow (no figure), `scale` times the model's size, named
     by rank and the image's file name.
     """
-    from PIL import Image
-
     if rows.defect_masks is None:
         return []
     os.makedirs(folder, exist_ok=True)
     paths = []
     for rank, image_id in enumerate(ids):
-        gray = np.clip(from_model_range(np.squeeze(rows.images[rank])) * 255.0, 0, 255)
-        rgb = np.repeat(gray[..., None], 3, axis=-1)
-        mask = np.squeeze(rows.defect_masks[rank]) > 0
-        rgb[mask] = 0.45 * rgb[mask] + 0.55 * np.array([255.0, 0.0, 0.0])
-        if rows.true_masks is not None:
-            truth = np.squeeze(rows.true_masks[rank]) > 0.5
-            padded = np.pad(truth, 1)
-            interior = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2]
-                        & padded[1:-1, 2:])
-            rgb[truth & ~interior] = [0.0, 255.0, 0.0]
-        image = Image.fromarray(rgb.astype(np.uint8)).resize(
-            (rgb.shape[1] * scale, rgb.shape[0] * scale), Image.NEAREST)
+        rgb = overlay_rgb(from_model_range(np.squeeze(rows.images[rank])),
+                          np.squeeze(rows.defect_masks[rank]),
+                          None if rows.true_masks is None else np.squeeze(rows.true_masks[rank]))
         stem = os.path.splitext(os.path.basename(str(image_id)))[0].replace(":", "_")
         path = os.path.join(folder, f"{rank:02d}_{stem}.png")
-        with atomic_io.replace_file(path, suffix=".png") as temp:
-            image.save(temp, format="PNG")
+        atomic_io.write_bytes(path, png_bytes(rgb, scale))
         paths.append(path)
     return paths
 

@@ -1,0 +1,200 @@
+"""The steps of bulk scoring: screening files, splitting results, CSV rows, the summary
+and the mask files; bulk_score.py puts them together into a pipeline."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+from typing import Optional
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from ic_anogan.config import ImageScore
+from ic_anogan.scoring.outputs import CSV_COLUMNS
+from ic_anogan.serving import beam_handler
+from ic_anogan.serving.signatures import GRAPH_DECODABLE_MAGIC
+
+# scores.csv's columns without the label columns, which stored files do not have.
+COLUMNS = tuple(c for c in CSV_COLUMNS if c not in ("label", "defect_type"))
+QUANTILES = (0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Export:
+    """The export a bulk run scores with: its version folder, mode, signature and settings."""
+
+    path: str
+    mode: str
+    signature: str
+    settings: dict
+    image_score: str
+    has_maps: bool
+
+
+class Screen(beam.DoFn):
+    """Refuses, by name, what the graph cannot score: empty files, files over the size or
+    pixel limits, and files that are not PNG, JPEG, BMP or GIF."""
+
+    ERRORS = "errors"
+
+    def __init__(self, max_file_bytes: int, max_image_pixels: int):
+        self.max_file_bytes, self.max_image_pixels = max_file_bytes, max_image_pixels
+
+    def process(self, readable):
+        path, size = readable.metadata.path, readable.metadata.size_in_bytes
+        if size == 0:
+            yield beam.pvalue.TaggedOutput(self.ERRORS, (path, "empty file"))
+            return
+        if size > self.max_file_bytes:
+            yield beam.pvalue.TaggedOutput(self.ERRORS, (
+                path, f"{size} bytes, more than --max_file_bytes={self.max_file_bytes}"))
+            return
+        data = readable.read()
+        if not data.startswith(GRAPH_DECODABLE_MAGIC):
+            yield beam.pvalue.TaggedOutput(self.ERRORS, (
+                path, "not a PNG, JPEG, BMP or GIF file (convert TIFF and other formats, or "
+                      "score them with score_main.py --saved_model)"))
+            return
+        pixels = _pixel_count(data)
+        if pixels is None:
+            yield beam.pvalue.TaggedOutput(self.ERRORS, (path, "not a decodable image"))
+        elif pixels > self.max_image_pixels:
+            yield beam.pvalue.TaggedOutput(self.ERRORS, (
+                path, f"{pixels} pixels, more than --max_image_pixels={self.max_image_pixels}"))
+        else:
+            yield path, data
+
+
+def _pixel_count(data: bytes) -> Optional[int]:
+    """Width x height from the header alone (Pillow reads no pixels here), or None."""
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.width * image.height
+    except Exception:  # noqa: BLE001 - Pillow raises many kinds on garbage
+        return None
+
+
+class SplitResults(beam.DoFn):
+    """Results the graph could not score go to `errors`; the rest become score records."""
+
+    ERRORS = "errors"
+
+    def __init__(self, export: Export):
+        self.export = export
+        self.scored = Metrics.counter("ic_anogan", "scored_files")
+
+    def process(self, element):
+        path, result = element
+        served = result.inference
+        if beam_handler.ERROR_KEY in served:
+            yield beam.pvalue.TaggedOutput(self.ERRORS, (path, served[beam_handler.ERROR_KEY]))
+            return
+        self.scored.inc()
+        # Per process, so that a run on several workers reports each worker's peak.
+        Metrics.gauge("ic_anogan", f"peak_memory_mb.pid{os.getpid()}").set(
+            int(beam_handler.peak_memory_mb()))
+        yield path, result.example, served
+
+
+def csv_line(path: str, served: dict, has_maps: bool) -> str:
+    """One scores.csv row (without labels), formatted as score_main.py writes it."""
+    map_columns = ([f"{float(served['map_score']):.6f}", int(served["map_x"]),
+                    int(served["map_y"])] if has_maps else ["", "", ""])
+    values = {"path": path,
+              "anomaly_score": f"{float(served['anomaly_score']):.6f}",
+              "residual_score": f"{float(served['residual_score']):.6f}",
+              "discrimination_score": f"{float(served['discrimination_score']):.6f}",
+              "is_anomaly": int(bool(served["is_anomaly"])),
+              "map_score": map_columns[0], "map_x": map_columns[1], "map_y": map_columns[2]}
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow([values[c] for c in COLUMNS])
+    return buffer.getvalue()
+
+
+class Summarise(beam.CombineFn):
+    """Counts, anomalies and the scores of every scored file, for the summary's quantiles.
+
+    The scores are kept exactly (8 bytes per file: 8 MB per million files), so the
+    quantiles are exact whatever the runner's bundling."""
+
+    def create_accumulator(self):
+        return {"scored": 0, "anomalies": 0, "decision": [], "anomaly_score": []}
+
+    def add_input(self, accumulator, element):
+        decision_score, anomaly_score, is_anomaly = element
+        accumulator["scored"] += 1
+        accumulator["anomalies"] += int(is_anomaly)
+        accumulator["decision"].append(decision_score)
+        accumulator["anomaly_score"].append(anomaly_score)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for accumulator in accumulators:
+            for key in ("scored", "anomalies"):
+                merged[key] += accumulator[key]
+            for key in ("decision", "anomaly_score"):
+                merged[key].extend(accumulator[key])
+        return merged
+
+    def extract_output(self, accumulator):
+        def quantiles(values):
+            if not values:
+                return {}
+            return {f"{q:g}": float(np.quantile(np.asarray(values), q)) for q in QUANTILES}
+        return {"scored": accumulator["scored"], "anomalies": accumulator["anomalies"],
+                "decision_score_quantiles": quantiles(accumulator["decision"]),
+                "anomaly_score_quantiles": quantiles(accumulator["anomaly_score"])}
+
+
+def summary_json(_, statistics: dict, refused: int, export: Export, matched: int) -> str:
+    """summary.json: what was scored and refused, and what scored it."""
+    record = {"files_matched": matched, "scored": statistics["scored"], "refused": refused,
+              "anomalies": statistics["anomalies"], "mode": export.mode,
+              "signature": export.signature, "saved_model": export.path,
+              "decided_by": export.image_score,
+              "decision_score": ("map_score" if export.image_score != ImageScore.STUDY
+                                 else "anomaly_score"),
+              "decision_score_quantiles": statistics["decision_score_quantiles"],
+              "anomaly_score_quantiles": statistics["anomaly_score_quantiles"],
+              "export_settings": export.settings}
+    return json.dumps(record, indent=2, sort_keys=True)
+
+
+class WriteMasks(beam.DoFn):
+    """Each anomalous file's defect mask and overlay as PNGs under OUTPUT/masks/."""
+
+    def __init__(self, folder: str, image_size: int):
+        self.folder, self.image_size = folder, image_size
+
+    def process(self, element):
+        path, data, served = element
+        from ic_anogan.reporting.overlays import mask_pngs
+        stem = _safe_name(path)
+        for suffix, png in zip(("mask", "overlay"), mask_pngs(data, served, self.image_size)):
+            with FileSystems.create(f"{self.folder}/{stem}_{suffix}.png") as f:
+                f.write(png)
+        yield path
+
+
+def _safe_name(path: str) -> str:
+    """A file name that keeps the path readable and distinct (folders joined by '__')."""
+    scheme, _, rest = path.rpartition("://")
+    text = rest.strip("/").replace("/", "__")
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
+
+
+def without_references(settings: dict) -> dict:
+    """The settings without the neighbour statistics' reference maps (megabytes of base64)."""
+    settings = json.loads(json.dumps(settings))
+    for record in [settings, *settings.get("modes", {}).values()]:
+        if isinstance(record.get("map"), dict):
+            record["map"].pop("references", None)
+    return settings

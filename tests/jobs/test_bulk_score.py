@@ -1,0 +1,182 @@
+"""Bulk scoring on Apache Beam: the exported model over a folder of stored files."""
+
+import csv
+import glob
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from conftest import run_main, write_image
+from PIL import Image
+
+from ic_anogan.jobs import bulk_score, bulk_transforms
+from ic_anogan.jobs.score_request import UsageRefusal
+from ic_anogan.serving import signatures
+
+GOOD_PNG = 24
+BAD = {"truncated.png": "the export could not score it: Invalid PNG data",
+       "notes.png": "not a PNG, JPEG, BMP or GIF file"}
+FLOAT_COLUMNS = ("anomaly_score", "residual_score", "discrimination_score", "map_score")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """30 stored files: 24 PNG, a JPEG, a BMP ending in NUL bytes, a 16-bit PNG, a colour
+    JPEG of another size, a truncated PNG and a text file named .png."""
+    folder = tmp_path_factory.mktemp("archive")
+    rng = np.random.default_rng(7)
+    for i in range(GOOD_PNG):
+        write_image(str(folder / f"part_{i:02d}.png"),
+                    rng.integers(40, 200, (16, 16), dtype=np.uint8))
+    write_image(str(folder / "gray.jpg"), rng.integers(0, 255, (16, 16), dtype=np.uint8),
+                quality=95)
+    # BMP rows are stored bottom-up: a black top row puts NUL bytes at the file's end.
+    pixels = rng.integers(1, 255, (16, 16), dtype=np.uint8)
+    pixels[0] = 0
+    write_image(str(folder / "nul_tail.bmp"), pixels)
+    assert (folder / "nul_tail.bmp").read_bytes().endswith(b"\x00" * 16)
+    Image.fromarray(rng.integers(0, 65535, (16, 16)).astype(np.uint16)).save(
+        folder / "deep.png")
+    write_image(str(folder / "colour.jpg"), rng.integers(0, 255, (24, 20, 3), dtype=np.uint8))
+    good = (folder / "part_00.png").read_bytes()
+    (folder / "truncated.png").write_bytes(good[:len(good) // 2])
+    (folder / "notes.png").write_text("inspection notes, not an image\n")
+    return folder
+
+
+def _run(export_path, archive, output, mode=None, beam_args=(), **request):
+    request = bulk_score.BulkRequest(saved_model=export_path,
+                                     input_patterns=(str(archive / "*"),), output=str(output),
+                                     mode=mode, max_batch_size=8, **request)
+    export, matched = bulk_score.check(request)
+    summary = bulk_score.run(request, export, matched, beam_args)
+    rows = {}
+    for shard in sorted(glob.glob(f"{output}scores-*.csv")):
+        lines = open(shard).read().splitlines()
+        assert lines[0] == ",".join(bulk_score.COLUMNS)
+        for row in csv.DictReader(io.StringIO("\n".join(lines))):
+            rows[os.path.basename(row["path"])] = row
+    errors = dict(line.split("\t", 1) for shard in glob.glob(f"{output}errors-*.txt")
+                  for line in open(shard).read().splitlines())
+    return summary, rows, {os.path.basename(path): reason for path, reason in errors.items()}
+
+
+def _direct(loaded, signature, path):
+    """The export's signature called on one file, as a TF Serving client would."""
+    import tensorflow as tf
+    outputs = loaded.signatures[signature](image_bytes=tf.constant([open(path, "rb").read()]))
+    return {name: value.numpy()[0] for name, value in outputs.items()}
+
+
+def _assert_rows_match(rows, expected):
+    assert set(rows) == set(expected)
+    for name, row in rows.items():
+        for column in FLOAT_COLUMNS:
+            np.testing.assert_allclose(float(row[column]), float(expected[name][column]),
+                                       rtol=1e-4, atol=1e-4, err_msg=(name, column))
+        for column in ("is_anomaly", "map_x", "map_y"):
+            assert row[column] == expected[name][column], (name, column)
+
+
+@pytest.fixture(scope="module")
+def in_process(exported_modes, archive, tmp_path_factory):
+    output = tmp_path_factory.mktemp("bulk") / "run1_"
+    return _run(exported_modes["path"], archive, output, write_masks=True), output
+
+
+def test_every_file_is_scored_as_the_signature_scores_it_or_named_with_why(
+        in_process, exported_modes, archive):
+    (summary, rows, errors), output = in_process
+    assert summary["mode"] == "encoder_search" and summary["signature"] == "encoder_search_encoded"
+    good = sorted(p.name for p in archive.iterdir() if p.name not in BAD)
+    assert sorted(rows) == good and len(good) == 28
+    expected = {}
+    for name in good:
+        served = _direct(exported_modes["loaded"], "encoder_search_encoded", archive / name)
+        expected[name] = {"anomaly_score": served["anomaly_score"],
+                          "residual_score": served["residual_score"],
+                          "discrimination_score": served["discrimination_score"],
+                          "map_score": served["map_score"],
+                          "is_anomaly": str(int(served["is_anomaly"])),
+                          "map_x": str(served["map_x"]), "map_y": str(served["map_y"])}
+    # Batches of 1 to 8 files against single calls: the documented batch-composition
+    # tolerance (docs/deployment.md, "Batch size and exact scores").
+    _assert_rows_match(rows, expected)
+    assert set(errors) == set(BAD)
+    for name, reason in BAD.items():
+        assert errors[name].startswith(reason), errors[name]
+    assert summary["files_matched"] == 30 == summary["scored"] + summary["refused"]
+    assert summary["refused"] == 2
+    anomalies = sum(row["is_anomaly"] == "1" for row in rows.values())
+    assert summary["anomalies"] == anomalies
+    decision = sorted(float(row["map_score"]) for row in rows.values())
+    assert summary["decision_score_quantiles"]["0.5"] == pytest.approx(np.median(decision),
+                                                                         rel=1e-5)
+    assert summary["export_settings"]["mode"] == "encoder_search"
+    masks = sorted(os.listdir(f"{output}masks"))
+    assert len(masks) == 2 * anomalies
+    for name in (n for n, row in rows.items() if row["is_anomaly"] == "1"):
+        for kind in ("mask", "overlay"):
+            with Image.open(f"{output}masks/{bulk_transforms._safe_name(str(archive / name))}"
+                            f"_{kind}.png") as image:
+                assert image.size == (64, 64)
+
+
+def test_two_worker_processes_give_the_same_rows(in_process, exported_modes, archive,
+                                                  tmp_path):
+    """Two SDK worker processes, and the model shared between them behind Beam's proxy."""
+    (_, expected, errors), _ = in_process
+    summary, rows, errors_now = _run(
+        exported_modes["path"], archive, tmp_path / "two_", large_model=True, tf_threads=1,
+        beam_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    _assert_rows_match(rows, expected)
+    assert errors_now == errors and summary["scored"] == 28
+
+
+def test_an_export_from_before_the_map_scores_decides_by_study(exported, archive, tmp_path):
+    path = str(tmp_path / "old" / "1")
+    shutil.copytree(exported["path"], path)  # the search mode with its study threshold
+    asset = os.path.join(path, "assets", signatures.SETTINGS_ASSET)
+    settings = json.load(open(asset))
+    settings.pop("image_score")
+    for values in settings["modes"].values():
+        values.pop("image_score"), values.pop("outputs")
+    with open(asset, "w") as f:
+        json.dump(settings, f)
+    summary, rows, errors = _run(str(tmp_path / "old"), archive, tmp_path / "old_")
+    assert summary["decided_by"] == "study" and summary["decision_score"] == "anomaly_score"
+    assert len(rows) == 28 and set(errors) == set(BAD)
+    for row in rows.values():
+        assert row["map_score"] == row["map_x"] == row["map_y"] == ""
+        assert row["is_anomaly"] == str(int(float(row["anomaly_score"]) > exported["threshold"]))
+
+
+def test_refused_by_name_before_any_work(exported_modes, archive, tmp_path):
+    cases = [
+        (dict(input_patterns=(str(tmp_path / "none" / "*.png"),)),
+         f"--input_pattern={tmp_path / 'none' / '*.png'}: no file matches"),
+        (dict(saved_model=str(archive)), f"--saved_model={archive}: not an export"),
+        (dict(saved_model=exported_modes["search_only"], mode="encoder"),
+         "--mode=encoder: this export serves search"),
+        (dict(output=str(archive / "notes.png" / "out_")), "--output="),
+        (dict(min_batch_size=9, max_batch_size=8), "--min_batch_size=9, --max_batch_size=8"),
+        (dict(saved_model=exported_modes["search_only"], write_masks=True),
+         "--write_masks: mode search of this export has no good-part map statistics"),
+    ]
+    for fields, message in cases:
+        request = bulk_score.BulkRequest(**{
+            "saved_model": exported_modes["path"], "input_patterns": (str(archive / "*"),),
+            "output": str(tmp_path / "out_"), **fields})
+        with pytest.raises(UsageRefusal, match=None) as refused:
+            bulk_score.check(request)
+        assert str(refused.value).startswith(message), (fields, str(refused.value))
+    assert not list(tmp_path.glob("out_*"))
+    # The command says it as one usage line, before TensorFlow or Beam's pipeline starts.
+    done = run_main("bulk_score_main.py", f"--saved_model={exported_modes['path']}",
+                    f"--input_pattern={tmp_path / 'none' / '*.png'}",
+                    f"--output={tmp_path / 'out_'}")
+    assert done.returncode == 1 and "no file matches" in done.stderr, done.stderr[-2000:]
+    assert "oneDNN" not in done.stderr and "Traceback" not in done.stderr
