@@ -78,6 +78,10 @@ def main(argv):
           f"{result['mode']} ({result['anomalies']} anomalous), refused {result['refused']}; "
           f"{request.output}scores-*.csv, {request.output}errors-*.txt, "
           f"{request.output}summary.json")
+    peaks = result["worker_peak_memory_mb"]
+    if peaks:
+        print("peak memory of the scoring processes: " + ", ".join(
+            f"pid {pid}: {mb} MB" for pid, mb in sorted(peaks.items())))
     return 0
 
 

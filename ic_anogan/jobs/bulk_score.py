@@ -203,7 +203,24 @@ def run(request: BulkRequest, export: Export, matched: int,
     runner, options = pipeline_options(beam_args)
     log.info("scoring %d files matching %s with %s (mode %s, signature %s)", matched,
              ", ".join(request.input_patterns), export.path, export.mode, export.signature)
-    with beam.Pipeline(runner=runner, options=options) as pipeline:
-        build(pipeline, request, export, matched)
+    pipeline = beam.Pipeline(runner=runner, options=options)
+    build(pipeline, request, export, matched)
+    result = pipeline.run()
+    result.wait_until_finish()
     with FileSystems.open(f"{request.output}summary.json") as f:
-        return json.loads(f.read().decode("utf-8"))
+        summary = json.loads(f.read().decode("utf-8"))
+    summary["worker_peak_memory_mb"] = worker_peak_memory(result)
+    return summary
+
+
+def worker_peak_memory(result) -> dict:
+    """Process id -> peak resident MB of each process that scored files, from the gauges
+    SplitResults sets (empty where the runner reports no metrics)."""
+    from apache_beam.metrics.metric import MetricsFilter
+    try:
+        gauges = result.metrics().query(MetricsFilter().with_namespace("ic_anogan"))["gauges"]
+    except Exception:  # noqa: BLE001 - metrics are optional on some runners
+        return {}
+    prefix = "peak_memory_mb.pid"
+    return {gauge.key.metric.name[len(prefix):]: gauge.committed.value
+            for gauge in gauges if gauge.key.metric.name.startswith(prefix)}
