@@ -11,7 +11,8 @@ then scores the same files, each configuration in a fresh process:
   score_main    score_main.py --saved_model (one process, writes the usual report)
   beam 1        bulk_score_main.py, in-process runner, one worker
   beam 2        bulk_score_main.py, two SDK worker processes (multi_processing),
-                TensorFlow limited to cores/2 threads in each
+                TensorFlow limited to cores/2 threads in each, and again unlimited
+                (--tf_threads=0), to measure what the limit is worth
 
 and prints images/s (whole command, and the scoring part where the command says
 it), the peak memory of each process that held the model, and Beam's overhead
@@ -93,7 +94,8 @@ def main():
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--mode", help="default: the export's default mode")
     parser.add_argument("--batch", type=int, default=32, help="files per signature call")
-    parser.add_argument("--only", nargs="*", default=["direct", "score_main", "beam1", "beam2"])
+    parser.add_argument("--only", nargs="*", default=["direct", "score_main", "beam1", "beam2",
+                                                      "beam2_unlimited"])
     args = parser.parse_args()
     python = sys.executable
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -126,12 +128,15 @@ def main():
         found = re.search(r"scored (\d+) images in ([\d.]+) s", output)
         scoring = int(found.group(1)) / float(found.group(2)) if found else float("nan")
         rows.append(("score_main.py --saved_model", count / seconds, scoring, f"{peak:.0f}"))
-    for name, workers in (("beam1", 1), ("beam2", 2)):
+    for name, workers, threads in (("beam1", 1, None), ("beam2", 2, None),
+                                   ("beam2_unlimited", 2, 0)):
         if name not in args.only:
             continue
         output_prefix = f"{args.work_dir}/{name}/"
         extra = ([f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
                  if workers > 1 else [])
+        if threads is not None:
+            extra.append(f"--tf_threads={threads}")
         seconds, output, peak = timed([python, "bulk_score_main.py", f"--saved_model={export.path}",
                                  f"--input_pattern={folder}/*.png", f"--output={output_prefix}",
                                  f"--mode={export.mode}", f"--max_batch_size={args.batch}",
@@ -139,7 +144,10 @@ def main():
         summary = json.load(open(f"{output_prefix}summary.json"))
         assert summary["scored"] == count, summary
         peaks = re.search(r"peak memory of the scoring processes: (.*)", output)
-        rows.append((f"Beam, {workers} worker{'s' if workers > 1 else ''}", count / seconds,
+        label = f"Beam, {workers} worker{'s' if workers > 1 else ''}" + (
+            "" if workers == 1 else ", TF threads unlimited" if threads == 0
+            else ", TF threads = cores / workers")
+        rows.append((label, count / seconds,
                      None, f"{peak:.0f} (command); workers: "
                      + (peaks.group(1) if peaks else "not reported")))
     print("| how | images/s (whole command) | images/s (scoring) | peak memory (MB) |")

@@ -36,8 +36,9 @@ _MAX_IMAGE_PIXELS = flags.DEFINE_integer(
     "max_image_pixels", 100_000_000, "Images above this many pixels (width x height, from the "
     "header) are refused before they are decoded.")
 _TF_THREADS = flags.DEFINE_integer(
-    "tf_threads", None, "TensorFlow threads per worker process. Default: the cores divided by "
-    "--direct_num_workers with --direct_running_mode=multi_processing, else TensorFlow's own.")
+    "tf_threads", None, "TensorFlow threads per worker process; 0: TensorFlow's own choice "
+    "(one per core). Default: the cores divided by --direct_num_workers with "
+    "--direct_running_mode=multi_processing, else TensorFlow's own.")
 _LARGE_MODEL = flags.DEFINE_bool(
     "large_model", False, "Load the model once per machine and share it between worker "
     "processes (Beam's shared-model proxy) instead of once per process.")
@@ -64,7 +65,8 @@ def main(argv):
         output=_OUTPUT.value, mode=_MODE.value, write_masks=_WRITE_MASKS.value,
         min_batch_size=_MIN_BATCH_SIZE.value, max_batch_size=_MAX_BATCH_SIZE.value,
         max_file_bytes=_MAX_FILE_BYTES.value, max_image_pixels=_MAX_IMAGE_PIXELS.value,
-        tf_threads=_TF_THREADS.value or _threads_per_worker(beam_args) or None,
+        tf_threads=(_threads_per_worker(beam_args) if _TF_THREADS.value is None
+                    else _TF_THREADS.value) or None,
         large_model=_LARGE_MODEL.value)
     try:
         export, matched = bulk_score.check(request)
