@@ -33,7 +33,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from ic_anogan.config import DEFAULT_MAX_IMAGE_PIXELS, ImageScore, map_score_name
 from ic_anogan.core import atomic_io
 from ic_anogan.jobs.bulk_transforms import (COLUMNS, Export, Screen, SplitResults,  # noqa: F401
-                                            Summarise, WriteMasks, csv_line, summary_json,
+                                            Summarise, WriteMasks, csv_line,
+                                            failed_batch_errors, summary_json,
                                             without_references)
 from ic_anogan.jobs.score_request import UsageRefusal
 from ic_anogan.serving import beam_handler
@@ -139,6 +140,9 @@ def build(pipeline: beam.Pipeline, request: BulkRequest, export: Export, matched
     files = (pipeline
              | "Patterns" >> beam.Create(list(request.input_patterns))
              | "Match" >> fileio.MatchAll()
+             # Matching runs where the pattern is; spreading the matched files lets the
+             # runner give each worker its share (without it one worker scored them all).
+             | "Spread" >> beam.Reshuffle()
              | "Open" >> fileio.ReadMatches())
     screened = files | "Screen" >> beam.ParDo(
         Screen(request.max_file_bytes, request.max_image_pixels)).with_outputs(
@@ -147,16 +151,21 @@ def build(pipeline: beam.Pipeline, request: BulkRequest, export: Export, matched
         export.path, export.signature, tf_threads=request.tf_threads,
         min_batch_size=request.min_batch_size, max_batch_size=request.max_batch_size,
         large_model=request.large_model)
-    results = (screened.files
-               | "Score" >> RunInference(KeyedModelHandler(handler))
-               | "Split" >> beam.ParDo(SplitResults(export)).with_outputs(
-                   SplitResults.ERRORS, main="scored"))
+    # The handler retries a batch the graph refuses file by file; anything else that
+    # fails a whole batch is caught by RunInference and each of its files named.
+    inferred, failures = (screened.files
+                          | "Score" >> RunInference(KeyedModelHandler(handler))
+                          .with_exception_handling())
+    results = inferred | "Split" >> beam.ParDo(SplitResults(export)).with_outputs(
+        SplitResults.ERRORS, main="scored")
     scored = results.scored
     (scored
      | "Rows" >> beam.MapTuple(lambda path, _, served: csv_line(path, served, export.has_maps))
      | "WriteScores" >> beam.io.WriteToText(f"{request.output}scores", file_name_suffix=".csv",
                                             header=",".join(COLUMNS)))
-    errors = ((screened[Screen.ERRORS], results[SplitResults.ERRORS])
+    failed_batches = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(
+        failed_batch_errors)
+    errors = ((screened[Screen.ERRORS], results[SplitResults.ERRORS], failed_batches)
               | "Errors" >> beam.Flatten())
     (errors
      | "ErrorLines" >> beam.MapTuple(lambda path, reason: f"{path}\t{reason}")

@@ -103,6 +103,19 @@ class SplitResults(beam.DoFn):
         yield path, result.example, served
 
 
+def failed_batch_errors(failure) -> list:
+    """(path, reason) for every file of a batch RunInference's exception handling caught:
+    its dead letter is (the batch of (path, bytes), (error type, message, traceback))."""
+    batch, error = failure
+    if isinstance(error, (tuple, list)) and len(error) >= 2:
+        name, message = error[0], error[1]
+        name = getattr(name, "__name__", str(name))
+    else:
+        name, message = type(error).__name__, str(error)
+    first_line = (str(message).strip().splitlines() or [""])[0][:300]
+    return [(path, f"scoring its batch failed ({name}: {first_line})") for path, _ in batch]
+
+
 def csv_line(path: str, served: dict, has_maps: bool) -> str:
     """One scores.csv row (without labels), formatted as score_main.py writes it."""
     map_columns = ([f"{float(served['map_score']):.6f}", int(served["map_x"]),

@@ -180,3 +180,14 @@ def test_refused_by_name_before_any_work(exported_modes, archive, tmp_path):
                     f"--output={tmp_path / 'out_'}")
     assert done.returncode == 1 and "no file matches" in done.stderr, done.stderr[-2000:]
     assert "oneDNN" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_batch_that_fails_outside_the_graph_names_each_of_its_files():
+    """RunInference's dead letter of a failed batch becomes one errors line per file."""
+    batch = [("/a/1.png", b"x"), ("/a/2.png", b"y")]
+    failure = (batch, ("RuntimeError", "worker ran out of memory\nmore", ["traceback"]))
+    assert bulk_transforms.failed_batch_errors(failure) == [
+        ("/a/1.png", "scoring its batch failed (RuntimeError: worker ran out of memory)"),
+        ("/a/2.png", "scoring its batch failed (RuntimeError: worker ran out of memory)")]
+    assert bulk_transforms.failed_batch_errors((batch[:1], ValueError("bad"))) == [
+        ("/a/1.png", "scoring its batch failed (ValueError: bad)")]
