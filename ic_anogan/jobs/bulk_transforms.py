@@ -1,5 +1,7 @@
-"""The steps of bulk scoring: screening files, splitting results, CSV rows, the summary
-and the mask files; bulk_score.py puts them together into a pipeline."""
+"""The steps of bulk scoring, which bulk_score.py puts together into a pipeline.
+
+Screening files, splitting results from errors, CSV rows, the summary and the mask
+files."""
 
 from __future__ import annotations
 
