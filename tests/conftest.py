@@ -69,6 +69,24 @@ def exported(trained_model_dir, tmp_path_factory):
             "loaded": tf.saved_model.load(path)}
 
 
+def export_from_before_the_map_scores(exported_path, path):
+    """A copy of a search-mode export at `path` whose settings are as an export written
+    before the map scores had them: no image_score, no outputs list."""
+    import json
+    import shutil
+
+    from ic_anogan.serving import signatures
+    shutil.copytree(exported_path, path)
+    asset = os.path.join(path, "assets", signatures.SETTINGS_ASSET)
+    settings = json.load(open(asset))
+    settings.pop("image_score")
+    for values in settings["modes"].values():
+        values.pop("image_score"), values.pop("outputs")
+    with open(asset, "w") as f:
+        json.dump(settings, f)
+    return path
+
+
 MODES = ("encoder_search", "search", "encoder")
 
 

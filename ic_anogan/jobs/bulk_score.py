@@ -123,7 +123,10 @@ def check(request: BulkRequest) -> tuple:
         raise UsageRefusal("--input_pattern: expected one or more globs")
     matched = 0
     for pattern in request.input_patterns:
-        found = len(FileSystems.match([pattern])[0].metadata_list)
+        try:
+            found = len(FileSystems.match([pattern])[0].metadata_list)
+        except Exception:  # noqa: BLE001 - Beam raises BeamIOError for a missing plain path
+            found = 0
         if not found:
             raise UsageRefusal(f"--input_pattern={pattern}: no file matches")
         matched += found

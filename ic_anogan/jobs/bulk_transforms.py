@@ -76,6 +76,11 @@ class Screen(beam.DoFn):
 def _pixel_count(data: bytes) -> Optional[int]:
     """Width x height from the header alone (Pillow reads no pixels here), or None."""
     from PIL import Image
+
+    # Pillow refuses a header over its own pixel limit before saying the size; the
+    # caller compares with --max_image_pixels instead, so Pillow's limit is lifted here
+    # (this worker decodes nothing larger: masks are drawn only for files that passed).
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.width * image.height

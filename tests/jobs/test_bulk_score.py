@@ -3,18 +3,15 @@
 import csv
 import glob
 import io
-import json
 import os
-import shutil
 
 import numpy as np
 import pytest
-from conftest import run_main, write_image
+from conftest import export_from_before_the_map_scores, run_main, write_image
 from PIL import Image
 
 from ic_anogan.jobs import bulk_score, bulk_transforms
 from ic_anogan.jobs.score_request import UsageRefusal
-from ic_anogan.serving import signatures
 
 GOOD_PNG = 24
 BAD = {"truncated.png": "the export could not score it: Invalid PNG data",
@@ -137,15 +134,8 @@ def test_two_worker_processes_give_the_same_rows(in_process, exported_modes, arc
 
 
 def test_an_export_from_before_the_map_scores_decides_by_study(exported, archive, tmp_path):
-    path = str(tmp_path / "old" / "1")
-    shutil.copytree(exported["path"], path)  # the search mode with its study threshold
-    asset = os.path.join(path, "assets", signatures.SETTINGS_ASSET)
-    settings = json.load(open(asset))
-    settings.pop("image_score")
-    for values in settings["modes"].values():
-        values.pop("image_score"), values.pop("outputs")
-    with open(asset, "w") as f:
-        json.dump(settings, f)
+    # The search mode with its study threshold, as exported before the map scores.
+    export_from_before_the_map_scores(exported["path"], str(tmp_path / "old" / "1"))
     summary, rows, errors = _run(str(tmp_path / "old"), archive, tmp_path / "old_")
     assert summary["decided_by"] == "study" and summary["decision_score"] == "anomaly_score"
     assert len(rows) == 28 and set(errors) == set(BAD)
@@ -191,3 +181,40 @@ def test_a_batch_that_fails_outside_the_graph_names_each_of_its_files():
         ("/a/2.png", "scoring its batch failed (RuntimeError: worker ran out of memory)")]
     assert bulk_transforms.failed_batch_errors((batch[:1], ValueError("bad"))) == [
         ("/a/1.png", "scoring its batch failed (ValueError: bad)")]
+
+
+def test_screening_names_what_it_refuses(tmp_path):
+    """Empty, oversized and non-image files, and a header over the pixel limit (a PNG of
+    20000 x 20000 pixels in a few kilobytes), are refused before the model sees them."""
+    import zlib
+
+    from apache_beam.io.filesystem import FileMetadata
+
+    def png_header(width, height):
+        def chunk(kind, body):
+            return (len(body).to_bytes(4, "big") + kind + body
+                    + zlib.crc32(kind + body).to_bytes(4, "big"))
+        header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+    class Readable:
+        def __init__(self, name, data):
+            self.metadata = FileMetadata(str(tmp_path / name), len(data))
+            self.data = data
+
+        def read(self):
+            return self.data
+
+    screen = bulk_transforms.Screen(max_file_bytes=1000, max_image_pixels=100_000_000)
+    cases = {"empty.png": (b"", "empty file"),
+             "big.bmp": (b"BM" + b"\0" * 2000, "2002 bytes, more than --max_file_bytes=1000"),
+             "scan.tif": (b"II*\0" + b"\0" * 100, "not a PNG, JPEG, BMP or GIF file"),
+             "bomb.png": (png_header(20000, 20000),
+                          "400000000 pixels, more than --max_image_pixels=100000000"),
+             "garbage.png": (b"\x89PNG\r\n\x1a\n" + b"\1" * 40, "not a decodable image")}
+    for name, (data, reason) in cases.items():
+        (output,) = list(screen.process(Readable(name, data)))
+        assert output.tag == "errors" and output.value[0].endswith(name), name
+        assert output.value[1].startswith(reason), (name, output.value[1])
+    good = png_header(16, 16)
+    assert list(screen.process(Readable("ok.png", good))) == [(str(tmp_path / "ok.png"), good)]

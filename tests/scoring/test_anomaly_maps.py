@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tensorboard_tags
+from conftest import export_from_before_the_map_scores, tensorboard_tags
 
 from ic_anogan.config import ConfigError, DataConfig, MapConfig
 from ic_anogan.data import preprocessing
@@ -20,7 +20,7 @@ from ic_anogan.scoring import (anomaly_maps, calibration, map_calibration, map_s
                                scorer as scoring)
 from ic_anogan.scoring.map_statistics import MapStatistics
 from ic_anogan.scoring.outputs import CSV_COLUMNS, SERVED_MAP_OUTPUTS, SERVED_OUTPUTS, ScoreOutputs
-from ic_anogan.serving import client as serving, signatures
+from ic_anogan.serving import client as serving
 
 # Hand-made statistics: one set for every image, the exact residual, no smoothing.
 NO_SMOOTHING = MapConfig(kernel="box", kernel_size=1, alignment_tolerance=0, neighbours=0)
@@ -258,15 +258,8 @@ def test_an_export_from_before_the_map_scores_still_scores(trained_model_dir, ex
                                                            tmp_path):
     """No statistics, no image_score in its settings: score_main decides by study."""
     record = calibration.read(trained_model_dir["model_dir"], "search")
-    path = str(tmp_path / "serving" / "1")
-    shutil.copytree(exported["path"], path)  # the search mode, its study threshold
-    asset = os.path.join(path, "assets", signatures.SETTINGS_ASSET)
-    settings = json.load(open(asset))
-    settings.pop("image_score")
-    for values in settings["modes"].values():
-        values.pop("image_score"), values.pop("outputs")
-    with open(asset, "w") as f:
-        json.dump(settings, f)
+    # The search mode with its study threshold, as exported before the map scores.
+    path = export_from_before_the_map_scores(exported["path"], str(tmp_path / "serving" / "1"))
     client = serving.ExportedModel(path)
     assert client.image_scores == {"search": "study"} and client.map_statistics("search") is None
     score_pipeline.run(ScoreRequest(saved_model=path, output_dir=str(tmp_path / "o"),
