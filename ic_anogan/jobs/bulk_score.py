@@ -34,11 +34,11 @@ from ic_anogan.config import DEFAULT_MAX_IMAGE_PIXELS, ImageScore, map_score_nam
 from ic_anogan.core import atomic_io
 from ic_anogan.jobs.bulk_transforms import (COLUMNS, Export, Screen, SplitResults,  # noqa: F401
                                             Summarise, WriteMasks, csv_line,
-                                            failed_batch_errors, summary_json,
-                                            without_references)
+                                            failed_batch_errors, summary_json)
 from ic_anogan.jobs.score_request import UsageRefusal
 from ic_anogan.serving import beam_handler
-from ic_anogan.serving.signatures import default_signature, mode_signature, read_settings
+from ic_anogan.serving.signatures import (default_signature, mode_signature, read_settings,
+                                          without_references)
 
 log = logging.getLogger(__name__)
 

@@ -209,12 +209,3 @@ def _safe_name(path: str) -> str:
     scheme, _, rest = path.rpartition("://")
     text = rest.strip("/").replace("/", "__")
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
-
-
-def without_references(settings: dict) -> dict:
-    """The settings without the neighbour statistics' reference maps (megabytes of base64)."""
-    settings = json.loads(json.dumps(settings))
-    for record in [settings, *settings.get("modes", {}).values()]:
-        if isinstance(record.get("map"), dict):
-            record["map"].pop("references", None)
-    return settings

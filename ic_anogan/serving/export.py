@@ -72,7 +72,8 @@ from ic_anogan.serving import warmup
 from ic_anogan.serving.serving_graph import ServedMode, ServingFunctions  # noqa: F401
 from ic_anogan.serving.signatures import (INPUT_KINDS, METADATA_SIGNATURE, SETTINGS_ASSET,
                                           WARMUP_FILE, ExportError, default_signature,
-                                          mode_signature, signature_names)
+                                          mode_signature, signature_names,
+                                          without_references)
 
 
 def _mode_settings(served: ServedMode) -> dict:
@@ -96,14 +97,6 @@ def settings(model: TrainedModel, modes: Sequence[ServedMode]) -> dict:
             "modes": {m.search.mode: _mode_settings(m) for m in modes},
             "signatures": signature_names(names),
             "outputs": _mode_settings(default)["outputs"]}
-
-
-def _without_references(record: dict) -> dict:
-    record = json.loads(json.dumps(record))
-    for mode in record.get("modes", {}).values():
-        if isinstance(mode.get("map"), dict):
-            mode["map"].pop("references", None)
-    return record
 
 
 def next_version(export_base: str) -> int:
@@ -189,7 +182,7 @@ def export_saved_model(model: TrainedModel, export_base: str, search_config: Sea
                                            else map_statistics.pixel_threshold),
             # Without the neighbour statistics' reference maps (megabytes, in the
             # variables and the settings asset): what a client reads to know the model.
-            "settings_json": tf.constant(json.dumps(_without_references(record),
+            "settings_json": tf.constant(json.dumps(without_references(record),
                                                     sort_keys=True)),
         }
         archive.add_endpoint(METADATA_SIGNATURE, lambda: dict(constants), [])

@@ -8,6 +8,7 @@ outputs.py.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Sequence
 
@@ -64,3 +65,13 @@ def read_settings(saved_model_dir: str) -> dict:
         raise ExportError(f"{saved_model_dir}: no assets/{SETTINGS_ASSET}; "
                           "not a SavedModel exported by ic_anogan")
     return config_lib.read_json(path)
+
+
+def without_references(settings: dict) -> dict:
+    """A copy of an export's settings without the neighbour statistics' reference maps
+    (megabytes of base64 that the SavedModel holds as variables anyway)."""
+    settings = json.loads(json.dumps(settings))
+    for record in [settings, *settings.get("modes", {}).values()]:
+        if isinstance(record.get("map"), dict):
+            record["map"].pop("references", None)
+    return settings
