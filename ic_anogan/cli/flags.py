@@ -52,10 +52,11 @@ _MAP_FLAGS = (
      "Odd side of the smoothing kernel (1: no smoothing)", 3),
     ("map_alignment_tolerance", "alignment_tolerance", None,
      "Pixels G(z) may be shifted to match each pixel before the residual counts (0: the "
-     "study's pixel-by-pixel residual)", 1),
+     "study's pixel-by-pixel residual)", "one pixel per 64 of the image's side"),
     ("map_neighbours", "neighbours", None,
      "Standardise each image by the map statistics of its k nearest good images in latent "
-     "space (0: one set of statistics for all)", 30),
+     "space (0: one set of statistics for all)",
+     "as many as each cross-fitted fold of the calibration images holds, at most 30"),
     ("pixel_percentile", "pixel_percentile", None,
      "Defect-mask threshold = this percentile of good images' standardised pixels", 99.9),
 )
@@ -81,16 +82,49 @@ def define_map_flags(as_stored: bool) -> MapFlags:
     stored" (`as_stored`: scoring, where they apply with --calibrate_dir only)."""
     holders = {}
     for name, field, choices, what, default in _MAP_FLAGS:
+        # A default given as words is resolved from the data when calibrating.
+        from_data = isinstance(default, str) and not choices
         help_text = (f"With --calibrate_dir: {what[0].lower()}{what[1:]}; default: as stored, "
-                     f"else {default}." if as_stored else f"{what}.")
-        value = None if as_stored else default
+                     f"else {default}." if as_stored else
+                     f"{what}; default: {default}." if from_data else f"{what}.")
+        if as_stored and from_data:
+            help_text = (f"With --calibrate_dir: {what[0].lower()}{what[1:]}; default: as "
+                         f"given at the last calibration, else {default}.")
+        value = None if as_stored or from_data else default
         if choices:
             holders[field] = flags.DEFINE_enum(name, value, choices, help_text)
+        elif from_data:
+            holders[field] = flags.DEFINE_integer(name, value, help_text)
         elif isinstance(default, float):
             holders[field] = flags.DEFINE_float(name, value, help_text)
         else:
             holders[field] = flags.DEFINE_integer(name, value, help_text)
     return MapFlags(holders)
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationFlags:
+    """How thresholds are estimated from good scores (config.CalibrationConfig)."""
+
+    threshold_rule: flags.FlagHolder
+    outliers: flags.FlagHolder
+
+
+def define_calibration_flags(prefix: str = "") -> CalibrationFlags:
+    """Defines --threshold_rule and --calibration_outliers (`prefix`: "With
+    --calibrate_dir: " in scoring)."""
+    return CalibrationFlags(
+        threshold_rule=flags.DEFINE_enum(
+            "threshold_rule", "fitted", ["fitted", "percentile"],
+            f"{prefix}fitted: each threshold is a Gumbel fit's percentile of the good scores' "
+            "bulk where they are too few for their own percentile (fewer than 10 beyond it), "
+            "else their percentile; percentile: the sample percentile always (docs/scoring.md,"
+            " 'Thresholds from few images')."),
+        outliers=flags.DEFINE_enum(
+            "calibration_outliers", "exclude", ["exclude", "keep"],
+            f"{prefix}good calibration images scoring far beyond the rest are named in the log,"
+            " calibration.json and a figure either way; exclude leaves them out of the "
+            "thresholds and map statistics, keep keeps them in."))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,8 +21,8 @@ model supports is reported side by side in metrics.json and the table.
 
 from absl import app, flags
 
-from ic_anogan.cli.flags import (define_map_flags, define_old_name, define_search_overrides,
-                                 value_of)
+from ic_anogan.cli.flags import (define_calibration_flags, define_map_flags, define_old_name,
+                                 define_search_overrides, value_of)
 
 # absl.logging's --log_dir (for log files, never written here) is taken over
 # for the TensorBoard directory.
@@ -56,6 +56,7 @@ _CALIBRATE_DIR = flags.DEFINE_string(
     "(never defect images); the new threshold is stored in --model_dir.")
 _PERCENTILE = flags.DEFINE_float("calibration_percentile", 99.0,
                                  "With --calibrate_dir: threshold = this percentile.")
+_CALIBRATION = define_calibration_flags("With --calibrate_dir: ")
 _SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False,
                                   "Skip unreadable image files (and count them) instead of "
                                   "failing.")
@@ -134,7 +135,9 @@ def main(argv):
                                    skip_corrupt=_SKIP_CORRUPT.value,
                                    max_image_pixels=_MAX_IMAGE_PIXELS.value),
             percentile=_PERCENTILE.value,
-            map_overrides=_MAP.values()
+            map_overrides=_MAP.values(),
+            threshold_rule=_CALIBRATION.threshold_rule.value,
+            outliers=_CALIBRATION.outliers.value
         ) if _CALIBRATE_DIR.value else None
         overrides = score_request.SearchOverrides(**_SEARCH.values())
         return score_request.ScoreRequest(

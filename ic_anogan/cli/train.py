@@ -15,7 +15,7 @@ import dataclasses
 
 from absl import app, flags
 
-from ic_anogan.cli.flags import SEARCH_RENAMES, define_map_flags
+from ic_anogan.cli.flags import SEARCH_RENAMES, define_calibration_flags, define_map_flags
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Where the trained model is written.")
 _DATA_DIR = flags.DEFINE_string(
@@ -106,6 +106,7 @@ _PERCENTILE = flags.DEFINE_float("calibration_percentile", 99.0,
 
 # The good parts' anomaly-map statistics, computed with each threshold.
 _MAP = define_map_flags(as_stored=False)
+_CALIBRATION = define_calibration_flags()
 
 _MAX_IMAGE_PIXELS = flags.DEFINE_integer(
     "max_image_pixels", 100_000_000, "Image files above this many pixels (width x height) are "
@@ -155,7 +156,9 @@ def main(argv):
             calibration=config.CalibrationConfig(
                 encoder_search_steps=_ENCODER_SEARCH_STEPS.value,
                 percentile=_PERCENTILE.value, batch_size=_SEARCH_BATCH_SIZE.value,
-                map=config.MapConfig(**_MAP.values())))
+                map=config.MapConfig(**_MAP.values()),
+                threshold_rule=_CALIBRATION.threshold_rule.value,
+                outliers=_CALIBRATION.outliers.value))
         run_config.calibration.map.check_image_size(run_config.model.image_size)
     except config.ConfigError as e:
         raise app.UsageError(e.as_flag()) from None

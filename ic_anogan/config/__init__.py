@@ -20,7 +20,8 @@ from ic_anogan.config.run import RunConfig
 from ic_anogan.config.modes import (DEFAULT_IMAGE_SCORE, DEFAULT_STEPS, IMAGE_SCORES, MAP_SCORES,
                                     SCORING_MODES, ImageScore, Mode, default_mode, map_score_name)
 from ic_anogan.config.scoring import (MAP_KERNELS, MAP_LEGACY_DEFAULTS, MAP_RESIDUALS,
-                                      MAX_ALIGNMENT_TOLERANCE, SCORE_DEFINING, CalibrationConfig,
+                                      MAX_ALIGNMENT_TOLERANCE, OUTLIER_POLICIES, SCORE_DEFINING,
+                                      THRESHOLD_RULES, CalibrationConfig,
                                       MapConfig, SearchConfig, SearchRuntime,
                                       search_config_for_mode)
 from ic_anogan.config.training import (D_PENALTIES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_UPDATES,
@@ -34,9 +35,9 @@ __all__ = [
     "DEFAULT_STEPS", "DEFAULT_UPDATES", "D_PENALTIES", "DataConfig", "EncoderConfig",
     "IMAGE_SCORES", "ImageScore", "MAP_KERNELS", "MAP_LEGACY_DEFAULTS", "MAP_RESIDUALS",
     "MAP_SCORES", "MAX_ALIGNMENT_TOLERANCE", "MIN_UPDATES_PER_EPOCH", "MapConfig", "Mode",
-    "ModelConfig", "RunConfig", "SCORE_DEFINING", "SCORING_MODES", "SELECTION_EVALUATIONS",
+    "ModelConfig", "OUTLIER_POLICIES", "RunConfig", "SCORE_DEFINING", "SCORING_MODES", "SELECTION_EVALUATIONS",
     "STUDY_TEST_COUNTS", "STUDY_TRAIN_GOOD", "SUPPORTED_IMAGE_SIZES", "SYNTHETIC_PACKAGES",
-    "SYNTHETIC_SPLITS", "SearchConfig", "SearchRuntime", "TrainConfig", "default_mode",
+    "SYNTHETIC_SPLITS", "SearchConfig", "SearchRuntime", "THRESHOLD_RULES", "TrainConfig", "default_mode",
     "from_dict", "is_finite", "map_score_name", "read_json", "require",
     "search_config_for_mode", "to_dict", "write_json",
 ]

@@ -12,11 +12,31 @@ MAP_KERNELS = ("box", "gaussian")
 
 
 MAP_RESIDUALS = ("absolute", "signed")
+# How a threshold is estimated from good scores, and what happens to good images
+# that score far beyond the rest (scoring/thresholds.py).
+THRESHOLD_RULES = ("fitted", "percentile")
+OUTLIER_POLICIES = ("exclude", "keep")
 # Shifts beyond a few pixels would forgive real defects, not pose.
 MAX_ALIGNMENT_TOLERANCE = 3
 # What map settings added after the first map statistics mean when a stored
 # record lacks them: the behaviour of the version that wrote it.
 MAP_LEGACY_DEFAULTS = {"alignment_tolerance": 0, "neighbours": 0}
+# The alignment tolerance forgives one pixel per this many pixels of the image's
+# side: G's misplacement of an edge scales with the image, and at 32 px one pixel
+# is already a bite's edge.
+PIXELS_PER_TOLERANCE = 64
+# Neighbour statistics: at most this many neighbours and at most the images each
+# cross-fitted fold's statistics rest on (the thresholds are set on those folds,
+# so more would be a number the thresholds never saw), and none when a fold has
+# fewer than MIN_NEIGHBOURS images (per-image statistics from fewer are noise).
+# Measured on the synthetic validation split at 32 and 64 px from 200 to 3277
+# images, neighbours helped at every size, even when they were the whole fold
+# (docs/scoring.md, "Thresholds from few images").
+MAX_NEIGHBOURS = 30
+MIN_NEIGHBOURS = 5
+# A neighbour count beyond this many images cannot be meant: statistics keep at
+# most this many references (map_calibration.MAX_REFERENCE_IMAGES).
+MAX_NEIGHBOURS_ASKED = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,12 +134,14 @@ class MapConfig:
       alignment_tolerance: each pixel's residual is the smallest |x − G(z)|
         over shifts of G(z) by up to this many pixels (0: the study's
         residual). An edge G draws a pixel off stops lighting up; a void, a
-        scratch or a bite does not vanish under a one-pixel shift.
+        scratch or a bite does not vanish under a one-pixel shift. None:
+        from the image size (`resolve`: one pixel per 64 of the side).
       neighbours: 0 standardises every image by one set of per-pixel
         statistics; k > 0 by the statistics of the k calibration images
         nearest to it in latent space, shrunk toward the overall ones, so
         that good parts of several looks (package types, suppliers) are
-        each judged against their own kind.
+        each judged against their own kind. None: from the number of
+        calibration images (`resolve`).
     """
 
     # Chosen on the synthetic validation split (docs/benchmarks.md, "Image scores";
@@ -132,8 +154,8 @@ class MapConfig:
     top_fraction: float = 0.002
     pixel_percentile: float = 99.9
     folds: int = 5
-    alignment_tolerance: int = 1
-    neighbours: int = 30
+    alignment_tolerance: Optional[int] = None
+    neighbours: Optional[int] = None
 
     def __post_init__(self):
         require(self.residual in MAP_RESIDUALS, "map_residual", f"one of {MAP_RESIDUALS}",
@@ -152,14 +174,72 @@ class MapConfig:
                  "pixel_percentile", "a number in (0, 100]", self.pixel_percentile)
         require(isinstance(self.folds, int) and self.folds >= 2, "map_folds",
                  "an integer >= 2", self.folds)
-        require(isinstance(self.alignment_tolerance, int)
-                 and not isinstance(self.alignment_tolerance, bool)
-                 and 0 <= self.alignment_tolerance <= MAX_ALIGNMENT_TOLERANCE,
-                 "map_alignment_tolerance", f"an integer from 0 to {MAX_ALIGNMENT_TOLERANCE}",
-                 self.alignment_tolerance)
-        require(isinstance(self.neighbours, int) and not isinstance(self.neighbours, bool)
-                 and self.neighbours >= 0, "map_neighbours", "an integer >= 0",
-                 self.neighbours)
+        require(self.alignment_tolerance is None or (
+            isinstance(self.alignment_tolerance, int)
+            and not isinstance(self.alignment_tolerance, bool)
+            and 0 <= self.alignment_tolerance <= MAX_ALIGNMENT_TOLERANCE),
+                 "map_alignment_tolerance", f"an integer from 0 to {MAX_ALIGNMENT_TOLERANCE} "
+                 "or None (from the image size)", self.alignment_tolerance)
+        require(self.neighbours is None or (
+            isinstance(self.neighbours, int) and not isinstance(self.neighbours, bool)
+            and 0 <= self.neighbours <= MAX_NEIGHBOURS_ASKED), "map_neighbours",
+                 f"an integer from 0 to {MAX_NEIGHBOURS_ASKED} or None (from the number of "
+                 "calibration images)", self.neighbours)
+
+    def tolerance_for(self, image_size: int) -> int:
+        """The alignment tolerance in force at `image_size`: as given, else one pixel per
+        PIXELS_PER_TOLERANCE of the side."""
+        if self.alignment_tolerance is not None:
+            return self.alignment_tolerance
+        return min(image_size // PIXELS_PER_TOLERANCE, MAX_ALIGNMENT_TOLERANCE)
+
+    @property
+    def resolved(self) -> bool:
+        """Whether every setting is a number (what map statistics are computed with)."""
+        return self.alignment_tolerance is not None and self.neighbours is not None
+
+    def resolve(self, image_size: int, calibration_images: int) -> tuple["MapConfig", dict]:
+        """These settings with the data-dependent ones in force, and why each is what it is.
+
+        A value given is kept, except that neighbours are at most the images
+        each cross-fitted fold rests on (say so: the record holds the value in
+        force). Otherwise the alignment tolerance is one pixel per
+        PIXELS_PER_TOLERANCE of the image's side, and the neighbours as many as
+        a fold's images, at most MAX_NEIGHBOURS, none when a fold has fewer
+        than MIN_NEIGHBOURS.
+
+        Returns:
+          (the resolved MapConfig, {field: {"value", "given", "reason"}}).
+        """
+        reasons = {}
+        if self.alignment_tolerance is not None:
+            tolerance = self.alignment_tolerance
+            reasons["alignment_tolerance"] = {"value": tolerance, "given": True,
+                                              "reason": "given"}
+        else:
+            tolerance = self.tolerance_for(image_size)
+            reasons["alignment_tolerance"] = {
+                "value": tolerance, "given": False,
+                "reason": f"{image_size} px images: one pixel per {PIXELS_PER_TOLERANCE} of "
+                          f"the side (at most {MAX_ALIGNMENT_TOLERANCE})"}
+        per_fold = max(calibration_images * (self.folds - 1) // self.folds, 1)
+        if self.neighbours is not None:
+            neighbours = min(self.neighbours, per_fold) if self.neighbours else 0
+            reasons["neighbours"] = {
+                "value": neighbours, "given": True,
+                "reason": "given" if neighbours == self.neighbours else
+                f"{self.neighbours} given, but each of the {self.folds} cross-fitted folds "
+                f"rests on {per_fold} of the {calibration_images} calibration images: "
+                f"{neighbours} in force"}
+        else:
+            neighbours = min(per_fold, MAX_NEIGHBOURS) if per_fold >= MIN_NEIGHBOURS else 0
+            reasons["neighbours"] = {
+                "value": neighbours, "given": False,
+                "reason": f"{calibration_images} calibration images, {per_fold} per cross-"
+                          f"fitted fold: as many as a fold holds, at most {MAX_NEIGHBOURS}, "
+                          f"none below {MIN_NEIGHBOURS}"}
+        return (dataclasses.replace(self, alignment_tolerance=tolerance,
+                                    neighbours=neighbours), reasons)
 
     def check_image_size(self, image_size: int) -> None:
         """Refuses a smoothing kernel wider than the images it smooths (a ConfigError
@@ -167,8 +247,9 @@ class MapConfig:
         require(self.kernel_size <= image_size, "map_kernel_size",
                  f"an odd integer no larger than the image size {image_size}",
                  self.kernel_size)
-        require(2 * self.alignment_tolerance < image_size, "map_alignment_tolerance",
-                 f"less than half the image size {image_size}", self.alignment_tolerance)
+        require(self.alignment_tolerance is None or 2 * self.alignment_tolerance < image_size,
+                 "map_alignment_tolerance", f"less than half the image size {image_size}",
+                 self.alignment_tolerance)
 
 
 def search_config_for_mode(mode: str, base: Optional[SearchConfig] = None,
@@ -193,15 +274,25 @@ class CalibrationConfig:
 
     Attributes:
       encoder_search_steps: Γ of the encoder_search mode.
-      percentile: threshold = this percentile of the held-out good scores.
+      percentile: each threshold estimates this percentile of unseen good
+        parts' scores.
       batch_size: images per search call.
       map: how the good parts' map statistics are computed; None: study score only.
+      threshold_rule: `fitted`: a Gumbel fit of the good scores' bulk where
+        they are too few for their own percentile, else the percentile;
+        `percentile`: the sample percentile always (before this rule)
+        (scoring/thresholds.py).
+      outliers: good images scoring far beyond the fit are named in the log
+        and calibration.json either way; `exclude` leaves them out of the
+        thresholds and the map statistics, `keep` keeps them in.
     """
 
     encoder_search_steps: int = DEFAULT_STEPS[Mode.ENCODER_SEARCH.value]
     percentile: float = 99.0
     batch_size: int = 64
     map: Optional[MapConfig] = MapConfig()
+    threshold_rule: str = "fitted"
+    outliers: str = "exclude"
 
     def __post_init__(self):
         require(isinstance(self.encoder_search_steps, int)
@@ -211,6 +302,10 @@ class CalibrationConfig:
                  "calibration_percentile", "a number in (0, 100]", self.percentile)
         require(isinstance(self.batch_size, int) and self.batch_size > 0,
                  "search_batch_size", "a positive integer", self.batch_size)
+        require(self.threshold_rule in THRESHOLD_RULES, "threshold_rule",
+                 f"one of {THRESHOLD_RULES}", self.threshold_rule)
+        require(self.outliers in OUTLIER_POLICIES, "calibration_outliers",
+                 f"one of {OUTLIER_POLICIES}", self.outliers)
 
     def for_mode(self, mode: str, search: SearchConfig) -> SearchConfig:
         """`search`'s settings in `mode`, with this calibration's Γ for encoder_search."""

@@ -28,6 +28,9 @@ class ModeDecision:
     threshold: Optional[float]
     # Every image score's threshold, for the side-by-side figures.
     thresholds: dict
+    # What the threshold rests on (calibration.evidence); None when it was given or is
+    # from before thresholds carried their evidence.
+    evidence: Optional[dict] = None
 
     @property
     def mode(self) -> str:
@@ -99,12 +102,27 @@ def usable_records(model_dir: str, image_size: int) -> dict:
 
 
 def recalibration_map_config(records: dict, modes: Sequence[str], overrides: dict) -> MapConfig:
-    """The map settings of a recalibration: overrides, else the stored ones, else defaults."""
-    stored = next((calibration.map_statistics(records[m]) for m in modes
-                   if m in records and "map" in records[m]), None)
+    """The map settings of a recalibration: overrides, else the stored ones, else defaults.
+
+    A stored setting that was resolved from the data (MapConfig.resolve), or
+    that a record from before the rule holds, is left to be resolved again
+    for the new images; one the user gave is kept.
+    """
+    mode = next((m for m in modes if m in records and "map" in records[m]), None)
+    stored = calibration.map_statistics(records[mode]) if mode else None
     values = config_lib.to_dict(stored.config if stored else MapConfig())
+    if stored is not None:
+        resolution = records[mode].get("map_settings", {})
+        for field in RESOLVED_MAP_SETTINGS:
+            given = resolution.get(field, {})
+            if not (isinstance(given, dict) and given.get("given") is True):
+                values[field] = None
     values.update({k: v for k, v in overrides.items() if v is not None})
     return MapConfig(**values)
+
+
+# The map settings MapConfig.resolve chooses from the data when they are not given.
+RESOLVED_MAP_SETTINGS = ("alignment_tolerance", "neighbours")
 
 
 def decide(model: TrainedModel, modes: Sequence[str], overrides: SearchOverrides,
@@ -143,11 +161,14 @@ def decide(model: TrainedModel, modes: Sequence[str], overrides: SearchOverrides
         elif threshold is None:
             log.warning("%s has no calibration for mode %s: no threshold, is_anomaly left "
                         "empty (calibrate with --calibrate_dir)", model.model_dir, mode)
+        evidence = None
         if threshold is not None:
             thresholds[chosen] = threshold
+        elif mode in records:
+            evidence = calibration.evidence(records[mode], chosen)
         decisions.append(ModeDecision(
             scoring.SearchScorer(model, settings, statistics, chunk_steps, runtime), chosen,
-            thresholds.get(chosen), thresholds))
+            thresholds.get(chosen), thresholds, evidence))
     return decisions
 
 
@@ -166,7 +187,11 @@ def decide_exported(exported, modes: Sequence[str], image_score: Optional[str] =
                         "is_anomaly in scores.csv is left empty", mode, scorer.image_score,
                         chosen)
         thresholds = {scorer.image_score: exported.thresholds[mode]}
+        evidence = None
         if threshold is not None:
             thresholds[chosen] = threshold
-        decisions.append(ModeDecision(scorer, chosen, thresholds.get(chosen), thresholds))
+        elif chosen == scorer.image_score:
+            evidence = exported.threshold_evidence.get(mode)
+        decisions.append(ModeDecision(scorer, chosen, thresholds.get(chosen), thresholds,
+                                      evidence))
     return decisions

@@ -25,6 +25,7 @@ from ic_anogan.jobs.decisions import (ModeDecision, decide, decide_exported,  # 
 from ic_anogan.jobs.score_request import Recalibration, ScoreRequest, SearchOverrides, UsageRefusal
 from ic_anogan.models.model_dir import TrainedModel, load_trained_model
 from ic_anogan.reporting import report as report_lib
+from ic_anogan.scoring import calibration
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ def recalibrate(model: TrainedModel, modes: Sequence[str], request: Recalibratio
     calibrate_modes(model, good, {mode: search_settings(mode, records, overrides)
                                   for mode in modes},
                     request.percentile, batch_size, map_config, request.good.data_dir, log_dir,
-                    progress_factory, chunk_steps, runtime)
+                    progress_factory, chunk_steps, runtime,
+                    threshold_rule=request.threshold_rule, outliers=request.outliers)
 
 
 def score(decisions: Sequence[ModeDecision], data_config: DataConfig, image_size: int,
@@ -80,6 +82,11 @@ def score(decisions: Sequence[ModeDecision], data_config: DataConfig, image_size
         scorer = decision.scorer
         steps = int(scorer.settings["steps"])
         log.info("mode %s: %s", scorer.mode, scorer.settings)
+        if decision.evidence:
+            log.info("mode %s: the %s threshold %s", scorer.mode, decision.image_score,
+                     calibration.describe_evidence(decision.evidence))
+            if decision.evidence.get("warning"):
+                log.warning("mode %s: %s", scorer.mode, decision.evidence["warning"])
         progress = progress_factory(len(images) * steps, scorer.mode) if (
             progress_factory and steps) else None
         start = time.time()
@@ -93,6 +100,7 @@ def score(decisions: Sequence[ModeDecision], data_config: DataConfig, image_size
             image_score=decision.image_score, thresholds=decision.thresholds,
             map_statistics=statistics, extra={
                 "mode": scorer.mode, "search": scorer.settings, "threshold": decision.threshold,
+                "threshold_evidence": decision.evidence,
                 "map": None if statistics is None else {
                     "config": config_lib.to_dict(statistics.config), "count": statistics.count,
                     "pixel_threshold": statistics.pixel_threshold},
@@ -114,11 +122,12 @@ def export(model: TrainedModel, decisions: Sequence[ModeDecision], export_dir: s
     """
     from ic_anogan.serving import export as export_lib  # keras.export only when exporting
     served = [export_lib.ServedMode(SearchConfig(**d.scorer.settings), d.threshold,
-                                    d.scorer.statistics, d.image_score) for d in decisions]
+                                    d.scorer.statistics, d.image_score, d.evidence)
+              for d in decisions]
     return export_lib.export_saved_model(
         model, export_dir, served[0].search, served[0].threshold,
         map_statistics=served[0].statistics, image_score=served[0].image_score,
-        more_modes=served[1:])
+        more_modes=served[1:], threshold_evidence=served[0].threshold_evidence)
 
 
 @dataclasses.dataclass

@@ -46,18 +46,24 @@ class Recalibration:
 
     Attributes:
       good: where the good images come from.
-      percentile: threshold = this percentile of their scores.
+      percentile: each threshold estimates this percentile of their scores.
       map_overrides: MapConfig fields to change (residual, kernel,
-        kernel_size, pixel_percentile); the rest as stored, else defaults.
+        kernel_size, pixel_percentile, ...); the rest as stored, except
+        settings the stored record resolved from its data, which are
+        resolved again for the new images (MapConfig.resolve).
+      threshold_rule, outliers: as CalibrationConfig's.
     """
 
     good: DataConfig
     percentile: float = 99.0
     map_overrides: dict = dataclasses.field(default_factory=dict)
+    threshold_rule: str = "fitted"
+    outliers: str = "exclude"
 
     def __post_init__(self):
         # The checks of the configs these values end up in, before any work.
-        CalibrationConfig(percentile=self.percentile)
+        CalibrationConfig(percentile=self.percentile, threshold_rule=self.threshold_rule,
+                          outliers=self.outliers)
         MapConfig(**{k: v for k, v in self.map_overrides.items() if v is not None})
         if self.good.data_dir is None:
             raise UsageRefusal("--calibrate_dir: expected a folder of good images")

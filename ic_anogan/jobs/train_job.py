@@ -153,4 +153,6 @@ def calibrate_all(model_dir: str, good: ImageSet, search_config: SearchConfig,
                 for mode in model.scoring_modes}
     return calibrate_modes(model, good, settings, calibration_config.percentile,
                            calibration_config.batch_size, calibration_config.map, source,
-                           log_dir, progress_factory, images_name="held-out good images")
+                           log_dir, progress_factory, images_name="held-out good images",
+                           threshold_rule=calibration_config.threshold_rule,
+                           outliers=calibration_config.outliers)

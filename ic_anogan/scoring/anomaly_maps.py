@@ -93,9 +93,10 @@ def aligned_residual(images: tf.Tensor, reconstructions: tf.Tensor, tolerance: i
 
 def smoothed_residual(images: tf.Tensor, reconstructions: tf.Tensor,
                       config: MapConfig) -> tf.Tensor:
-    """The residual map of `config.residual` within `config.alignment_tolerance`,
-    smoothed: [N, S, S, 1]."""
-    residual = aligned_residual(images, reconstructions, config.alignment_tolerance,
+    """The residual map of `config.residual` within the alignment tolerance in force
+    (`config.tolerance_for` the image size), smoothed: [N, S, S, 1]."""
+    residual = aligned_residual(images, reconstructions,
+                                config.tolerance_for(int(images.shape[1])),
                                 signed=config.residual == "signed")
     if config.kernel_size == 1:
         return residual

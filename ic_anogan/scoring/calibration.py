@@ -16,13 +16,20 @@ A record also holds, under "map", the good parts' anomaly-map statistics
 per image score (study, map_max, map_topk). The top-level threshold stays the
 study score's, so older readers keep working; a record without "map" comes
 from before the map scores and can score with `study` only.
+
+Each threshold is estimated by thresholds.py (a fitted tail where the good
+scores are few) and carries its evidence: how many scores it rests on and a
+confidence interval for the false-reject rate. The record names the good
+images that scored far beyond the rest ("outliers") and whether they were
+left out ("outlier_policy"). Records from before say nothing of either, and
+score exactly as they did.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -30,6 +37,7 @@ from ic_anogan import config as config_lib
 from ic_anogan.config import SCORE_DEFINING, Mode, SearchConfig
 from ic_anogan.core.errors import IcAnoganError
 from ic_anogan.scoring.map_calibration import MapCalibration
+from ic_anogan.scoring import thresholds as thresholds_lib
 from ic_anogan.scoring.map_statistics import MapStatistics
 
 CALIBRATION_FILE = "calibration.json"
@@ -45,10 +53,13 @@ class CalibrationError(IcAnoganError, ValueError):
     """No usable calibration in the model directory."""
 
 
-def _distribution(scores: np.ndarray, percentile: float) -> dict:
-    """The threshold and a summary of good images' scores."""
+def _distribution(scores: np.ndarray, percentile: float, rule: str) -> dict:
+    """The threshold, its evidence, and a summary of good images' scores."""
+    estimate = thresholds_lib.estimate(scores, percentile, rule)
+    evidence = estimate.to_dict()
+    del evidence["outliers"]  # the record's own list names them, by image
     return {
-        "threshold": float(np.percentile(scores, percentile)),
+        "threshold": estimate.threshold, "evidence": evidence,
         "mean": float(scores.mean()), "std": float(scores.std()),
         "min": float(scores.min()), "max": float(scores.max()),
         "quantiles": {str(q): float(np.percentile(scores, q)) for q in (50, 90, 95, 99, 99.9)},
@@ -57,16 +68,23 @@ def _distribution(scores: np.ndarray, percentile: float) -> dict:
 
 
 def calibrate(good_scores: np.ndarray, percentile: float, search_config: SearchConfig,
-              source: str, maps: Optional[MapCalibration] = None) -> dict:
-    """A calibration record: thresholds and the good-score distributions.
+              source: str, maps: Optional[MapCalibration] = None, rule: str = "fitted",
+              outliers: Sequence[dict] = (), outlier_policy: str = "exclude") -> dict:
+    """A calibration record: thresholds, their evidence and the good-score distributions.
 
     Args:
-      good_scores: anomaly scores A(x) of good images not trained on.
-      percentile: in (0, 100]; each threshold is this percentile of good scores.
+      good_scores: anomaly scores A(x) of the good images not trained on that
+        the thresholds rest on (outliers already left out when excluded).
+      percentile: in (0, 100]; each threshold estimates this percentile of
+        unseen good parts' scores.
       search_config: how the scores were computed.
       source: where the good images came from (for the record).
       maps: the good images' map statistics and cross-fitted map scores;
         None records the study score only.
+      rule: how each threshold is estimated (thresholds.THRESHOLD_RULES).
+      outliers: the good images that scored far beyond the rest
+        (`find_outliers`), for the record.
+      outlier_policy: whether they were left out ("exclude") or kept ("keep").
     """
     scores = np.asarray(good_scores, np.float64)
     if scores.size == 0:
@@ -76,16 +94,96 @@ def calibrate(good_scores: np.ndarray, percentile: float, search_config: SearchC
     if not np.all(np.isfinite(scores)):
         raise CalibrationError("calibration: some good images scored NaN or infinity; the "
                                "model's weights are not usable")
-    study = _distribution(scores, percentile)
+    study = _distribution(scores, percentile, rule)
+    excluded = outlier_policy == "exclude"
     record = {**study, "percentile": float(percentile), "count": int(scores.size),
+              "images": int(scores.size) + (len(outliers) if excluded else 0),
               "source": source, "search": config_lib.to_dict(search_config),
+              "threshold_rule": rule, "outlier_policy": outlier_policy,
+              "outliers": list(outliers),
               "image_scores": {"study": {k: v for k, v in study.items() if k != "scores"}}}
     if maps is not None:
         record["map"] = maps.statistics.to_dict()
+        record["map_settings"] = maps.resolution
         for name, values in maps.good_scores.items():
             record["image_scores"][name] = _distribution(np.asarray(values, np.float64),
-                                                         percentile)
+                                                         percentile, rule)
+    warning = few_images_warning(record)
+    if warning:
+        record["warnings"] = [warning]
     return record
+
+
+def find_outliers(scores: dict, ids: Sequence[str]) -> list:
+    """The good images whose score lies beyond the fitted outlier line of any image score.
+
+    Args:
+      scores: image score name -> the good images' scores [N] (cross-fitted
+        for the map scores).
+      ids: the N images' ids (paths), to name them.
+
+    Returns:
+      [{"index", "image", "scores": {name: value}, "flagged_by": [names]}],
+      most extreme first (by how far beyond its line, in fitted scales).
+    """
+    flagged = {}
+    for name, values in scores.items():
+        values = np.asarray(values, np.float64)
+        fit = thresholds_lib.fit_gumbel(values)
+        for index in thresholds_lib.outlier_indices(values, fit):
+            distance = (values[index] - fit.location) / fit.scale
+            entry = flagged.setdefault(index, {"index": index, "image": str(ids[index]),
+                                               "scores": {}, "flagged_by": [], "_far": 0.0})
+            entry["flagged_by"].append(name)
+            entry["_far"] = max(entry["_far"], distance)
+    for index, entry in flagged.items():
+        entry["scores"] = {name: float(np.asarray(values)[index])
+                           for name, values in scores.items()}
+    ordered = sorted(flagged.values(), key=lambda e: -e["_far"])
+    return [{k: v for k, v in e.items() if k != "_far"} for e in ordered]
+
+
+def few_images_warning(record: dict) -> Optional[str]:
+    """A warning when the thresholds rest on fewer than thresholds.FEW_SCORES images."""
+    count = record.get("count", 0)
+    if count >= thresholds_lib.FEW_SCORES:
+        return None
+    return (f"the thresholds rest on {count} good images (fewer than "
+            f"{thresholds_lib.FEW_SCORES}): the false-reject rate on new parts is known only "
+            "within the interval recorded with each threshold; calibrate on more good images "
+            "the model never trained on to narrow it")
+
+
+def evidence(record: dict, image_score: str) -> Optional[dict]:
+    """What `image_score`'s threshold rests on, for reports and exports; None for a record
+    from before thresholds carried their evidence."""
+    values = (record if image_score == "study" else
+              record.get("image_scores", {}).get(image_score, {}))
+    found = values.get("evidence") if isinstance(values, dict) else None
+    if not isinstance(found, dict):
+        return None
+    summary = {"images": record.get("count"), "rule": found.get("rule"),
+               "percentile": record.get("percentile"),
+               "exceedances": found.get("exceedances"),
+               "false_reject_interval": found.get("false_reject_interval"),
+               "confidence": found.get("confidence"),
+               "outliers": len(record.get("outliers", [])),
+               "outlier_policy": record.get("outlier_policy")}
+    warning = few_images_warning(record)
+    if warning:
+        summary["warning"] = warning
+    return summary
+
+
+def describe_evidence(summary: Optional[dict]) -> str:
+    """One log line of `evidence`'s summary ("" for an old record)."""
+    if not summary:
+        return ""
+    low, high = summary["false_reject_interval"]
+    return (f"rests on {summary['images']} good images ({summary['rule']} rule; "
+            f"{summary['exceedances']} of them beyond it); false-reject rate "
+            f"{100 * low:.1f}% to {100 * high:.1f}% at {100 * summary['confidence']:g}% "
+            "confidence")
 
 
 def map_statistics(record: dict) -> Optional[MapStatistics]:

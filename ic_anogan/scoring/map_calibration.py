@@ -69,6 +69,8 @@ class MapCalibration:
     # Cross-fitted scores of the good images, per map score name: what unseen
     # good parts score, for the thresholds.
     good_scores: dict
+    # The data-dependent settings in force and why: MapConfig.resolve's reasons.
+    resolution: dict = dataclasses.field(default_factory=dict)
 
 
 # Neighbour statistics keep at most this many calibration images (a seeded
@@ -100,7 +102,8 @@ def calibrate(images: np.ndarray, reconstructions: np.ndarray, config: MapConfig
     Args:
       images: good images the model never trained on, [N, S, S, 1] in [-1, 1].
       reconstructions: their G(z) after the search.
-      config: smoothing and standardisation.
+      config: smoothing and standardisation; settings left None are resolved
+        from the image size and the number of images (MapConfig.resolve).
       seed: assigns images to folds.
       latents: their z after the search [N, latent_dim]; needed with
         config.neighbours > 0.
@@ -108,6 +111,10 @@ def calibrate(images: np.ndarray, reconstructions: np.ndarray, config: MapConfig
     count = len(images)
     if count == 0:
         raise ValueError("map calibration needs at least one good image")
+    config, resolution = config.resolve(int(np.shape(images)[1]), count)
+    for field, why in resolution.items():
+        if why["given"] and why["reason"] != "given":
+            log.warning("map %s: %s", field, why["reason"])
     if config.neighbours and (latents is None or len(latents) != count):
         raise ValueError("map statistics with neighbours need one latent per good image")
     smoothed = np.concatenate([smoothed_residual(images[b:b + 512], reconstructions[b:b + 512],
@@ -139,4 +146,4 @@ def calibrate(images: np.ndarray, reconstructions: np.ndarray, config: MapConfig
         pixels.append(standardised.ravel())
     pixel_threshold = float(np.percentile(np.concatenate(pixels), config.pixel_percentile))
     statistics = _statistics_of(smoothed, latents, config, pixel_threshold, seed)
-    return MapCalibration(statistics, scores)
+    return MapCalibration(statistics, scores, resolution)

@@ -47,6 +47,10 @@ class MapStatistics:
     deviation_floor: float = 0.0
 
     def __post_init__(self):
+        if not self.config.resolved:
+            raise ValueError("map statistics need every map setting in force (alignment_"
+                             f"tolerance={self.config.alignment_tolerance}, neighbours="
+                             f"{self.config.neighbours}); MapConfig.resolve gives them")
         if self.config.neighbours and (self.reference_maps is None
                                        or self.reference_latents is None):
             raise ValueError(f"map statistics with neighbours={self.config.neighbours} need "

@@ -137,35 +137,82 @@ class SearchScorer:
         return with_maps(pixels, outputs, self.statistics)
 
 
+@dataclasses.dataclass
+class CalibrationRun:
+    """A mode's calibration: the record written, and the scored good images."""
+
+    record: dict
+    good: ImageSet
+    # The good images' outputs, with the map outputs of the stored statistics.
+    outputs: ScoreOutputs
+
+
 def calibrate(model: TrainedModel, good: ImageSet, search_config: SearchConfig,
               percentile: float, batch_size: int, source: str,
               progress: Optional[Progress] = None, chunk_steps: Optional[int] = None,
               map_config: Optional[MapConfig] = MapConfig(), log_dir: Optional[str] = None,
-              runtime: SearchRuntime = SearchRuntime()) -> dict:
+              runtime: SearchRuntime = SearchRuntime(), threshold_rule: str = "fitted",
+              outliers: str = "exclude") -> dict:
     """Scores good images the model never trained on and stores the mode's calibration.
 
     Args:
       map_config: how the good images' anomaly maps are summarised into the
         statistics the map scores need; None calibrates the study score only.
       log_dir: TensorBoard directory for the statistics' images (None: none).
+      threshold_rule, outliers: as CalibrationConfig's.
 
     Returns:
       The calibration record written to `model_dir/calibration.json` (under
       `search_config.mode`; other modes' records are kept): thresholds of
-      every image score, and the map statistics.
+      every image score with their evidence, the outliers, the map statistics.
     """
+    return calibrate_run(model, good, search_config, percentile, batch_size, source, progress,
+                         chunk_steps, map_config, log_dir, runtime, threshold_rule,
+                         outliers).record
+
+
+def calibrate_run(model: TrainedModel, good: ImageSet, search_config: SearchConfig,
+                  percentile: float, batch_size: int, source: str,
+                  progress: Optional[Progress] = None, chunk_steps: Optional[int] = None,
+                  map_config: Optional[MapConfig] = MapConfig(), log_dir: Optional[str] = None,
+                  runtime: SearchRuntime = SearchRuntime(), threshold_rule: str = "fitted",
+                  outliers: str = "exclude") -> CalibrationRun:
+    """`calibrate`, returning the scored good images too (for the outliers' figure)."""
     outputs = SearchScorer(model, search_config, chunk_steps=chunk_steps, runtime=runtime).score(
         good, batch_size, progress)
-    maps = None
-    if map_config is not None:
-        maps = map_calibration.calibrate(good.images, outputs.reconstruction, map_config,
-                                      seed=search_config.seed, latents=outputs.latent)
+
+    def map_calibrated(rows: np.ndarray):
+        return map_calibration.calibrate(good.images[rows], outputs.reconstruction[rows],
+                                         map_config, seed=search_config.seed,
+                                         latents=outputs.latent[rows])
+
+    every = np.arange(len(good))
+    maps = map_calibrated(every) if map_config is not None else None
+    scores = {"study": outputs.anomaly_score, **(maps.good_scores if maps else {})}
+    found = calibration.find_outliers(scores, good.ids)
+    if found:
+        log.warning("%s: %d of %d good images score far beyond the rest (%s); %s. Look at "
+                    "them: a mislabelled or damaged part belongs out of the good set.",
+                    search_config.mode, len(found), len(good),
+                    "; ".join(f"{o['image']} ({', '.join(o['flagged_by'])})"
+                              for o in found[:10]) + (" ..." if len(found) > 10 else ""),
+                    "left out of the thresholds and map statistics" if outliers == "exclude"
+                    else "kept in the thresholds (outliers=keep)")
+    kept = every
+    if found and outliers == "exclude" and len(found) < len(good):
+        kept = np.setdiff1d(every, [o["index"] for o in found])
+        if maps is not None:
+            maps = map_calibrated(kept)
+    if maps is not None:
         log.info("%s: %s", search_config.mode, map_statistics.describe(maps.statistics))
-    record = calibration.calibrate(outputs.anomaly_score, percentile, search_config, source,
-                                   maps)
+    record = calibration.calibrate(outputs.anomaly_score[kept], percentile, search_config,
+                                   source, maps, threshold_rule, found, outliers)
+    for warning in record.get("warnings", []):
+        log.warning("%s: %s", search_config.mode, warning)
     calibration.write(model.model_dir, record)
     if log_dir and maps is not None:
         from ic_anogan.scoring import summaries
         summaries.write_map_statistics(os.path.join(log_dir, "calibration", search_config.mode),
                                        maps.statistics)
-    return record
+    return CalibrationRun(record, good, with_maps(good.images, outputs,
+                                                  None if maps is None else maps.statistics))

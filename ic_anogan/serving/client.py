@@ -63,6 +63,8 @@ class ExportedModel:
         self.thresholds = {m: None if v["threshold"] is None else float(v["threshold"])
                            for m, v in per_mode.items()}
         self.threshold = self.thresholds[self.default_mode]
+        # What each threshold rests on; None in exports from before the evidence.
+        self.threshold_evidence = {m: v.get("threshold_evidence") for m, v in per_mode.items()}
         # Exports from before the map scores decide by the study score.
         self.image_scores = {m: v.get("image_score", ImageScore.STUDY.value)
                              for m, v in per_mode.items()}

@@ -78,6 +78,7 @@ from ic_anogan.serving.signatures import (INPUT_KINDS, METADATA_SIGNATURE, SETTI
 
 def _mode_settings(served: ServedMode) -> dict:
     record = {"search": config_lib.to_dict(served.search), "threshold": served.threshold,
+              "threshold_evidence": served.threshold_evidence,
               "image_score": served.image_score,
               "outputs": list(SERVED_OUTPUTS) + (list(SERVED_MAP_OUTPUTS)
                                                 if served.statistics is not None else [])}
@@ -93,7 +94,8 @@ def settings(model: TrainedModel, modes: Sequence[ServedMode]) -> dict:
     names = [m.search.mode for m in modes]
     return {"ic_anogan_version": __version__, "model": config_lib.to_dict(model.model_config),
             "mode": default.search.mode, "search": config_lib.to_dict(default.search),
-            "threshold": default.threshold, "image_score": default.image_score,
+            "threshold": default.threshold, "threshold_evidence": default.threshold_evidence,
+            "image_score": default.image_score,
             "modes": {m.search.mode: _mode_settings(m) for m in modes},
             "signatures": signature_names(names),
             "outputs": _mode_settings(default)["outputs"]}
@@ -110,7 +112,8 @@ def next_version(export_base: str) -> int:
 def export_saved_model(model: TrainedModel, export_base: str, search_config: SearchConfig,
                        threshold: Optional[float], warmup_batch_sizes: Sequence[int] = (1,),
                        more_modes: Sequence = (), map_statistics: Optional[MapStatistics] = None,
-                       image_score: str = ImageScore.STUDY.value) -> str:
+                       image_score: str = ImageScore.STUDY.value,
+                       threshold_evidence: Optional[dict] = None) -> str:
     """Writes `export_base/<next version>/` and returns its path.
 
     Args:
@@ -125,6 +128,8 @@ def export_saved_model(model: TrainedModel, export_base: str, search_config: Sea
         decide by the study score.
       map_statistics: the default mode's good-part map statistics, or None.
       image_score: what the default mode's is_anomaly follows.
+      threshold_evidence: what the default mode's threshold rests on, for the
+        metadata (ServedMode.threshold_evidence).
 
     Raises:
       ExportError: `export_base` is a file, a mode is given twice, a mode
@@ -132,7 +137,8 @@ def export_saved_model(model: TrainedModel, export_base: str, search_config: Sea
     """
     if os.path.exists(export_base) and not os.path.isdir(export_base):
         raise ExportError(f"{export_base}: expected a folder for versioned exports, found a file")
-    served = [ServedMode(search_config, threshold, map_statistics, image_score)] + [
+    served = [ServedMode(search_config, threshold, map_statistics, image_score,
+                         threshold_evidence)] + [
         m if isinstance(m, ServedMode) else ServedMode(*m) for m in more_modes]
     names = [m.search.mode for m in served]
     if len(set(names)) != len(names):

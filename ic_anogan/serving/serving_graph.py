@@ -31,12 +31,15 @@ class ServedMode:
       threshold: the decision threshold of `image_score`; None serves no decisions.
       statistics: the mode's good-part map statistics; None serves the study score only.
       image_score: the score is_anomaly follows; a map score needs statistics.
+      threshold_evidence: what the threshold rests on (calibration.evidence:
+        images, interval of the false-reject rate, warning); None when unknown.
     """
 
     search: SearchConfig
     threshold: Optional[float]
     statistics: Optional[MapStatistics] = None
     image_score: str = ImageScore.STUDY.value
+    threshold_evidence: Optional[dict] = None
 
     def __post_init__(self):
         if self.image_score not in config_lib.IMAGE_SCORES:

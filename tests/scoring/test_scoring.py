@@ -15,7 +15,7 @@ from ic_anogan.jobs.score_request import (Recalibration, ScoreRequest, ScoringEr
                                           SearchOverrides, UsageRefusal)
 from ic_anogan.models import model_dir as model_dir_lib
 from ic_anogan.reporting import plots, report as report_lib
-from ic_anogan.scoring import calibration, outputs, scorer as scoring
+from ic_anogan.scoring import calibration, outputs, scorer as scoring, thresholds
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -67,7 +67,13 @@ def test_scorer_batches_and_reports_progress(trained_model_dir):
 def test_calibration_is_stored_and_reread(trained_model_dir):
     record = calibration.read(trained_model_dir["model_dir"])
     assert record["count"] == 4 and record["percentile"] == 99.0
-    assert record["threshold"] == pytest.approx(np.percentile(record["scores"], 99))
+    # Four scores are far too few for their own 99th percentile: the fitted tail decides,
+    # and the record says what the threshold rests on.
+    assert record["threshold"] == pytest.approx(
+        thresholds.estimate(record["scores"], 99).threshold)
+    assert record["threshold_rule"] == "fitted" and record["evidence"]["rule"] == "fitted"
+    assert record["evidence"]["count"] == 4
+    assert record["warnings"] and "rest on 4 good images" in record["warnings"][0]
     assert calibration.stored_search_config(record) == SearchConfig(steps=5)
     assert calibration.mismatched_settings(record, SearchConfig(steps=5)) == []
     assert calibration.mismatched_settings(record, SearchConfig(steps=9)) == ["steps"]

@@ -1,0 +1,127 @@
+"""Thresholds from few good scores: the fitted tail, its interval, the outliers."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ic_anogan.config import CalibrationConfig, ConfigError, SearchConfig
+from ic_anogan.scoring import calibration, thresholds
+
+
+def _gumbel(count: int, seed: int, location: float = 5.0, scale: float = 1.0) -> np.ndarray:
+    return np.random.default_rng(seed).gumbel(location, scale, count)
+
+
+def test_gumbel_fit_recovers_its_parameters_and_quantile():
+    fit = thresholds.fit_gumbel(_gumbel(20000, 0, 5.0, 2.0))
+    assert fit.location == pytest.approx(5.0, abs=0.05)
+    assert fit.scale == pytest.approx(2.0, abs=0.05)
+    # The 99th percentile of Gumbel(5, 2): 5 - 2 ln(-ln 0.99) = 14.2.
+    assert fit.quantile(0.99) == pytest.approx(5.0 - 2.0 * math.log(-math.log(0.99)), abs=0.2)
+    assert fit.quantile(1.0) == math.inf
+    assert thresholds.fit_gumbel([3.0, 3.0, 3.0, 3.0, 3.0, 3.0]) is None  # no spread: no fit
+    assert thresholds.fit_gumbel([1.0, 2.0]) is None
+
+
+def test_one_outlier_cannot_move_the_fitted_threshold():
+    scores = _gumbel(41, 1)
+    clean = thresholds.estimate(scores, 99)
+    with_outlier = np.append(scores[:-1], 38.0)  # one odd part among 41, as on the real set
+    moved = thresholds.estimate(with_outlier, 99)
+    assert clean.rule == moved.rule == "fitted"
+    # The sample percentile follows the outlier most of the way; the fit barely moves.
+    assert np.percentile(with_outlier, 99) > 25
+    assert abs(moved.threshold - clean.threshold) < 0.5
+    assert moved.outliers == (40,)
+    assert moved.sample_percentile == pytest.approx(np.percentile(with_outlier, 99))
+
+
+def test_few_scores_get_a_threshold_near_the_true_percentile():
+    """Over many draws of 20 or 41 good scores, the fitted threshold's false-reject rate on the
+    true distribution stays near 1%; the sample percentile's is several times that at 20."""
+    truth = 5.0 - math.log(-math.log(0.99))
+    fitted, sample = {20: [], 41: []}, {20: []}
+    for count in (20, 41):
+        for seed in range(200):
+            scores = _gumbel(count, 100 + seed)
+            t = thresholds.estimate(scores, 99).threshold
+            fitted[count].append(1 - math.exp(-math.exp(-(t - 5.0))))
+            if count == 20:
+                s = np.percentile(scores, 99)
+                sample[20].append(1 - math.exp(-math.exp(-(s - 5.0))))
+    for count in (20, 41):
+        assert 0.005 < np.median(fitted[count]) < 0.02
+    assert np.mean(sample[20]) > 0.03
+    assert truth > 0
+
+
+def test_plenty_of_scores_use_their_own_percentile():
+    scores = _gumbel(3000, 2)
+    estimate = thresholds.estimate(scores, 99)
+    assert estimate.rule == "percentile"
+    assert estimate.threshold == pytest.approx(np.percentile(scores, 99))
+    assert estimate.count == 3000 and estimate.exceedances == 30
+    # Below that, the fit; and the fit agrees with the percentile within its noise.
+    fewer = thresholds.estimate(scores[:328], 99)
+    assert fewer.rule == "fitted"
+    assert abs(fewer.threshold - np.percentile(scores, 99)) < 1.0
+    # The old rule on request.
+    assert thresholds.estimate(scores[:41], 99, "percentile").threshold == pytest.approx(
+        np.percentile(scores[:41], 99))
+    assert thresholds.estimate(scores[:41], 100).threshold == pytest.approx(scores[:41].max())
+    with pytest.raises(ValueError, match="rule='median'"):
+        thresholds.estimate(scores, 99, "median")
+
+
+def test_excluded_scores_leave_the_threshold_and_the_count():
+    scores = np.append(_gumbel(3000, 3), [500.0] * 40)
+    kept = thresholds.estimate(scores, 99)
+    assert kept.rule == "percentile" and kept.threshold > 100  # 40 defects among the good
+    excluded = thresholds.estimate(scores, 99, excluded=kept.outliers)
+    assert len(kept.outliers) == 40
+    assert excluded.count == 3000
+    assert excluded.threshold == pytest.approx(np.percentile(scores[:3000], 99))
+
+
+def test_clopper_pearson_matches_known_intervals():
+    # k = 0 of n: the upper bound is 1 - (alpha/2)^(1/n).
+    low, high = thresholds.clopper_pearson(0, 41)
+    assert low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / 41), rel=1e-6)
+    # 3 of 328 and 7 of 100: the Beta quantiles Beta(k, n-k+1) at 2.5% and Beta(k+1, n-k)
+    # at 97.5%, as scipy.stats.beta.ppf gives them.
+    low, high = thresholds.clopper_pearson(3, 328)
+    assert low == pytest.approx(0.00189018184, rel=1e-6)
+    assert high == pytest.approx(0.02649539582, rel=1e-6)
+    low, high = thresholds.clopper_pearson(7, 100)
+    assert low == pytest.approx(0.02860528891, rel=1e-6)
+    assert high == pytest.approx(0.13891972846, rel=1e-6)
+    low, high = thresholds.clopper_pearson(41, 41)
+    assert high == 1.0 and low == pytest.approx(0.025 ** (1 / 41), rel=1e-6)
+
+
+def test_record_carries_evidence_outliers_and_a_warning():
+    scores = np.append(_gumbel(40, 4), 40.0)
+    found = calibration.find_outliers({"study": scores}, [f"good/{i}.png" for i in range(41)])
+    assert [o["image"] for o in found] == ["good/40.png"]
+    assert found[0]["flagged_by"] == ["study"] and found[0]["scores"]["study"] == 40.0
+    record = calibration.calibrate(scores[:40], 99, SearchConfig(steps=3), "held-out",
+                                   outliers=found)
+    assert record["count"] == 40 and record["images"] == 41
+    assert record["outliers"][0]["image"] == "good/40.png"
+    assert record["outlier_policy"] == "exclude" and record["threshold_rule"] == "fitted"
+    summary = calibration.evidence(record, "study")
+    assert summary["images"] == 40 and summary["rule"] == "fitted"
+    low, high = summary["false_reject_interval"]
+    assert low == 0.0 and 0.05 < high < 0.12
+    assert "rest on 40 good images" in summary["warning"]
+    assert "false-reject rate 0.0% to" in calibration.describe_evidence(summary)
+    # A record from before the evidence has none, and says nothing.
+    assert calibration.evidence({"threshold": 1.0, "count": 5}, "study") is None
+
+
+def test_calibration_settings_are_checked():
+    with pytest.raises(ConfigError, match="threshold_rule"):
+        CalibrationConfig(threshold_rule="mean")
+    with pytest.raises(ConfigError, match="calibration_outliers"):
+        CalibrationConfig(outliers="drop")
