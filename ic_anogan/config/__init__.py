@@ -9,7 +9,8 @@ map field names onto flag names.
   checks    ConfigError and the checks every config uses
   modes     scoring modes and image scores (enums)
   training  data, networks, GAN and encoder training
-  scoring   the search, its runtime switches, the anomaly map, calibration
+  scoring   the search, its runtime switches, the anomaly map
+  calibration  how good images set thresholds (rule, outliers) and map statistics
   files     JSON round trips
   run       RunConfig, the root of a training run's settings (config.json's `run`)
 """
@@ -20,10 +21,10 @@ from ic_anogan.config.run import RunConfig
 from ic_anogan.config.modes import (DEFAULT_IMAGE_SCORE, DEFAULT_STEPS, IMAGE_SCORES, MAP_SCORES,
                                     SCORING_MODES, ImageScore, Mode, default_mode, map_score_name)
 from ic_anogan.config.scoring import (MAP_KERNELS, MAP_LEGACY_DEFAULTS, MAP_RESIDUALS,
-                                      MAX_ALIGNMENT_TOLERANCE, OUTLIER_POLICIES, SCORE_DEFINING,
-                                      THRESHOLD_RULES, CalibrationConfig,
-                                      MapConfig, SearchConfig, SearchRuntime,
-                                      search_config_for_mode)
+                                      MAX_ALIGNMENT_TOLERANCE, SCORE_DEFINING, MapConfig,
+                                      SearchConfig, SearchRuntime, search_config_for_mode)
+from ic_anogan.config.calibration import (OUTLIER_POLICIES, THRESHOLD_RULES,
+                                          CalibrationConfig)
 from ic_anogan.config.training import (D_PENALTIES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_UPDATES,
                                        MIN_UPDATES_PER_EPOCH, SELECTION_EVALUATIONS,
                                        STUDY_TEST_COUNTS, STUDY_TRAIN_GOOD, SUPPORTED_IMAGE_SIZES,

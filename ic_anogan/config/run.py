@@ -12,7 +12,8 @@ import dataclasses
 from typing import Optional
 
 from ic_anogan.config.files import from_dict, to_dict
-from ic_anogan.config.scoring import CalibrationConfig, MapConfig, SearchConfig
+from ic_anogan.config.calibration import CalibrationConfig
+from ic_anogan.config.scoring import MapConfig, SearchConfig
 from ic_anogan.config.training import DataConfig, EncoderConfig, ModelConfig, TrainConfig
 
 

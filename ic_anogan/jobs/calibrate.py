@@ -17,7 +17,7 @@ from ic_anogan.config import MapConfig, SearchConfig, SearchRuntime
 from ic_anogan.data.image_set import ImageSet
 from ic_anogan.models import model_dir as model_dir_lib
 from ic_anogan.models.model_dir import TrainedModel
-from ic_anogan.scoring import calibration, scorer
+from ic_anogan.scoring import calibration, scorer, threshold_evidence
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def calibrate_modes(model: TrainedModel, good: ImageSet, settings: Mapping[str, 
                            for name, values in record["image_scores"].items()))
         for name in record["image_scores"]:
             log.info("  %s threshold %s", name,
-                     calibration.describe_evidence(calibration.evidence(record, name)))
+                     threshold_evidence.describe_evidence(threshold_evidence.evidence(record, name)))
         for name, why in record.get("map_settings", {}).items():
             log.info("  map %s = %s (%s)", name, why["value"], why["reason"])
         if record["outliers"]:
@@ -91,7 +91,7 @@ def summary(records: Mapping[str, dict]) -> dict:
             "images": record.get("images", record.get("count")),
             "source": record.get("source"),
             "thresholds": {name: {"threshold": values.get("threshold"),
-                                  **(calibration.evidence(record, name) or {})}
+                                  **(threshold_evidence.evidence(record, name) or {})}
                            for name, values in record["image_scores"].items()},
             "outliers": [o.get("image") for o in record.get("outliers", [])],
             "map_settings": record.get("map_settings", {}),

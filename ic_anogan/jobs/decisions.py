@@ -14,7 +14,7 @@ from ic_anogan import config as config_lib
 from ic_anogan.config import ImageScore, MapConfig, Mode, SearchConfig, SearchRuntime
 from ic_anogan.jobs.score_request import ScoringError, SearchOverrides, UsageRefusal
 from ic_anogan.models.model_dir import TrainedModel
-from ic_anogan.scoring import calibration, scorer as scoring
+from ic_anogan.scoring import calibration, scorer as scoring, threshold_evidence
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class ModeDecision:
     threshold: Optional[float]
     # Every image score's threshold, for the side-by-side figures.
     thresholds: dict
-    # What the threshold rests on (calibration.evidence); None when it was given or is
+    # What the threshold rests on (threshold_evidence.evidence); None when it was given or is
     # from before thresholds carried their evidence.
     evidence: Optional[dict] = None
 
@@ -165,7 +165,7 @@ def decide(model: TrainedModel, modes: Sequence[str], overrides: SearchOverrides
         if threshold is not None:
             thresholds[chosen] = threshold
         elif mode in records:
-            evidence = calibration.evidence(records[mode], chosen)
+            evidence = threshold_evidence.evidence(records[mode], chosen)
         decisions.append(ModeDecision(
             scoring.SearchScorer(model, settings, statistics, chunk_steps, runtime), chosen,
             thresholds.get(chosen), thresholds, evidence))

@@ -25,7 +25,7 @@ from ic_anogan.jobs.decisions import (ModeDecision, decide, decide_exported,  # 
 from ic_anogan.jobs.score_request import Recalibration, ScoreRequest, SearchOverrides, UsageRefusal
 from ic_anogan.models.model_dir import TrainedModel, load_trained_model
 from ic_anogan.reporting import report as report_lib
-from ic_anogan.scoring import calibration
+from ic_anogan.scoring import threshold_evidence
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def score(decisions: Sequence[ModeDecision], data_config: DataConfig, image_size
         log.info("mode %s: %s", scorer.mode, scorer.settings)
         if decision.evidence:
             log.info("mode %s: the %s threshold %s", scorer.mode, decision.image_score,
-                     calibration.describe_evidence(decision.evidence))
+                     threshold_evidence.describe_evidence(decision.evidence))
             if decision.evidence.get("warning"):
                 log.warning("mode %s: %s", scorer.mode, decision.evidence["warning"])
         progress = progress_factory(len(images) * steps, scorer.mode) if (

@@ -21,7 +21,8 @@ from ic_anogan import config as config_lib
 from ic_anogan.config import MapConfig, SearchConfig, SearchRuntime
 from ic_anogan.data.image_set import ImageSet
 from ic_anogan.models.model_dir import TrainedModel
-from ic_anogan.scoring import anomaly_maps, calibration, map_calibration, map_statistics
+from ic_anogan.scoring import (anomaly_maps, calibration, map_calibration, map_statistics,
+                               threshold_evidence)
 from ic_anogan.scoring.map_statistics import MapStatistics
 from ic_anogan.scoring.outputs import ScoreOutputs
 from ic_anogan.scoring.search import LatentSearch
@@ -189,7 +190,7 @@ def calibrate_run(model: TrainedModel, good: ImageSet, search_config: SearchConf
     every = np.arange(len(good))
     maps = map_calibrated(every) if map_config is not None else None
     scores = {"study": outputs.anomaly_score, **(maps.good_scores if maps else {})}
-    found = calibration.find_outliers(scores, good.ids)
+    found = threshold_evidence.find_outliers(scores, good.ids)
     if found:
         log.warning("%s: %d of %d good images score far beyond the rest (%s); %s. Look at "
                     "them: a mislabelled or damaged part belongs out of the good set.",

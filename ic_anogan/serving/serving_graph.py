@@ -31,7 +31,7 @@ class ServedMode:
       threshold: the decision threshold of `image_score`; None serves no decisions.
       statistics: the mode's good-part map statistics; None serves the study score only.
       image_score: the score is_anomaly follows; a map score needs statistics.
-      threshold_evidence: what the threshold rests on (calibration.evidence:
+      threshold_evidence: what the threshold rests on (threshold_evidence.evidence:
         images, interval of the false-reject rate, warning); None when unknown.
     """
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ic_anogan.config import CalibrationConfig, ConfigError, SearchConfig
-from ic_anogan.scoring import calibration, thresholds
+from ic_anogan.scoring import calibration, threshold_evidence, thresholds
 
 
 def _gumbel(count: int, seed: int, location: float = 5.0, scale: float = 1.0) -> np.ndarray:
@@ -102,7 +102,7 @@ def test_clopper_pearson_matches_known_intervals():
 
 def test_record_carries_evidence_outliers_and_a_warning():
     scores = np.append(_gumbel(40, 4), 40.0)
-    found = calibration.find_outliers({"study": scores}, [f"good/{i}.png" for i in range(41)])
+    found = threshold_evidence.find_outliers({"study": scores}, [f"good/{i}.png" for i in range(41)])
     assert [o["image"] for o in found] == ["good/40.png"]
     assert found[0]["flagged_by"] == ["study"] and found[0]["scores"]["study"] == 40.0
     record = calibration.calibrate(scores[:40], 99, SearchConfig(steps=3), "held-out",
@@ -110,14 +110,14 @@ def test_record_carries_evidence_outliers_and_a_warning():
     assert record["count"] == 40 and record["images"] == 41
     assert record["outliers"][0]["image"] == "good/40.png"
     assert record["outlier_policy"] == "exclude" and record["threshold_rule"] == "fitted"
-    summary = calibration.evidence(record, "study")
+    summary = threshold_evidence.evidence(record, "study")
     assert summary["images"] == 40 and summary["rule"] == "fitted"
     low, high = summary["false_reject_interval"]
     assert low == 0.0 and 0.05 < high < 0.12
     assert "rest on 40 good images" in summary["warning"]
-    assert "false-reject rate 0.0% to" in calibration.describe_evidence(summary)
+    assert "false-reject rate 0.0% to" in threshold_evidence.describe_evidence(summary)
     # A record from before the evidence has none, and says nothing.
-    assert calibration.evidence({"threshold": 1.0, "count": 5}, "study") is None
+    assert threshold_evidence.evidence({"threshold": 1.0, "count": 5}, "study") is None
 
 
 def test_calibration_settings_are_checked():
