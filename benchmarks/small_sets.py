@@ -49,24 +49,63 @@ COUNTS = (100, 200, 400, 1000, 3277)
 SIZES = (32, 64)
 PACKAGES = ("sop", "mixed")
 UPDATES = 1380
+# Unseen good validation images beside the draws: the FPR that chooses a rule.
+VALIDATION_GOOD = 1000
+# Training images scored for the in-sample candidate.
+TRAINING_IMAGES_SCORED = 1000
 
 
-def model_dir_of(work_dir: str, package: str, size: int, count: int) -> str:
-    return os.path.join(work_dir, f"{package}_{size}px_{count}")
+def rows_of(outputs, rows):
+    """ScoreOutputs of the given rows only."""
+    values = {}
+    for field in dataclasses.fields(outputs):
+        value = getattr(outputs, field.name)
+        if isinstance(value, np.ndarray):
+            value = value[rows]
+        elif isinstance(value, dict):
+            value = {k: v[rows] for k, v in value.items()}
+        values[field.name] = value
+    return dataclasses.replace(outputs, **values)
+
+
+def training_images(model, limit: int):
+    """Up to `limit` of the images the model trained on, rebuilt from its config.json."""
+    from ic_anogan.config import DataConfig
+    from ic_anogan.data import loading
+    from ic_anogan.data.image_set import ImageSet
+    recorded = model.metadata["data"]
+    spec = None if recorded["spec"] == "synthetic" else recorded["spec"]
+    count = recorded.get("train_images", 0) + recorded.get("heldout_images", 0)
+    images = loading.load_training_set(
+        DataConfig(data_dir=spec, synthetic_train_count=count or 3277,
+                   synthetic_package=recorded.get("synthetic_package")),
+        model.model_config.image_size, seed=model.metadata["train"]["seed"])
+    train = loading.split_holdout(images, model.metadata["train"]["validation_fraction"],
+                                  model.metadata["train"]["seed"])[0]
+    rows = np.arange(min(limit, len(train)))
+    return ImageSet(train.images[rows], [train.ids[i] for i in rows], train.labels[rows],
+                    [train.defect_types[i] for i in rows])
+
+
+def model_dir_of(work_dir: str, package: str, size: int, count: int,
+                 heldout_share: float = 0.1) -> str:
+    suffix = "" if heldout_share == 0.1 else f"_heldout{heldout_share:g}"
+    return os.path.join(work_dir, f"{package}_{size}px_{count}{suffix}")
 
 
 def train_models(work_dir: str, grid: list) -> None:
     """Trains every (package, size, count) of `grid` that has no model yet."""
     from ic_anogan.config import DataConfig, ModelConfig, TrainConfig
     from ic_anogan.models.model_dir import ENCODER_FILE
-    for package, size, count in grid:
-        model_dir = model_dir_of(work_dir, package, size, count)
+    for package, size, count, *share in grid:
+        model_dir = model_dir_of(work_dir, package, size, count, *share)
         if os.path.exists(os.path.join(model_dir, ENCODER_FILE)):
             print(f"{model_dir}: trained already", flush=True)
             continue
         start = time.perf_counter()
         common.train(model_dir, model_config=ModelConfig(size, 100, 16),
-                     train_config=TrainConfig(updates=UPDATES),
+                     train_config=TrainConfig(updates=UPDATES,
+                                              validation_fraction=share[0] if share else 0.1),
                      data_config=DataConfig(synthetic_train_count=count,
                                             synthetic_package=package))
         print(f"{model_dir}: trained in {time.perf_counter() - start:.0f} s", flush=True)
@@ -90,6 +129,13 @@ def rule_gumbel_only(scores, percentile):
     """The Gumbel fit at every size (no switch to the sample percentile)."""
     from ic_anogan.scoring import thresholds
     fit = thresholds.fit_gumbel(scores)
+    return fit.quantile(percentile / 100) if fit else rule_percentile(scores, percentile)
+
+
+def rule_gumbel_upper(scores, percentile):
+    """The Gumbel fit through the 10% to 95% order statistics (more of the tail)."""
+    from ic_anogan.scoring import thresholds
+    fit = thresholds.fit_gumbel(scores, 0.1, 0.95)
     return fit.quantile(percentile / 100) if fit else rule_percentile(scores, percentile)
 
 
@@ -128,7 +174,8 @@ def rule_bootstrap(scores, percentile):
 
 
 RULES = {"percentile (before)": rule_percentile, "library: fitted Gumbel": rule_library,
-         "Gumbel fit at every size": rule_gumbel_only, "log-normal fit": rule_lognormal,
+         "Gumbel fit at every size": rule_gumbel_only,
+         "Gumbel fit through 10-95%": rule_gumbel_upper, "log-normal fit": rule_lognormal,
          "Harrell-Davis": rule_harrell_davis, "bootstrap": rule_bootstrap}
 
 
@@ -196,9 +243,9 @@ def evaluate_model(model_dir: str, draws: int, test_good: int, defects: int,
         test = loading.load_scoring_set(DataConfig(data_dir=elpv_test), size)
         pool = heldout
     else:
-        pool_set = common.synthetic_split(size, {"good": max(draws * h, 2 * h), **{
+        # The draws, then VALIDATION_GOOD more for the validation FPR (never in a draw).
+        pool = common.synthetic_split(size, {"good": draws * h + VALIDATION_GOOD, **{
             d: defects for d in common.DEFECT_TYPES}}, "validation", package)
-        pool = pool_set
         test = common.synthetic_split(size, {"good": test_good, **{
             d: defects for d in common.DEFECT_TYPES}}, "test", package)
     start = time.perf_counter()
@@ -206,7 +253,12 @@ def evaluate_model(model_dir: str, draws: int, test_good: int, defects: int,
     test_out = scorer.score(test, 256)
     heldout_out = scorer.score(heldout, 256)
     seconds = time.perf_counter() - start
+    # Cross-fitting over the training images would score them in-sample for G and E:
+    # their scores, standardised like a draw's, give that candidate's threshold.
+    train_set = training_images(model, TRAINING_IMAGES_SCORED)
+    train_out = scorer.score(train_set, 256)
     pool_good = np.flatnonzero(pool.labels == 0)
+    validation_good = pool_good[draws * h:] if not elpv_test else pool_good[:0]
     rng = np.random.default_rng(0)
 
     def subset(images: ImageSet, outputs, rows):
@@ -232,11 +284,20 @@ def evaluate_model(model_dir: str, draws: int, test_good: int, defects: int,
         scored = scoring.with_maps(test.images, test_out, calibrated.statistics)
         test_scores = scored.map_scores["map_max"]
         good_scores = calibrated.good_scores["map_max"]
+        in_sample = scoring.with_maps(train_set.images, train_out,
+                                      calibrated.statistics).map_scores["map_max"]
+        validation_scores = scoring.with_maps(
+            pool.images[validation_good], rows_of(pool_out, validation_good),
+            calibrated.statistics).map_scores["map_max"] if len(validation_good) else None
         per_draw.append({})
-        for name, rule in RULES.items():
+        rules = dict(RULES)
+        rules["in-sample: training images"] = lambda _, p: rule_percentile(in_sample, p)
+        for name, rule in rules.items():
             threshold = rule(good_scores, 99.0)
             per_draw[-1][name] = {
                 "threshold": threshold,
+                "validation_fpr": None if validation_scores is None else float(
+                    np.mean(validation_scores > threshold)),
                 "fpr": float(np.mean(test_scores[test_good_rows] > threshold)),
                 "recall": {t: float(np.mean(test_scores[np.array(test.defect_types) == t]
                                             > threshold)) for t in test_types}}
@@ -277,14 +338,20 @@ def print_rules(results: list) -> None:
     for r in results:
         types = list(r["draws"][0]["oracle"])
         print(f"\n{r['model_dir']} ({r['heldout']} held-out images, {len(r['draws'])} draws)\n")
-        print("| rule | FPR min-max (mean) | " + " | ".join(f"{t} recall / oracle"
-                                                         for t in types) + " |")
-        print("|---|---|" + "---|" * len(types))
-        for name in RULES:
+        print("| rule | validation FPR min-max (mean) | test FPR min-max (mean) | "
+              + " | ".join(f"{t} recall / oracle" for t in types) + " |")
+        print("|---|---|---|" + "---|" * len(types))
+        for name in r["draws"][0]:
+            if name in ("oracle", "auroc"):
+                continue
             fprs = [d[name]["fpr"] for d in r["draws"]]
+            validation = [d[name]["validation_fpr"] for d in r["draws"]
+                          if d[name]["validation_fpr"] is not None]
             cells = [f"{np.mean([d[name]['recall'][t] for d in r['draws']]):.3f} / "
                      f"{np.mean([d['oracle'][t] for d in r['draws']]):.3f}" for t in types]
-            print(f"| {name} | {100 * min(fprs):.1f}%-{100 * max(fprs):.1f}% "
+            chosen_on = (f"{100 * min(validation):.1f}%-{100 * max(validation):.1f}% "
+                         f"({100 * np.mean(validation):.1f}%)" if validation else "-")
+            print(f"| {name} | {chosen_on} | {100 * min(fprs):.1f}%-{100 * max(fprs):.1f}% "
                   f"({100 * np.mean(fprs):.1f}%) | " + " | ".join(cells) + " |")
 
 
@@ -306,13 +373,14 @@ def print_maps(results: list) -> None:
 
 
 def parse_grid(values: list) -> list:
-    """'sop:32:400' items -> [(package, size, count)]; empty: the whole grid."""
+    """'sop:32:400' items -> [(package, size, count)]; empty: the whole grid.
+    A fourth field sets the held-out share: 'sop:32:200:0.25'."""
     if not values:
         return [(p, s, c) for p in PACKAGES for s in SIZES for c in COUNTS]
     grid = []
     for value in values:
-        package, size, count = value.split(":")
-        grid.append((package, int(size), int(count)))
+        package, size, count, *share = value.split(":")
+        grid.append((package, int(size), int(count)) + tuple(float(v) for v in share))
     return grid
 
 

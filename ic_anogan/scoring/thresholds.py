@@ -83,14 +83,16 @@ def _plotting_positions(count: int) -> np.ndarray:
     return (np.arange(1, count + 1) - 0.44) / (count + 0.12)
 
 
-def fit_gumbel(scores: Sequence[float]) -> Optional[GumbelFit]:
-    """Gumbel location and scale from the bulk of `scores` (module docstring); None when
-    the scores are too few or all equal."""
+def fit_gumbel(scores: Sequence[float], low: float = FIT_LOW,
+               high: float = FIT_HIGH) -> Optional[GumbelFit]:
+    """Gumbel location and scale from the bulk of `scores`, the order statistics between
+    the `low` and `high` plotting positions (module docstring); None when the scores are
+    too few or all equal."""
     ordered = np.sort(np.asarray(scores, np.float64))
     if len(ordered) < 3:
         return None
     positions = _plotting_positions(len(ordered))
-    inside = (positions >= FIT_LOW) & (positions <= FIT_HIGH)
+    inside = (positions >= low) & (positions <= high)
     if inside.sum() < MIN_FIT_SCORES:  # too few: the central ones, as many as there are
         middle = len(ordered) // 2
         half = min(MIN_FIT_SCORES, len(ordered)) // 2
