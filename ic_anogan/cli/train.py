@@ -102,7 +102,8 @@ _CLIP_Z = flags.DEFINE_float("clip_z", None, "Clip z to [-clip_z, clip_z] during
 _SEARCH_SEED = flags.DEFINE_integer("search_seed", 0, "Seed of the search's starting points.")
 _SEARCH_BATCH_SIZE = flags.DEFINE_integer("search_batch_size", 64, "Images per search call.")
 _PERCENTILE = flags.DEFINE_float("calibration_percentile", 99.0,
-                                 "Threshold = this percentile of held-out good scores.")
+                                 "Each threshold estimates this percentile of unseen good "
+                                 "parts' scores (--threshold_rule says how).")
 
 # The good parts' anomaly-map statistics, computed with each threshold.
 _MAP = define_map_flags(as_stored=False)
