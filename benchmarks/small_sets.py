@@ -41,6 +41,7 @@ import dataclasses
 import json
 import os
 import time
+from typing import Optional
 
 import common
 import numpy as np
@@ -220,7 +221,8 @@ def map_settings(image_size: int, calibration_images: int) -> dict:
 
 
 def evaluate_model(model_dir: str, draws: int, test_good: int, defects: int,
-                   elpv_test: str = "", parts: tuple = ("rules", "maps")) -> dict:
+                   elpv_test: str = "", parts: tuple = ("rules", "maps"),
+                   folds: Optional[int] = None) -> dict:
     """Every figure of one model: threshold rules over draws, map settings."""
     import numpy as np
 
@@ -275,6 +277,8 @@ def evaluate_model(model_dir: str, draws: int, test_good: int, defects: int,
     result = {"model_dir": model_dir, "image_size": size, "heldout": h,
               "search_seconds": seconds, "rules": {}, "maps": {}}
     rule_config = map_settings(size, h)["rule"]
+    if folds is not None:  # 0: leave one out
+        rule_config = dataclasses.replace(rule_config, folds=folds or h)
     per_draw = []
     for d in range(draws if "rules" in parts else 0):
         rows = draw_rows(d)
@@ -396,6 +400,8 @@ def main() -> None:
     parser.add_argument("--elpv_dir", default="",
                         help="benchmarks/elpv.py's work dir: evaluate its model instead")
     parser.add_argument("--results", default=None, help="append each model's figures here")
+    parser.add_argument("--folds", type=int, default=None,
+                        help="cross-fitting folds of the draws' calibration (0: leave one out)")
     parser.add_argument("--parts", nargs="+", default=["rules", "maps"],
                         choices=["rules", "maps"], help="what to evaluate")
     args = parser.parse_args()
@@ -413,7 +419,7 @@ def main() -> None:
     results = []
     for model_dir, elpv_test in models:
         result = evaluate_model(model_dir, args.draws, args.test_good, args.defects, elpv_test,
-                                tuple(args.parts))
+                                tuple(args.parts), args.folds)
         results.append(result)
         print(f"{model_dir}: searched in {result['search_seconds']:.0f} s", flush=True)
         if args.results:

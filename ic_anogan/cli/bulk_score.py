@@ -13,6 +13,7 @@ pip install 'ic-anogan[beam]'. The work is ic_anogan.jobs.bulk_score's.
 """
 
 import os
+import sys
 
 from absl import app, flags
 
@@ -23,22 +24,26 @@ _INPUT_PATTERN = flags.DEFINE_multi_string(
     "input_pattern", None, "Glob of the image files to score (PNG, JPEG, BMP, GIF), read "
     "through Beam's file systems; repeat the flag for several.")
 _OUTPUT = flags.DEFINE_string(
-    "output", None, "Path prefix of the outputs, e.g. out/run1/ or gs://bucket/run1/.")
+    "output", None, "Path prefix of the outputs, e.g. out/run1/ or gs://bucket/run1/; an "
+    "existing folder given without its trailing slash is taken as that folder.")
 _MODE = flags.DEFINE_string("mode", None, "A mode baked into the export; default: its default "
                             "mode (the one serving_default serves).")
 _WRITE_MASKS = flags.DEFINE_bool("write_masks", False, "Write each anomalous file's defect mask "
                                  "and overlay as PNGs under OUTPUTmasks/.")
-_MIN_BATCH_SIZE = flags.DEFINE_integer("min_batch_size", 1, "Fewest files per signature call.")
-_MAX_BATCH_SIZE = flags.DEFINE_integer("max_batch_size", 32, "Most files per signature call.")
+_MIN_BATCH_SIZE = flags.DEFINE_integer("min_batch_size", 1, "Fewest files per signature call.",
+                                       lower_bound=1)
+_MAX_BATCH_SIZE = flags.DEFINE_integer("max_batch_size", 32, "Most files per signature call.",
+                                       lower_bound=1)
 _MAX_FILE_BYTES = flags.DEFINE_integer("max_file_bytes", 64 * 1024 * 1024,
-                                       "Larger files are refused before they are read.")
+                                       "Larger files are refused before they are read.",
+                                       lower_bound=1)
 _MAX_IMAGE_PIXELS = flags.DEFINE_integer(
     "max_image_pixels", 100_000_000, "Images above this many pixels (width x height, from the "
-    "header) are refused before they are decoded.")
+    "header) are refused before they are decoded.", lower_bound=1)
 _TF_THREADS = flags.DEFINE_integer(
     "tf_threads", None, "TensorFlow threads per worker process; 0: TensorFlow's own choice "
     "(one per core). Default: the cores divided by --direct_num_workers with "
-    "--direct_running_mode=multi_processing, else TensorFlow's own.")
+    "--direct_running_mode=multi_processing, else TensorFlow's own.", lower_bound=0)
 _LARGE_MODEL = flags.DEFINE_bool(
     "large_model", False, "Load the model once per machine and share it between worker "
     "processes (Beam's shared-model proxy) instead of once per process.")
@@ -69,17 +74,18 @@ def main(argv):
                     else _TF_THREADS.value) or None,
         large_model=_LARGE_MODEL.value)
     try:
-        export, matched = bulk_score.check(request)
+        plan = bulk_score.check(request)
     except UsageRefusal as e:
         raise app.UsageError(str(e)) from None
     from ic_anogan.cli import common
     common.setup_logging()
     common.log_runtime()
-    result = bulk_score.run(request, export, matched, beam_args)
-    print(f"scored {result['scored']} of {result['files_matched']} files with mode "
+    result = bulk_score.run(plan, beam_args)
+    duplicates = (f" ({result['duplicates']} listed twice, scored once)"
+                  if result["duplicates"] else "")
+    print(f"scored {result['scored']} of {result['files_matched']} files{duplicates} with mode "
           f"{result['mode']} ({result['anomalies']} anomalous), refused {result['refused']}; "
-          f"{request.output}scores-*.csv, {request.output}errors-*.txt, "
-          f"{request.output}summary.json")
+          f"{plan.output}scores-*.csv, {plan.output}errors-*.txt, {plan.output}summary.json")
     peaks = result["worker_peak_memory_mb"]
     if peaks:
         print("peak memory of the scoring processes: " + ", ".join(
@@ -88,8 +94,14 @@ def main(argv):
 
 
 def _parse_known_flags(argv: list) -> list:
-    """This command's flags; everything else goes on to Beam as pipeline options."""
-    return flags.FLAGS(argv, known_only=True)
+    """This command's flags; everything else goes on to Beam as pipeline options. A bad or
+    missing flag is one usage line naming it, as absl's own parser says it."""
+    try:
+        return flags.FLAGS(argv, known_only=True)
+    except flags.Error as e:
+        sys.stderr.write(f"FATAL Flags parsing error: {e}\n"
+                         "Pass --helpshort or --helpfull to see help on flags.\n")
+        sys.exit(1)
 
 
 def run() -> None:

@@ -5,35 +5,42 @@ bulk is the one TF Serving serves: the same signatures, thresholds and
 `is_anomaly`. It runs in process by default and on Flink, Spark or Dataflow
 with their pipeline options (docs/deployment.md):
 
-  match globs -> read each file as bytes, keyed by path
-    -> screen (empty, too large, not a PNG/JPEG/BMP/GIF: to `errors`)
+  list globs (every path once, duplicates counted)
+    -> read each path as bytes (a folder, a dangling link or a loop, unreadable,
+       empty, too large, not a PNG/JPEG/BMP/GIF: to `errors`)
     -> RunInference(score_encoded or M_encoded)   (a failed batch is retried
                                                    file by file: to `errors`)
     -> OUTPUT/scores-*.csv          scores.csv's columns, without labels
        OUTPUT/errors-*.txt          path <TAB> reason, one line per refused file
        OUTPUT/summary.json          counts, anomalies, score quantiles, the export's settings
-       OUTPUT/masks/                with write_masks: each anomalous file's mask and overlay
+       OUTPUT/masks/                with write_masks: each anomalous file's mask and
+                                    overlay, at its path below the inputs' common folder
 
 One bad file never ends the job: it is counted and named, and scoring goes on.
+Every path the globs list ends as exactly one row or one error line, so
+files_matched = scored + refused by construction. OUTPUT is a path prefix; an
+existing folder given without its trailing slash is taken as that folder.
+Whatever ends a run, Beam's temporary folders beside the outputs are removed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import logging
 import os
+import shutil
 from typing import Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from ic_anogan.config import DEFAULT_MAX_IMAGE_PIXELS, ImageScore, map_score_name
 from ic_anogan.core import atomic_io
-from ic_anogan.jobs.bulk_transforms import (COLUMNS, Export, Screen, SplitResults,  # noqa: F401
-                                            Summarise, WriteMasks, csv_line,
+from ic_anogan.jobs.bulk_transforms import (COLUMNS, Export, Screen, SplitResults, Summarise,
+                                            WriteMasks, common_root, csv_line,
                                             failed_batch_errors, summary_json)
 from ic_anogan.jobs.score_request import UsageRefusal
 from ic_anogan.serving import beam_handler
@@ -96,16 +103,104 @@ def resolve_export(saved_model: str, mode: Optional[str]) -> Export:
                  else default_signature("encoded"))
     # Without the reference maps: the Export travels with every transform that uses it,
     # and the maps (megabytes of base64) live in the SavedModel anyway.
+    damage = export_damage(path)
+    if damage:
+        raise UsageRefusal(f"--saved_model={saved_model}: a damaged export at {path}: {damage};"
+                           " export the model again")
     return Export(path, chosen, signature, without_references(settings),
                   record.get("image_score", ImageScore.STUDY.value), "map" in record)
 
 
-def check(request: BulkRequest) -> tuple:
-    """Refuses a request by name before any work: (the Export, how many files match).
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """The paths a run scores: each once, in the order the globs listed them."""
+
+    paths: tuple
+    # Paths listed by more than one glob, counted once in `paths`.
+    duplicates: int
+    # The folder every path lies under: masks mirror the paths below it.
+    root: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BulkPlan:
+    """A checked request: the export, the inputs and where the outputs go."""
+
+    request: BulkRequest
+    export: Export
+    inputs: Inputs
+    # --output as written to: an existing folder gets its trailing slash.
+    output: str
+
+
+def list_inputs(patterns: Sequence[str]) -> Inputs:
+    """Every path the globs list, once each.
+
+    A local glob lists what Python's glob lists (a folder, a dangling symbolic
+    link or a loop included, so that each is refused by name rather than lost);
+    the folders a trailing `**` walks through are the walk, not inputs. Other
+    file systems list what Beam's match lists.
 
     Raises:
-      UsageRefusal: no file matches; --saved_model is not an export; the mode is not in
-      it; --output cannot be written; a batch size or limit out of range.
+      UsageRefusal: a glob lists nothing.
+    """
+    seen, paths, duplicates = set(), [], 0
+    for pattern in patterns:
+        if "://" in pattern:
+            try:
+                found = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+            except Exception:  # noqa: BLE001 - Beam raises BeamIOError for a missing path
+                found = []
+        else:
+            walk = os.path.basename(pattern.rstrip("/")) == "**"
+            found = sorted(p for p in glob.glob(pattern, recursive=True)
+                           if not (walk and os.path.isdir(p) and not os.path.islink(p)))
+        if not found:
+            raise UsageRefusal(f"--input_pattern={pattern}: no file matches")
+        for path in found:
+            key = path if "://" in path else os.path.abspath(path)
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            paths.append(path)
+    return Inputs(tuple(paths), duplicates, common_root(
+        [p if "://" in p else os.path.abspath(p) for p in paths]))
+
+
+def output_prefix(output: str) -> str:
+    """--output as a path prefix: an existing local folder without its slash gets it."""
+    if "://" not in output and os.path.isdir(output) and not output.endswith(os.sep):
+        return output + os.sep
+    return output
+
+
+def export_damage(path: str) -> Optional[str]:
+    """What is wrong with the SavedModel at `path` (None: it parses and has its
+    variables), found without loading TensorFlow's graph: a truncated or garbled
+    saved_model.pb, or a missing variables/ folder."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    try:
+        with FileSystems.open(f"{path}/saved_model.pb") as f:
+            data = f.read()
+        saved_model_pb2.SavedModel().ParseFromString(data)
+    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and others
+        return f"saved_model.pb does not parse ({type(e).__name__}: {e})"
+    for name in ("variables/variables.index",):
+        if not FileSystems.exists(f"{path}/{name}"):
+            return f"{name} is missing"
+    if not FileSystems.match([f"{path}/variables/variables.data-*"])[0].metadata_list:
+        return "variables/variables.data-* is missing"
+    return None
+
+
+def check(request: BulkRequest) -> BulkPlan:
+    """Refuses a request by name before any work, and lists its inputs.
+
+    Raises:
+      UsageRefusal: no file matches; --saved_model is not an export, or a damaged one;
+      the mode is not in it; --output cannot be written; a batch size or limit out of
+      range.
     """
     if not 1 <= request.min_batch_size <= request.max_batch_size:
         raise UsageRefusal(f"--min_batch_size={request.min_batch_size}, --max_batch_size="
@@ -114,39 +209,35 @@ def check(request: BulkRequest) -> tuple:
                         ("max_image_pixels", request.max_image_pixels)):
         if value <= 0:
             raise UsageRefusal(f"--{flag}={value}: expected a positive integer")
+    if request.tf_threads is not None and request.tf_threads < 0:
+        raise UsageRefusal(f"--tf_threads={request.tf_threads}: expected an integer >= 0")
+    if not request.input_patterns:
+        raise UsageRefusal("--input_pattern: expected one or more globs")
+    inputs = list_inputs(request.input_patterns)
+    output = output_prefix(request.output)
+    if "://" not in output:  # local: checked here; remote: by the first write
+        folder = os.path.dirname(os.path.abspath(output)) if not output.endswith(os.sep) \
+            else os.path.abspath(output)
+        reason = atomic_io.unwritable_reason(folder)
+        if reason:
+            raise UsageRefusal(f"--output={request.output}: {reason}")
+    # Last: parsing the export's graph loads TensorFlow.
     export = resolve_export(request.saved_model, request.mode)
     if request.write_masks and not export.has_maps:
         raise UsageRefusal(f"--write_masks: mode {export.mode} of this export has no good-part "
                            "map statistics, so no defect masks; export a mode calibrated with "
                            "them, or leave --write_masks out")
-    if not request.input_patterns:
-        raise UsageRefusal("--input_pattern: expected one or more globs")
-    matched = 0
-    for pattern in request.input_patterns:
-        try:
-            found = len(FileSystems.match([pattern])[0].metadata_list)
-        except Exception:  # noqa: BLE001 - Beam raises BeamIOError for a missing plain path
-            found = 0
-        if not found:
-            raise UsageRefusal(f"--input_pattern={pattern}: no file matches")
-        matched += found
-    if "://" not in request.output:  # local: checked here; remote: by the first write
-        folder = os.path.dirname(os.path.abspath(request.output)) or "."
-        reason = atomic_io.unwritable_reason(folder)
-        if reason:
-            raise UsageRefusal(f"--output={request.output}: {reason}")
-    return export, matched
+    return BulkPlan(request, export, inputs, output)
 
 
-def build(pipeline: beam.Pipeline, request: BulkRequest, export: Export, matched: int) -> None:
+def build(pipeline: beam.Pipeline, plan: BulkPlan) -> None:
     """Adds the bulk-scoring transforms to `pipeline` (module doc)."""
+    request, export, output = plan.request, plan.export, plan.output
     files = (pipeline
-             | "Patterns" >> beam.Create(list(request.input_patterns))
-             | "Match" >> fileio.MatchAll()
-             # Matching runs where the pattern is; spreading the matched files lets the
-             # runner give each worker its share (without it one worker scored them all).
-             | "Spread" >> beam.Reshuffle()
-             | "Open" >> fileio.ReadMatches())
+             | "Paths" >> beam.Create(list(plan.inputs.paths))
+             # Spreading the listed paths lets the runner give each worker its share
+             # (without it one worker scored them all).
+             | "Spread" >> beam.Reshuffle())
     screened = files | "Screen" >> beam.ParDo(
         Screen(request.max_file_bytes, request.max_image_pixels)).with_outputs(
             Screen.ERRORS, main="files")
@@ -164,7 +255,7 @@ def build(pipeline: beam.Pipeline, request: BulkRequest, export: Export, matched
     scored = results.scored
     (scored
      | "Rows" >> beam.MapTuple(lambda path, _, served: csv_line(path, served, export.has_maps))
-     | "WriteScores" >> beam.io.WriteToText(f"{request.output}scores", file_name_suffix=".csv",
+     | "WriteScores" >> beam.io.WriteToText(f"{output}scores", file_name_suffix=".csv",
                                             header=",".join(COLUMNS)))
     failed_batches = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(
         failed_batch_errors)
@@ -172,7 +263,7 @@ def build(pipeline: beam.Pipeline, request: BulkRequest, export: Export, matched
               | "Errors" >> beam.Flatten())
     (errors
      | "ErrorLines" >> beam.MapTuple(lambda path, reason: f"{path}\t{reason}")
-     | "WriteErrors" >> beam.io.WriteToText(f"{request.output}errors", file_name_suffix=".txt"))
+     | "WriteErrors" >> beam.io.WriteToText(f"{output}errors", file_name_suffix=".txt"))
     decision = map_score_name(export.image_score) if export.has_maps else None
     statistics = (scored
                   | "ForSummary" >> beam.MapTuple(lambda _, __, served: (
@@ -183,14 +274,15 @@ def build(pipeline: beam.Pipeline, request: BulkRequest, export: Export, matched
     (pipeline
      | "One" >> beam.Create([None])
      | "Summary" >> beam.Map(summary_json, beam.pvalue.AsSingleton(statistics),
-                             beam.pvalue.AsSingleton(refused), export, matched)
-     | "WriteSummary" >> beam.io.WriteToText(f"{request.output}summary.json", num_shards=1,
+                             beam.pvalue.AsSingleton(refused), export, len(plan.inputs.paths),
+                             plan.inputs.duplicates)
+     | "WriteSummary" >> beam.io.WriteToText(f"{output}summary.json", num_shards=1,
                                              shard_name_template=""))
     if request.write_masks:
         size = int(export.settings["model"]["image_size"])
         (scored
          | "Anomalous" >> beam.Filter(lambda element: bool(element[2]["is_anomaly"]))
-         | "WriteMasks" >> beam.ParDo(WriteMasks(f"{request.output}masks", size)))
+         | "WriteMasks" >> beam.ParDo(WriteMasks(f"{output}masks", size, plan.inputs.root)))
 
 
 def pipeline_options(beam_args: Sequence[str]):
@@ -205,24 +297,39 @@ def pipeline_options(beam_args: Sequence[str]):
     return FnApiRunner(), options
 
 
-def run(request: BulkRequest, export: Export, matched: int,
-        beam_args: Sequence[str] = ()) -> dict:
-    """Runs the pipeline to completion and returns summary.json's content.
-
-    Raises:
-      UsageRefusal: as `check` (call it first to refuse before any work).
+def run(plan: BulkPlan, beam_args: Sequence[str] = ()) -> dict:
+    """Runs the pipeline to completion and returns summary.json's content. Beam's
+    temporary folders beside the outputs are removed whether the run ends well or not.
     """
     runner, options = pipeline_options(beam_args)
-    log.info("scoring %d files matching %s with %s (mode %s, signature %s)", matched,
-             ", ".join(request.input_patterns), export.path, export.mode, export.signature)
-    pipeline = beam.Pipeline(runner=runner, options=options)
-    build(pipeline, request, export, matched)
-    result = pipeline.run()
-    result.wait_until_finish()
-    with FileSystems.open(f"{request.output}summary.json") as f:
+    request, export = plan.request, plan.export
+    log.info("scoring %d files listed by %s with %s (mode %s, signature %s)",
+             len(plan.inputs.paths), ", ".join(request.input_patterns), export.path,
+             export.mode, export.signature)
+    if plan.inputs.duplicates:
+        log.info("%d paths were listed by more than one glob and are scored once",
+                 plan.inputs.duplicates)
+    before = _temporary_folders(plan.output)
+    try:
+        pipeline = beam.Pipeline(runner=runner, options=options)
+        build(pipeline, plan)
+        result = pipeline.run()
+        result.wait_until_finish()
+    finally:
+        for folder in _temporary_folders(plan.output) - before:
+            shutil.rmtree(folder, ignore_errors=True)
+    with FileSystems.open(f"{plan.output}summary.json") as f:
         summary = json.loads(f.read().decode("utf-8"))
     summary["worker_peak_memory_mb"] = worker_peak_memory(result)
     return summary
+
+
+def _temporary_folders(output: str) -> set:
+    """Beam's beam-temp-* folders where the outputs go (local outputs only)."""
+    if "://" in output:
+        return set()
+    folder = output if output.endswith(os.sep) else os.path.dirname(os.path.abspath(output))
+    return set(glob.glob(os.path.join(folder or ".", "beam-temp-*")))
 
 
 def worker_peak_memory(result) -> dict:

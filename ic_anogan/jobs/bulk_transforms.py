@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import io
 import json
 import os
@@ -40,24 +41,24 @@ class Export:
 
 
 class Screen(beam.DoFn):
-    """Refuses, by name, what the graph cannot score: empty files, files over the size or
-    pixel limits, and files that are not PNG, JPEG, BMP or GIF."""
+    """Reads each listed path and refuses, by name, what the graph cannot score: paths that
+    cannot be read (a folder, a dangling symbolic link or a loop, no permission), empty
+    files, files over the size or pixel limits, and files that are not PNG, JPEG, BMP or
+    GIF. Every path leaves as exactly one file or one error."""
 
     ERRORS = "errors"
 
     def __init__(self, max_file_bytes: int, max_image_pixels: int):
         self.max_file_bytes, self.max_image_pixels = max_file_bytes, max_image_pixels
 
-    def process(self, readable):
-        path, size = readable.metadata.path, readable.metadata.size_in_bytes
-        if size == 0:
+    def process(self, path: str):
+        data, reason = read_file(path, self.max_file_bytes)
+        if reason:
+            yield beam.pvalue.TaggedOutput(self.ERRORS, (path, reason))
+            return
+        if not data:
             yield beam.pvalue.TaggedOutput(self.ERRORS, (path, "empty file"))
             return
-        if size > self.max_file_bytes:
-            yield beam.pvalue.TaggedOutput(self.ERRORS, (
-                path, f"{size} bytes, more than --max_file_bytes={self.max_file_bytes}"))
-            return
-        data = readable.read()
         if not data.startswith(GRAPH_DECODABLE_MAGIC):
             yield beam.pvalue.TaggedOutput(self.ERRORS, (
                 path, "not a PNG, JPEG, BMP or GIF file (convert TIFF and other formats, or "
@@ -71,6 +72,41 @@ class Screen(beam.DoFn):
                 path, f"{pixels} pixels, more than --max_image_pixels={self.max_image_pixels}"))
         else:
             yield path, data
+
+
+def read_file(path: str, max_file_bytes: int) -> tuple:
+    """(bytes, None), or (None, why it cannot be read) for a path of any file system."""
+    if "://" not in path:
+        if os.path.islink(path) and not os.path.exists(path):
+            try:
+                os.stat(path)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    return None, "a symbolic link loop"
+            return None, f"a symbolic link to a missing file ({os.readlink(path)})"
+        if os.path.isdir(path):
+            return None, "a folder, not a file"
+    try:  # a local path is not a glob: `part[1].png` names itself
+        size = (os.path.getsize(path) if "://" not in path
+                else FileSystems.match([path])[0].metadata_list[0].size_in_bytes)
+    except Exception:  # noqa: BLE001 - a path a file system lists but cannot stat
+        size = None
+    if size is not None and size > max_file_bytes:
+        return None, f"{size} bytes, more than --max_file_bytes={max_file_bytes}"
+    try:
+        with FileSystems.open(path) as f:
+            data = f.read(max_file_bytes + 1)
+    except Exception as e:  # noqa: BLE001 - any reason a file cannot be read is the file's
+        cause = getattr(e, "__cause__", None) or e
+        return None, f"cannot be read ({type(cause).__name__}: {_first_line(cause)})"
+    if len(data) > max_file_bytes:
+        return None, f"more than --max_file_bytes={max_file_bytes} bytes"
+    return data, None
+
+
+def _first_line(error: BaseException) -> str:
+    text = getattr(error, "strerror", None) or str(error)
+    return (str(text).strip().splitlines() or [""])[0][:200]
 
 
 def _pixel_count(data: bytes) -> Optional[int]:
@@ -174,9 +210,12 @@ class Summarise(beam.CombineFn):
                 "anomaly_score_quantiles": quantiles(accumulator["anomaly_score"])}
 
 
-def summary_json(_, statistics: dict, refused: int, export: Export, matched: int) -> str:
-    """summary.json: what was scored and refused, and what scored it."""
+def summary_json(_, statistics: dict, refused: int, export: Export, matched: int,
+                 duplicates: int = 0) -> str:
+    """summary.json: what was scored and refused, and what scored it. `matched` counts
+    each listed path once; `duplicates` the further times globs listed one."""
     record = {"files_matched": matched, "scored": statistics["scored"], "refused": refused,
+              "duplicates": duplicates,
               "anomalies": statistics["anomalies"], "mode": export.mode,
               "signature": export.signature, "saved_model": export.path,
               "decided_by": export.image_score,
@@ -189,23 +228,38 @@ def summary_json(_, statistics: dict, refused: int, export: Export, matched: int
 
 
 class WriteMasks(beam.DoFn):
-    """Each anomalous file's defect mask and overlay as PNGs under OUTPUT/masks/."""
+    """Each anomalous file's defect mask and overlay as PNGs under OUTPUT/masks/, at the
+    file's path below `root` (the inputs' common folder), mirrored as folders: names
+    are as distinct as the paths and as readable."""
 
-    def __init__(self, folder: str, image_size: int):
-        self.folder, self.image_size = folder, image_size
+    def __init__(self, folder: str, image_size: int, root: str):
+        self.folder, self.image_size, self.root = folder, image_size, root
 
     def process(self, element):
         path, data, served = element
         from ic_anogan.reporting.overlays import mask_pngs
-        stem = _safe_name(path)
+        stem = f"{self.folder}/{relative_path(path, self.root)}"
+        if "://" not in stem:
+            os.makedirs(os.path.dirname(stem), exist_ok=True)
         for suffix, png in zip(("mask", "overlay"), mask_pngs(data, served, self.image_size)):
-            with FileSystems.create(f"{self.folder}/{stem}_{suffix}.png") as f:
+            with FileSystems.create(f"{stem}_{suffix}.png") as f:
                 f.write(png)
         yield path
 
 
-def _safe_name(path: str) -> str:
-    """A file name that keeps the path readable and distinct (folders joined by '__')."""
-    scheme, _, rest = path.rpartition("://")
-    text = rest.strip("/").replace("/", "__")
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
+def common_root(paths) -> str:
+    """The deepest folder holding every path ('' for none), of any file system."""
+    folders = [p.rsplit("/", 1)[0] if "/" in p else "" for p in paths]
+    if not folders:
+        return ""
+    root = os.path.commonprefix(folders)
+    if not all(f == root or f.startswith(root + "/") for f in folders):
+        root = root.rsplit("/", 1)[0] if "/" in root else ""
+    return root
+
+
+def relative_path(path: str, root: str) -> str:
+    """`path` below `root`, as written under masks/ (never climbing out of it)."""
+    rest = path[len(root):] if root and path.startswith(root) else path.split("://")[-1]
+    parts = [part for part in rest.split("/") if part not in ("", ".", "..")]
+    return "/".join(parts)

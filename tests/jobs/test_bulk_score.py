@@ -4,6 +4,8 @@ import csv
 import glob
 import io
 import os
+import shutil
+import zlib
 
 import numpy as np
 import pytest
@@ -44,12 +46,12 @@ def archive(tmp_path_factory):
     return folder
 
 
-def _run(export_path, archive, output, mode=None, beam_args=(), **request):
+def _run(export_path, archive, output, mode=None, beam_args=(), patterns=None, **request):
     request = bulk_score.BulkRequest(saved_model=export_path,
-                                     input_patterns=(str(archive / "*"),), output=str(output),
-                                     mode=mode, max_batch_size=8, **request)
-    export, matched = bulk_score.check(request)
-    summary = bulk_score.run(request, export, matched, beam_args)
+                                     input_patterns=patterns or (str(archive / "*"),),
+                                     output=str(output), mode=mode, max_batch_size=8, **request)
+    summary = bulk_score.run(bulk_score.check(request), beam_args)
+    output = f"{output}/" if os.path.isdir(str(output)) else output
     rows = {}
     for shard in sorted(glob.glob(f"{output}scores-*.csv")):
         lines = open(shard).read().splitlines()
@@ -117,8 +119,7 @@ def test_every_file_is_scored_as_the_signature_scores_it_or_named_with_why(
     assert len(masks) == 2 * anomalies
     for name in (n for n, row in rows.items() if row["is_anomaly"] == "1"):
         for kind in ("mask", "overlay"):
-            with Image.open(f"{output}masks/{bulk_transforms._safe_name(str(archive / name))}"
-                            f"_{kind}.png") as image:
+            with Image.open(f"{output}masks/{name}_{kind}.png") as image:
                 assert image.size == (64, 64)
 
 
@@ -186,24 +187,12 @@ def test_a_batch_that_fails_outside_the_graph_names_each_of_its_files():
 def test_screening_names_what_it_refuses(tmp_path):
     """Empty, oversized and non-image files, and a header over the pixel limit (a PNG of
     20000 x 20000 pixels in a few kilobytes), are refused before the model sees them."""
-    import zlib
-
-    from apache_beam.io.filesystem import FileMetadata
-
     def png_header(width, height):
         def chunk(kind, body):
             return (len(body).to_bytes(4, "big") + kind + body
                     + zlib.crc32(kind + body).to_bytes(4, "big"))
         header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
         return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
-
-    class Readable:
-        def __init__(self, name, data):
-            self.metadata = FileMetadata(str(tmp_path / name), len(data))
-            self.data = data
-
-        def read(self):
-            return self.data
 
     screen = bulk_transforms.Screen(max_file_bytes=1000, max_image_pixels=100_000_000)
     cases = {"empty.png": (b"", "empty file"),
@@ -213,8 +202,125 @@ def test_screening_names_what_it_refuses(tmp_path):
                           "400000000 pixels, more than --max_image_pixels=100000000"),
              "garbage.png": (b"\x89PNG\r\n\x1a\n" + b"\1" * 40, "not a decodable image")}
     for name, (data, reason) in cases.items():
-        (output,) = list(screen.process(Readable(name, data)))
+        (tmp_path / name).write_bytes(data)
+        (output,) = list(screen.process(str(tmp_path / name)))
         assert output.tag == "errors" and output.value[0].endswith(name), name
         assert output.value[1].startswith(reason), (name, output.value[1])
     good = png_header(16, 16)
-    assert list(screen.process(Readable("ok.png", good))) == [(str(tmp_path / "ok.png"), good)]
+    (tmp_path / "ok.png").write_bytes(good)
+    assert list(screen.process(str(tmp_path / "ok.png"))) == [(str(tmp_path / "ok.png"), good)]
+    # A file named like a glob reads as itself.
+    (tmp_path / "part[1].png").write_bytes(good)
+    assert list(screen.process(str(tmp_path / "part[1].png")))[0][1] == good
+
+
+def test_a_file_that_cannot_be_read_is_named_with_why(tmp_path, monkeypatch):
+    """Permissions (root reads everything, so the refusal is simulated where it surfaces)."""
+    (tmp_path / "locked.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(bulk_transforms.FileSystems, "open", refuse)
+    (output,) = list(bulk_transforms.Screen(1000, 1000).process(str(tmp_path / "locked.png")))
+    assert output.tag == "errors"
+    assert output.value[1] == "cannot be read (PermissionError: Permission denied)"
+
+
+def test_mask_names_are_as_distinct_as_the_paths():
+    paths = ["/data/a b/part.png", "/data/a_b/part.png", "/data/x/y/part.png"]
+    root = bulk_transforms.common_root(paths)
+    assert root == "/data"
+    names = [bulk_transforms.relative_path(p, root) for p in paths]
+    assert names == ["a b/part.png", "a_b/part.png", "x/y/part.png"]
+    assert bulk_transforms.common_root(["gs://b/run/1.png", "gs://b/run2/2.png"]) == "gs://b"
+    assert bulk_transforms.relative_path("gs://b/run/1.png", "gs://b") == "run/1.png"
+    assert bulk_transforms.common_root(["/data/one.png"]) == "/data"
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """A folder mixing good files with everything that used to vanish or end the job."""
+    folder = tmp_path_factory.mktemp("hostile")
+    rng = np.random.default_rng(3)
+    for name in ("good1.png", "good2.png", "a b/part.png", "a_b/part.png"):
+        (folder / name).parent.mkdir(exist_ok=True)
+        write_image(str(folder / name), rng.integers(0, 256, (16, 16), dtype=np.uint8))
+    (folder / "folder.png").mkdir()
+    os.symlink(str(folder / "missing.png"), folder / "dangling.png")
+    os.symlink(str(folder / "loop.png"), folder / "loop.png")
+    return folder
+
+
+def test_every_path_is_one_row_or_one_error_and_no_temp_folder_stays(exported_modes, hostile,
+                                                                     tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    patterns = (str(hostile / "*"), str(hostile / "*.png"), str(hostile / "*" / "*.png"))
+    # An existing folder given without its slash is that folder.
+    summary, rows, errors = _run(exported_modes["path"], hostile, str(output),
+                                 patterns=patterns, write_masks=True)
+    assert (output / "summary.json").exists()
+    assert summary["files_matched"] == 9 == summary["scored"] + summary["refused"]
+    assert summary["duplicates"] == 5  # *.png lists 5 of *'s paths again
+    assert errors == {"folder.png": "a folder, not a file",
+                      "dangling.png": f"a symbolic link to a missing file "
+                                      f"({hostile / 'missing.png'})",
+                      "loop.png": "a symbolic link loop",
+                      "a b": "a folder, not a file", "a_b": "a folder, not a file"}
+    assert sorted(rows) == ["good1.png", "good2.png", "part.png"]
+    scored_paths = [row["path"] for row in _rows(output)]
+    assert sorted(scored_paths) == sorted(str(hostile / n) for n in (
+        "good1.png", "good2.png", "a b/part.png", "a_b/part.png"))
+    for path in scored_paths:
+        row = next(r for r in _rows(output) if r["path"] == path)
+        mask = output / "masks" / f"{os.path.relpath(path, hostile)}_mask.png"
+        assert mask.exists() == (row["is_anomaly"] == "1"), path
+    assert not list(output.glob("beam-temp-*"))
+
+
+def _rows(output):
+    rows = []
+    for shard in sorted(glob.glob(f"{output}/scores-*.csv")):
+        rows += list(csv.DictReader(open(shard)))
+    return rows
+
+
+def test_a_failed_run_leaves_no_temp_folder(exported_modes, archive, tmp_path, monkeypatch):
+    def fail(*args):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(bulk_score, "csv_line", fail)
+    with pytest.raises(Exception, match="disk full"):
+        _run(exported_modes["path"], archive, tmp_path / "run_")
+    assert not list(tmp_path.glob("beam-temp-*"))
+
+
+def test_a_damaged_export_is_refused_before_the_pipeline(exported_modes, archive, tmp_path):
+    damaged = tmp_path / "damaged" / "1"
+    shutil.copytree(exported_modes["path"], damaged)
+    pb = damaged / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[:len(pb.read_bytes()) // 3])
+    request = bulk_score.BulkRequest(saved_model=str(damaged),
+                                     input_patterns=(str(archive / "*"),),
+                                     output=str(tmp_path / "out_"))
+    with pytest.raises(UsageRefusal, match=f"--saved_model={damaged}: a damaged export at "
+                       f"{damaged}: saved_model.pb does not parse"):
+        bulk_score.check(request)
+    shutil.copytree(exported_modes["path"], damaged, dirs_exist_ok=True)
+    shutil.rmtree(damaged / "variables")
+    with pytest.raises(UsageRefusal, match="variables/variables.index is missing"):
+        bulk_score.check(request)
+
+
+@pytest.mark.parametrize("flag, message", [
+    ((), "--saved_model"), (("--max_batch_size=abc",), "--max_batch_size"),
+    (("--tf_threads=-1",), "--tf_threads")])
+def test_flag_errors_are_one_usage_line(exported_modes, archive, tmp_path, flag, message):
+    required = [f"--saved_model={exported_modes['path']}",
+                f"--input_pattern={archive / '*'}", f"--output={tmp_path / 'out_'}"]
+    if not flag:
+        required = required[1:]
+    done = run_main("bulk_score_main.py", *required, *flag)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "Check failed" not in done.stderr
+    assert "FATAL Flags parsing error" in done.stderr and message in done.stderr
+    assert not list(tmp_path.glob("out_*"))
