@@ -14,6 +14,7 @@ tests check the important cases' exact messages; this checks breadth.
 from __future__ import annotations
 
 import argparse
+import glob
 import gzip
 import io
 import json
@@ -317,6 +318,79 @@ def main() -> None:
         ("train: collective_timeout_seconds=-1", t,
          [fresh(42), "--collective_timeout_seconds=-1"], False, f"{work}/new_42"),
     ]
+    # -- this round: bulk scoring, calibration repair, latents, flags the docs name --
+    b = ("bulk_score_main.py",)
+    hostile = folder("hostile", {"good1.png": good_png, "good2.png": good_png})
+    for sub in ("a b", "a_b"):
+        folder(f"hostile/{sub}", {"part.png": good_png})
+    os.makedirs(os.path.join(hostile, "folder.png"), exist_ok=True)
+    os.symlink(os.path.join(hostile, "missing.png"), os.path.join(hostile, "dangling.png"))
+    os.symlink(os.path.join(hostile, "loop.png"), os.path.join(hostile, "loop.png"))
+    truncated_export = os.path.join(work, "serving_cut", "1")
+    shutil.copytree(export, truncated_export)
+    cut(truncated_export, "saved_model.pb", keep=300)
+    no_variables = os.path.join(work, "serving_novars", "1")
+    shutil.copytree(export, no_variables)
+    shutil.rmtree(os.path.join(no_variables, "variables"))
+    out_folder = os.path.join(work, "bulk_out_folder")
+    os.makedirs(out_folder)
+    narrow_model = broken_model("m_narrow", lambda p: None)
+    code, _, message = _run("score_main.py", f"--model_dir={narrow_model}", "--mode=encoder",
+                            f"--calibrate_dir={labelled_root}", f"--output_dir={work}/o_n",
+                            "--synthetic_counts=good:2")
+    assert code == 0, message
+
+    def narrow_latents(path):
+        import base64
+        stored = json.load(open(f"{path}/calibration.json"))
+        references = stored["modes"]["encoder"]["map"]["references"]["latents"]
+        latents = np.frombuffer(base64.b64decode(references["float32_base64"]), "<f4")
+        latents = latents.reshape(references["shape"])[:, :3].copy()
+        references.update(shape=list(latents.shape),
+                          float32_base64=base64.b64encode(latents.tobytes()).decode())
+        open(f"{path}/calibration.json", "w").write(json.dumps(stored))
+    narrow_latents(narrow_model)
+    other_damaged = broken_model("m_other_damaged", damage(set_in(
+        "encoder", "image_scores", "map_max", "threshold", value=float("nan"))))
+    bulk_common = [f"--saved_model={export}", f"--input_pattern={hostile}/*"]
+    cases += [
+        ("bulk: --saved_model missing", b,
+         [f"--input_pattern={hostile}/*", f"--output={work}/b1_"], False, f"{work}/b1_summary.json"),
+        ("bulk: --max_batch_size=abc", b, [*bulk_common, f"--output={work}/b2_",
+                                           "--max_batch_size=abc"], False, None),
+        ("bulk: --tf_threads=-1", b, [*bulk_common, f"--output={work}/b3_", "--tf_threads=-1"],
+         False, None),
+        ("bulk: truncated saved_model.pb", b,
+         [f"--saved_model={truncated_export}", f"--input_pattern={hostile}/*",
+          f"--output={work}/b4_"], False, None),
+        ("bulk: export without variables/", b,
+         [f"--saved_model={no_variables}", f"--input_pattern={hostile}/*",
+          f"--output={work}/b5_"], False, None),
+        ("bulk: folder, dangling link, loop, a b/a_b masks, overlapping globs", b,
+         [*bulk_common, f"--input_pattern={hostile}/*.png", f"--input_pattern={hostile}/*/*.png",
+          f"--output={work}/b6_", "--write_masks"], True, None),
+        ("bulk: --output an existing folder", b, [*bulk_common, f"--output={out_folder}"],
+         True, f"{out_folder}scores-00000-of-00001.csv"),
+        ("export: --batch_size (no batch size: refused)", e,
+         [f"--model_dir={model}", f"--export_dir={work}/e_bs", "--batch_size=8"], False,
+         f"{work}/e_bs"),
+        ("score: reference latents of width 3 (z has 8)", s,
+         [f"--model_dir={narrow_model}", "--mode=encoder", f"--output_dir={work}/o_narrow"],
+         False, f"{work}/o_narrow"),
+        ("export: reference latents of width 3 (z has 8)", e,
+         [f"--model_dir={narrow_model}", "--mode=encoder", f"--export_dir={work}/e_narrow"],
+         False, f"{work}/e_narrow"),
+        ("calibrate_dir: another mode damaged (refused before the search)", s,
+         [f"--model_dir={other_damaged}", "--mode=search", f"--calibrate_dir={labelled_root}",
+          f"--output_dir={work}/o_other"], False, f"{work}/o_other"),
+        ("calibrate_dir: map_neighbours=10**12", s,
+         [f"--model_dir={recal_model}", f"--calibrate_dir={labelled_root}",
+          "--map_neighbours=1000000000000"], False, None),
+        ("calibrate_dir: map_neighbours=50 of 12 images (in force: 9)", s,
+         [f"--model_dir={recal_model}", "--mode=encoder", f"--calibrate_dir={labelled_root}",
+          "--map_neighbours=50", f"--output_dir={work}/o_nb", "--synthetic_counts=good:2"],
+         True, None),
+    ]
     env_cases = [
         ("TF_CONFIG unset, multi_worker", t, [fresh(43), "--strategy=multi_worker"], {},
          f"{work}/new_43"),
@@ -349,6 +423,22 @@ def main() -> None:
             left = left or open(calibration_file).read() != before
         ok = (code == 0) if should_succeed else (code != 0 and not traceback)
         rows.append((name, code, traceback, left, ok and not left, message))
+
+    # The hostile bulk run: every listed path one row or one error, no temp folder left.
+    summary = json.load(open(f"{work}/b6_summary.json"))
+    accounted = summary["files_matched"] == summary["scored"] + summary["refused"] == 9
+    left = bool(glob.glob(f"{work}/beam-temp-*") + glob.glob(f"{out_folder}/beam-temp-*"))
+    rows.append(("bulk: hostile folder accounted for (9 = scored + refused, 5 duplicates)",
+                 0, False, left, accounted and summary["duplicates"] == 5 and not left,
+                 f"matched {summary['files_matched']}, scored {summary['scored']}, refused "
+                 f"{summary['refused']}, duplicates {summary['duplicates']}"))
+    rows.append(("bulk: --output folder written inside it", 0, False, False,
+                 os.path.exists(os.path.join(out_folder, "summary.json")),
+                 str(sorted(os.listdir(out_folder)))[:150]))
+    nb = json.load(open(f"{recal_model}/calibration.json"))["modes"]["encoder"]
+    rows.append(("calibrate_dir: map_neighbours=50 recorded as in force", 0, False, False,
+                 nb["map"]["config"]["neighbours"] == 9,
+                 nb["map_settings"]["neighbours"]["reason"][:150]))
 
     import numpy as np  # noqa: F811
     import tensorflow as tf

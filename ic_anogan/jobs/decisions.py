@@ -86,16 +86,30 @@ def search_settings(mode: str, records: dict, overrides: SearchOverrides) -> Sea
     return SearchConfig(**values)
 
 
-def usable_records(model_dir: str, image_size: int) -> dict:
-    """The stored records that pass `calibration.check_record`; damaged ones are left
-    out with a warning, so that recalibration replaces them without reading them."""
+def usable_records(model_dir: str, image_size: int, latent_dim: Optional[int],
+                   replacing: Sequence[str]) -> dict:
+    """The stored records that pass `calibration.check_record`. A damaged record of a
+    mode in `replacing` is left out with a warning, so that recalibration replaces it
+    without reading it; a damaged record of another mode is refused, before any search,
+    naming the mode to recalibrate with it.
+
+    Raises:
+      CalibrationError: a mode not being recalibrated has a damaged record.
+    """
     usable = {}
     path = os.path.join(model_dir, calibration.CALIBRATION_FILE)
     for mode, record in calibration.read_raw(model_dir).items():
         try:
-            calibration.check_record(record, mode, path, image_size)
+            calibration.check_record(record, mode, path, image_size, latent_dim)
         except calibration.CalibrationError as e:
-            log.warning("replacing a damaged calibration: %s", str(e).split("; recal")[0])
+            if mode not in replacing:
+                problem = str(e).split("; recalibrate")[0]
+                raise calibration.CalibrationError(
+                    f"{problem}; mode {mode} is not being recalibrated and would stop scoring "
+                    f"after the search: recalibrate it too (--mode="
+                    f"{','.join(list(replacing) + [mode])})") from None
+            log.warning("replacing the damaged calibration of mode %s: %s", mode,
+                        str(e).split("; recalibrate")[0])
             continue
         usable[mode] = record
     return usable
@@ -134,7 +148,8 @@ def decide(model: TrainedModel, modes: Sequence[str], overrides: SearchOverrides
       CalibrationError: a stored calibration is damaged.
       ScoringError: a map score is asked for without map statistics.
     """
-    records = calibration.read_all(model.model_dir, model.model_config.image_size)
+    records = calibration.read_all(model.model_dir, model.model_config.image_size,
+                                   model.model_config.latent_dim)
     decisions = []
     for mode in modes:
         settings = search_settings(mode, records, overrides)

@@ -46,7 +46,8 @@ def recalibrate(model: TrainedModel, modes: Sequence[str], request: Recalibratio
                 chunk_steps: Optional[int] = None, progress_factory=None,
                 runtime: SearchRuntime = SearchRuntime()) -> None:
     """Recalibrates `modes` of a model directory on good images (never defect images)."""
-    records = usable_records(model.model_dir, model.model_config.image_size)
+    records = usable_records(model.model_dir, model.model_config.image_size,
+                             model.model_config.latent_dim, modes)
     map_config = recalibration_map_config(records, modes, request.map_overrides)
     for mode in modes:  # refused before the search, against the model's image size
         search_settings(mode, records, overrides)

@@ -49,6 +49,13 @@ RECALIBRATE = ("recalibrate the mode with score_main.py --model_dir=<model> "
                "--calibrate_dir=<good images>")
 
 
+def recalibrate_hint(mode: str) -> str:
+    """What repairs `mode`'s damaged record, naming the mode (a repair that recalibrates
+    another mode leaves it damaged)."""
+    return (f"recalibrate it with score_main.py --model_dir=<model> --calibrate_dir=<good "
+            f"images> --mode={mode}")
+
+
 class CalibrationError(IcAnoganError, ValueError):
     """No usable calibration in the model directory."""
 
@@ -126,7 +133,8 @@ def map_statistics(record: dict) -> Optional[MapStatistics]:
         return MapStatistics.from_dict(record["map"])
     except (KeyError, TypeError, ValueError) as e:
         raise CalibrationError(f"{CALIBRATION_FILE}: the {_record_mode(record)!r} map "
-                               f"statistics are unusable ({e}); {RECALIBRATE}") from None
+                               f"statistics are unusable ({e}); "
+                               f"{recalibrate_hint(_record_mode(record))}") from None
 
 
 def thresholds(record: dict) -> dict:
@@ -146,7 +154,8 @@ def _finite_number(value) -> bool:
             and math.isfinite(value))
 
 
-def check_record(record, mode: str, where: str, image_size: Optional[int] = None) -> None:
+def check_record(record, mode: str, where: str, image_size: Optional[int] = None,
+                 latent_dim: Optional[int] = None) -> None:
     """Refuses a damaged record, naming the field, its value and what was expected.
 
     Checks every threshold (a finite number), the percentile, the search
@@ -158,7 +167,8 @@ def check_record(record, mode: str, where: str, image_size: Optional[int] = None
       CalibrationError: naming `where` (the file) and the field.
     """
     def refuse(field: str, problem: str):
-        raise CalibrationError(f"{where}: modes.{mode}.{field} {problem}; {RECALIBRATE}")
+        raise CalibrationError(f"{where}: modes.{mode}.{field} {problem}; "
+                               f"{recalibrate_hint(mode)}")
 
     if mode not in config_lib.SCORING_MODES:
         raise CalibrationError(f"{where}: unknown mode {mode!r} (expected "
@@ -193,7 +203,7 @@ def check_record(record, mode: str, where: str, image_size: Optional[int] = None
             refuse(f"image_scores.{name}.threshold", f"is {value!r}; expected a finite number")
     if "map" in record:
         try:
-            MapStatistics.from_dict(record["map"], image_size)
+            MapStatistics.from_dict(record["map"], image_size, latent_dim)
         except (TypeError, ValueError) as e:
             refuse("map", f"is unusable: {e}")
         missing = [n for n in config_lib.MAP_SCORES if n not in scores]
@@ -221,12 +231,14 @@ def read_raw(model_dir: str) -> dict:
     return records
 
 
-def read_all(model_dir: str, image_size: Optional[int] = None) -> dict:
-    """mode -> calibration record, every record checked (`check_record`); {} when none."""
+def read_all(model_dir: str, image_size: Optional[int] = None,
+             latent_dim: Optional[int] = None) -> dict:
+    """mode -> calibration record, every record checked (`check_record`) against the
+    model's image size and latent size when given; {} when none."""
     path = os.path.join(model_dir, CALIBRATION_FILE)
     records = read_raw(model_dir)
     for mode, record in records.items():
-        check_record(record, mode, path, image_size)
+        check_record(record, mode, path, image_size, latent_dim)
     return records
 
 

@@ -71,13 +71,14 @@ class MapStatistics:
         return values
 
     @staticmethod
-    def from_dict(values: dict, image_size: Optional[int] = None) -> "MapStatistics":
+    def from_dict(values: dict, image_size: Optional[int] = None,
+                  latent_dim: Optional[int] = None) -> "MapStatistics":
         """Reads `to_dict`'s output, checking every field.
 
         Raises:
           ValueError: a field is missing, of the wrong shape (image_size x
-            image_size when given), not finite, or out of range; the message
-            names the field and the value.
+            image_size, and reference latents of latent_dim, when given), not
+            finite, or out of range; the message names the field and the value.
         """
         if not isinstance(values, dict):
             raise ValueError(f"expected an object, got {type(values).__name__}")
@@ -125,6 +126,9 @@ class MapStatistics:
                     or maps.shape[1:] != mean.shape):
                 raise ValueError("'references' must hold M latents and M maps of "
                                  f"{mean.shape[0]}x{mean.shape[1]}")
+            if latent_dim is not None and latents.shape[1] != latent_dim:
+                raise ValueError(f"'references' hold latents of {latents.shape[1]} numbers; "
+                                 f"the model's z has {latent_dim}")
             if not (np.all(np.isfinite(latents)) and np.all(np.isfinite(maps))):
                 raise ValueError("'references' hold NaN or infinite values")
             if not (isinstance(floor, (int, float)) and math.isfinite(floor) and floor > 0):

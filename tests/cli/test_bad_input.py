@@ -301,3 +301,18 @@ def test_report_judges_non_finite_scores_anomalous(tmp_path):
     # The metrics count it as the CSV does: found anomalous.
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["at_threshold"][
         "true_positives"] == 2
+
+
+def test_the_readme_names_only_the_old_flags_each_command_has(tmp_path):
+    """export_main.py scores no images and has no batch size; the README must not say it
+    takes --batch_size, and the command refuses it by name, before TensorFlow loads."""
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "README.md")).read()
+    sentence = next(line for line in readme.splitlines() if "the old names" in line)
+    claims = sentence.split("the old names", 1)[1].split(".")[0]
+    for_export = claims.split("export_main.py")[0]
+    assert "--batch_size" not in for_export, claims
+    done = run_main("export_main.py", f"--model_dir={tmp_path}", f"--export_dir={tmp_path}/e",
+                    "--batch_size=8")
+    assert done.returncode == 1 and "Unknown command line flag 'batch_size'" in done.stderr
+    assert "Traceback" not in done.stderr and "oneDNN" not in done.stderr

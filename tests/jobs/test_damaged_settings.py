@@ -121,10 +121,51 @@ def test_recalibration_repairs_damaged_statistics(model_copy, tmp_path, rng, cap
     _good_folder(tmp_path / "good", rng, 10)
     caplog.set_level(logging.WARNING)
     _recalibrate(model_copy, tmp_path)
-    assert "replacing a damaged calibration" in caplog.text
+    assert "replacing the damaged calibration of mode search" in caplog.text
     repaired = calibration.read_all(model_copy, 16)  # every record checks out again
     assert repaired["search"]["map"]["count"] == 10
     assert np.isfinite(repaired["search"]["map"]["pixel_threshold"])
+
+
+def test_recalibrating_one_mode_refuses_another_damaged_one_before_the_search(
+        model_copy, tmp_path, rng, caplog):
+    damaged = _damage(model_copy, _set_threshold(float("nan"), mode="encoder"))
+    _good_folder(tmp_path / "good", rng, 10)
+    caplog.set_level(logging.INFO)
+    with pytest.raises(CalibrationError, match=r"modes\.encoder\.image_scores\.map_max\."
+                       r"threshold is nan; expected a finite number; mode encoder is not being "
+                       r"recalibrated .* recalibrate it too \(--mode=search,encoder\)"):
+        _recalibrate(model_copy, tmp_path)
+    assert "recalibrating" not in caplog.text  # refused before the images or the search
+    assert "replacing" not in caplog.text  # the encoder mode is not being replaced
+    assert open(_path(model_copy)).read() == damaged
+    # The hint of a refusal when read names the mode to recalibrate.
+    with pytest.raises(CalibrationError, match="--mode=encoder"):
+        calibration.read_all(model_copy, 16)
+
+
+def test_reference_latents_of_another_width_are_refused_when_read(model_copy, tmp_path, rng):
+    import base64
+    _good_folder(tmp_path / "good", rng, 10)
+    _recalibrate(model_copy, tmp_path)  # 10 images: neighbour statistics with references
+
+    def narrow(stored):
+        references = stored["modes"]["search"]["map"]["references"]["latents"]
+        latents = np.frombuffer(base64.b64decode(references["float32_base64"]), "<f4")
+        latents = latents.reshape(references["shape"])[:, :3].copy()
+        references.update(shape=list(latents.shape),
+                          float32_base64=base64.b64encode(latents.tobytes()).decode())
+    damaged = _damage(model_copy, narrow)
+    message = (r"modes\.search\.map is unusable: 'references' hold latents of 3 numbers; the "
+               r"model's z has 8")
+    for request in (ScoreRequest(model_dir=model_copy, modes=["search"],
+                                 export_dir=str(tmp_path / "serving")),
+                    ScoreRequest(model_dir=model_copy, modes=["search"],
+                                 output_dir=str(tmp_path / "out2"), log_dir=str(tmp_path / "tb"))):
+        with pytest.raises(CalibrationError, match=message):
+            score_pipeline.run(request)
+    assert open(_path(model_copy)).read() == damaged
+    assert not os.path.exists(tmp_path / "serving") and not os.path.exists(tmp_path / "out2")
 
 
 def test_calibrate_dir_with_a_labelled_root_uses_only_good(model_copy, tmp_path, rng, caplog):

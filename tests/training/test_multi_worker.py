@@ -48,15 +48,28 @@ WRAPPER = textwrap.dedent("""
                 open(os.environ["WRITES"], "w").write(json.dumps(written))
                 os._exit(9)
         callbacks.StopOnNonFiniteLoss.on_train_batch_end = dying_batch_end
+    if os.environ.get("STALL_AT_UPDATE"):  # this worker stops, as a hung machine does
+        import signal, time
+        from ic_anogan.training import callbacks
+        seen = [0]
+        def stalling_batch_end(self, batch, logs=None):
+            seen[0] += 1
+            if seen[0] == int(os.environ["STALL_AT_UPDATE"]):
+                open(os.environ["WRITES"], "w").write(json.dumps(written))
+                open(os.environ["STALLED_AT"], "w").write(str(time.time()))
+                os.kill(os.getpid(), signal.SIGSTOP)
+        callbacks.StopOnNonFiniteLoss.on_train_batch_end = stalling_batch_end
     sys.argv = [sys.argv[1]] + sys.argv[2:]
     runpy.run_path(sys.argv[0], run_name="__main__")
 """)
 
 
-def _launch(tmp_path, tf_configs, model_dir, log_dir, flags, launch, kill_at=None):
-    """Starts both workers with the same command (worker 1 killed at update `kill_at`);
-    returns their CompletedProcess-like results, the paths each wrote and the seconds
-    each took."""
+def _launch(tmp_path, tf_configs, model_dir, log_dir, flags, launch, kill_at=None,
+            stall_at=None):
+    """Starts both workers with the same command (worker 1 killed, or stopped with
+    SIGSTOP, at update `kill_at` or `stall_at`); returns their CompletedProcess-like
+    results, the paths each wrote and the seconds each took. A stopped worker is killed
+    once worker 0 has ended."""
     processes, writes = [], []
     start = time.monotonic()
     for index in range(2):
@@ -67,13 +80,18 @@ def _launch(tmp_path, tf_configs, model_dir, log_dir, flags, launch, kill_at=Non
                    WRITES=str(writes[-1]), TF_CONFIG=tf_configs[index])
         if kill_at and index == 1:
             env["KILL_AT_UPDATE"] = str(kill_at)
+        if stall_at and index == 1:
+            env.update(STALL_AT_UPDATE=str(stall_at),
+                       STALLED_AT=str(tmp_path / f"stalled_at_{launch}"))
         processes.append(subprocess.Popen(
             [sys.executable, "-c", WRAPPER, os.path.join(REPO, "train_main.py"), *FLAGS,
              f"--model_dir={model_dir}", f"--log_dir={log_dir}", *flags],
             env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True))
     results, seconds = [], []
-    for process in processes:
+    for index, process in enumerate(processes):
+        if stall_at and index == 1:
+            process.kill()
         stdout, stderr = process.communicate(timeout=300)
         results.append((process.returncode, stdout, stderr))
         seconds.append(time.monotonic() - start)
@@ -156,3 +174,24 @@ def test_two_workers_train_resume_and_match_one_process(tmp_path):
                                     (model.encoder, single.encoder, 3e-3)):
         for a, b in zip(ours.weights, theirs.weights):
             np.testing.assert_allclose(a.numpy(), b.numpy(), atol=tolerance, err_msg=a.path)
+
+
+def test_a_stalled_worker_ends_the_job_within_the_timeout(tmp_path):
+    """A stopped worker (SIGSTOP: a hung machine, not a dead one) answers no collective:
+    worker 0 must end within the collective timeout plus a margin, naming the lost
+    worker, and keep only the epoch that finished."""
+    from ic_anogan.training import distribution
+    model_dir, log_dir = tmp_path / "model", tmp_path / "logs"
+    timeout = 10
+    results, _, _ = _launch(tmp_path, distribution.local_cluster(2), model_dir, log_dir,
+                            ["--epochs=2", "--noencoder", "--nocalibrate",
+                             f"--collective_timeout_seconds={timeout}"], 0, stall_at=6)
+    ended = time.time()
+    code, _, stderr = results[0]
+    assert code == 1, stderr[-3000:]
+    assert "worker 0: lost worker 1 (127.0.0.1:" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr.split("lost worker 1")[-1]
+    stalled_at = float((tmp_path / "stalled_at_0").read_text())
+    # Worker 0's own end is before `ended`; the margin covers its error handling and exit.
+    assert ended - stalled_at < timeout + 45, ended - stalled_at
+    assert len(json.load(open(model_dir / "history.json"))["d_loss"]) == 1
