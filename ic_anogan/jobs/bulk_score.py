@@ -152,6 +152,9 @@ def list_inputs(patterns: Sequence[str]) -> Inputs:
             except Exception:  # noqa: BLE001 - Beam raises BeamIOError for a missing path
                 found = []
         else:
+            if not glob.has_magic(pattern) and os.path.isdir(pattern):
+                raise UsageRefusal(f"--input_pattern={pattern}: a folder; give a glob of its "
+                                   f"files, such as {os.path.join(pattern, '*.png')}")
             walk = os.path.basename(pattern.rstrip("/")) == "**"
             found = sorted(p for p in glob.glob(pattern, recursive=True)
                            if not (walk and os.path.isdir(p) and not os.path.islink(p)))

@@ -150,6 +150,8 @@ def test_refused_by_name_before_any_work(exported_modes, archive, tmp_path):
         (dict(input_patterns=(str(tmp_path / "none" / "*.png"),)),
          f"--input_pattern={tmp_path / 'none' / '*.png'}: no file matches"),
         (dict(saved_model=str(archive)), f"--saved_model={archive}: not an export"),
+        (dict(input_patterns=(str(archive),)), f"--input_pattern={archive}: a folder; give a "
+                                               f"glob of its files, such as {archive}/*.png"),
         (dict(saved_model=exported_modes["search_only"], mode="encoder"),
          "--mode=encoder: this export serves search"),
         (dict(output=str(archive / "notes.png" / "out_")), "--output="),
