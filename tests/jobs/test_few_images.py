@@ -80,6 +80,18 @@ def test_odd_part_is_named_drawn_and_left_out(model_copy, good_folder_with_an_od
     assert metrics["threshold_evidence"]["images"] == GOOD
     assert metrics["threshold_evidence"]["rule"] == "fitted"
     assert "rest on 30 good images" in metrics["threshold_evidence"]["warning"]
+    # The map settings followed the new images: trained with 4 held-out 16 px images (no
+    # tolerance, too few for neighbours), now 30 (the odd one left out), 24 per fold.
+    assert record["map"]["config"]["neighbours"] == 24
+    assert record["map_settings"]["neighbours"]["given"] is False
+    assert record["map_settings"]["alignment_tolerance"]["value"] == 0
+    # The export carries the evidence in its metadata.
+    result = score_job.run(ScoreRequest(model_dir=model_copy, modes=["search"],
+                                        export_dir=str(tmp_path / "serving")))
+    exported = ExportedModel(result.export_path)
+    evidence = exported.threshold_evidence["search"]
+    assert evidence["images"] == GOOD and evidence["outliers"] == 1
+    assert evidence == exported.settings["threshold_evidence"]
 
 
 def test_kept_outliers_stay_in_and_are_still_named(model_copy, good_folder_with_an_odd_part,
@@ -94,31 +106,13 @@ def test_kept_outliers_stay_in_and_are_still_named(model_copy, good_folder_with_
     assert record["threshold"] == pytest.approx(np.percentile(record["scores"], 99))
 
 
-def test_map_settings_follow_the_new_images_unless_given(model_copy,
-                                                         good_folder_with_an_odd_part, tmp_path):
+def test_a_map_setting_given_is_kept_by_later_recalibrations(
+        model_copy, good_folder_with_an_odd_part, tmp_path):
     stored = calibration.read(model_copy, "search")
-    # Trained with 4 held-out 16 px images: no tolerance, too few for neighbours.
-    assert stored["map_settings"]["alignment_tolerance"]["value"] == 0
-    assert stored["map_settings"]["neighbours"]["value"] == 0
-    _recalibrate(model_copy, good_folder_with_an_odd_part, tmp_path)
-    again = calibration.read(model_copy, "search")
-    # 30 images (the odd one left out), 24 per cross-fitted fold.
-    assert again["map"]["config"]["neighbours"] == 24
-    assert again["map_settings"]["neighbours"]["given"] is False
-    # A value given is kept by later recalibrations that do not give one.
+    assert stored["map_settings"]["neighbours"]["value"] == 0  # 4 held-out images: none
     _recalibrate(model_copy, good_folder_with_an_odd_part, tmp_path,
                  map_overrides={"neighbours": 5})
     _recalibrate(model_copy, good_folder_with_an_odd_part, tmp_path)
     kept = calibration.read(model_copy, "search")
     assert kept["map"]["config"]["neighbours"] == 5
     assert kept["map_settings"]["neighbours"] == {"value": 5, "given": True, "reason": "given"}
-
-
-def test_export_carries_the_evidence(model_copy, good_folder_with_an_odd_part, tmp_path):
-    _recalibrate(model_copy, good_folder_with_an_odd_part, tmp_path)
-    result = score_job.run(ScoreRequest(model_dir=model_copy, modes=["search"],
-                                        export_dir=str(tmp_path / "serving")))
-    exported = ExportedModel(result.export_path)
-    evidence = exported.threshold_evidence["search"]
-    assert evidence["images"] == GOOD and evidence["outliers"] == 1
-    assert evidence == exported.settings["threshold_evidence"]
