@@ -31,6 +31,10 @@ Protocol, fixed before looking at any result:
     (MapConfig's resolved defaults: resolve_map_config), AUROC per defect
     type on the test split, calibrated on the first draw.
 
+  * ELPV poly (--elpv_dir): draw 0 is the model's own 62 held-out cells; the
+    other draws take as many, without replacement, from those and the first half
+    of the test split's good cells; the FPR is measured on the other half.
+
 Choosing is done on the validation pool; the test split is reported.
 """
 
@@ -230,6 +234,7 @@ def evaluate_model(model_dir: str, draws: int, test_good: int, defects: int,
     from ic_anogan.data import loading
     from ic_anogan.data.image_set import ImageSet
     from ic_anogan.scoring import map_calibration, scorer as scoring
+    from ic_anogan.scoring.outputs import ScoreOutputs
 
     model = common.load(model_dir)
     size = model.model_config.image_size
@@ -238,22 +243,36 @@ def evaluate_model(model_dir: str, draws: int, test_good: int, defects: int,
     package = model.metadata.get("data", {}).get("synthetic_package")
     search = search_config_for_mode("encoder_search", SearchConfig())
     scorer = scoring.SearchScorer(model, search)
-    if elpv_test:
-        # Real cells: the held-out images are the only unseen good ones besides the test
-        # split, so draws are resamples of the held-out set (with replacement), and the
-        # test split is scored once.
-        test = loading.load_scoring_set(DataConfig(data_dir=elpv_test), size)
-        pool = heldout
-    else:
+    if not elpv_test:
         # The draws, then VALIDATION_GOOD more for the validation FPR (never in a draw).
         pool = common.synthetic_split(size, {"good": draws * h + VALIDATION_GOOD, **{
             d: defects for d in common.DEFECT_TYPES}}, "validation", package)
         test = common.synthetic_split(size, {"good": test_good, **{
             d: defects for d in common.DEFECT_TYPES}}, "test", package)
     start = time.perf_counter()
-    pool_out = scorer.score(pool, 256)
-    test_out = scorer.score(test, 256)
     heldout_out = scorer.score(heldout, 256)
+    if elpv_test:
+        # Real cells: besides the held-out images, the only unseen good cells are the test
+        # split's. Its first half of good cells joins the held-out ones as the pool of
+        # draws; the FPR is measured on the other half. Draw 0 is the model's own held-out
+        # set; the others draw as many from the pool, without replacement (a duplicate
+        # would sit in two cross-fitting folds and bias the scores low).
+        everything = loading.load_scoring_set(DataConfig(data_dir=elpv_test), size)
+        everything_out = scorer.score(everything, 256)
+        good_rows = np.flatnonzero(everything.labels == 0)
+        to_pool = good_rows[:len(good_rows) // 2]
+        kept = np.setdiff1d(np.arange(len(everything)), to_pool)
+        pool = ImageSet(np.concatenate([heldout.images, everything.images[to_pool]]),
+                        list(heldout.ids) + [everything.ids[i] for i in to_pool],
+                        np.zeros(h + len(to_pool), np.int64),
+                        ["good"] * (h + len(to_pool)))
+        pool_out = ScoreOutputs.concatenate([heldout_out, rows_of(everything_out, to_pool)])
+        test = ImageSet(everything.images[kept], [everything.ids[i] for i in kept],
+                        everything.labels[kept], [everything.defect_types[i] for i in kept])
+        test_out = rows_of(everything_out, kept)
+    else:
+        pool_out = scorer.score(pool, 256)
+        test_out = scorer.score(test, 256)
     seconds = time.perf_counter() - start
     # Cross-fitting over the training images would score them in-sample for G and E:
     # their scores, standardised like a draw's, give that candidate's threshold.
@@ -268,7 +287,8 @@ def evaluate_model(model_dir: str, draws: int, test_good: int, defects: int,
 
     def draw_rows(d: int):
         if elpv_test:
-            return rng.choice(pool_good, size=h, replace=True) if d else pool_good
+            return pool_good[:h] if d == 0 else np.sort(rng.choice(pool_good, size=h,
+                                                                   replace=False))
         return pool_good[d * h:(d + 1) * h] if (d + 1) * h <= len(pool_good) else \
             rng.choice(pool_good, size=h, replace=False)
 
