@@ -250,6 +250,8 @@ def hostile(tmp_path_factory):
     (folder / "folder.png").mkdir()
     os.symlink(str(folder / "missing.png"), folder / "dangling.png")
     os.symlink(str(folder / "loop.png"), folder / "loop.png")
+    # A file even root cannot read: /proc/self/mem fails at offset 0 with an I/O error.
+    os.symlink("/proc/self/mem", folder / "unreadable.png")
     return folder
 
 
@@ -262,12 +264,13 @@ def test_every_path_is_one_row_or_one_error_and_no_temp_folder_stays(exported_mo
     summary, rows, errors = _run(exported_modes["path"], hostile, str(output),
                                  patterns=patterns, write_masks=True)
     assert (output / "summary.json").exists()
-    assert summary["files_matched"] == 9 == summary["scored"] + summary["refused"]
-    assert summary["duplicates"] == 5  # *.png lists 5 of *'s paths again
+    assert summary["files_matched"] == 10 == summary["scored"] + summary["refused"]
+    assert summary["duplicates"] == 6  # *.png lists 6 of *'s paths again
     assert errors == {"folder.png": "a folder, not a file",
                       "dangling.png": f"a symbolic link to a missing file "
                                       f"({hostile / 'missing.png'})",
                       "loop.png": "a symbolic link loop",
+                      "unreadable.png": "cannot be read (OSError: Input/output error)",
                       "a b": "a folder, not a file", "a_b": "a folder, not a file"}
     assert sorted(rows) == ["good1.png", "good2.png", "part.png"]
     scored_paths = [row["path"] for row in _rows(output)]
