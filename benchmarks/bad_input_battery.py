@@ -357,7 +357,8 @@ def main() -> None:
     bulk_common = [f"--saved_model={export}", f"--input_pattern={hostile}/*"]
     cases += [
         ("bulk: --saved_model missing", b,
-         [f"--input_pattern={hostile}/*", f"--output={work}/b1_"], False, f"{work}/b1_summary.json"),
+         [f"--input_pattern={hostile}/*", f"--output={work}/b1_"], False,
+         f"{work}/b1_summary.json"),
         ("bulk: --max_batch_size=abc", b, [*bulk_common, f"--output={work}/b2_",
                                            "--max_batch_size=abc"], False, None),
         ("bulk: --tf_threads=-1", b, [*bulk_common, f"--output={work}/b3_", "--tf_threads=-1"],

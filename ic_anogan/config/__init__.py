@@ -36,9 +36,10 @@ __all__ = [
     "DEFAULT_STEPS", "DEFAULT_UPDATES", "D_PENALTIES", "DataConfig", "EncoderConfig",
     "IMAGE_SCORES", "ImageScore", "MAP_KERNELS", "MAP_LEGACY_DEFAULTS", "MAP_RESIDUALS",
     "MAP_SCORES", "MAX_ALIGNMENT_TOLERANCE", "MIN_UPDATES_PER_EPOCH", "MapConfig", "Mode",
-    "ModelConfig", "OUTLIER_POLICIES", "RunConfig", "SCORE_DEFINING", "SCORING_MODES", "SELECTION_EVALUATIONS",
-    "STUDY_TEST_COUNTS", "STUDY_TRAIN_GOOD", "SUPPORTED_IMAGE_SIZES", "SYNTHETIC_PACKAGES",
-    "SYNTHETIC_SPLITS", "SearchConfig", "SearchRuntime", "THRESHOLD_RULES", "TrainConfig", "default_mode",
+    "ModelConfig", "OUTLIER_POLICIES", "RunConfig", "SCORE_DEFINING", "SCORING_MODES",
+    "SELECTION_EVALUATIONS", "STUDY_TEST_COUNTS", "STUDY_TRAIN_GOOD", "SUPPORTED_IMAGE_SIZES",
+    "SYNTHETIC_PACKAGES", "SYNTHETIC_SPLITS", "SearchConfig", "SearchRuntime", "THRESHOLD_RULES",
+    "TrainConfig", "default_mode",
     "from_dict", "is_finite", "map_score_name", "read_json", "require",
     "search_config_for_mode", "to_dict", "write_json",
 ]

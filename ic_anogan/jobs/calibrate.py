@@ -66,8 +66,9 @@ def calibrate_modes(model: TrainedModel, good: ImageSet, settings: Mapping[str, 
                  ", ".join(f"{name} {values['threshold']:.4f}"
                            for name, values in record["image_scores"].items()))
         for name in record["image_scores"]:
-            log.info("  %s threshold %s", name,
-                     threshold_evidence.describe_evidence(threshold_evidence.evidence(record, name)))
+            summary_line = threshold_evidence.describe_evidence(
+                threshold_evidence.evidence(record, name))
+            log.info("  %s threshold %s", name, summary_line)
         for name, why in record.get("map_settings", {}).items():
             log.info("  map %s = %s (%s)", name, why["value"], why["reason"])
         if record["outliers"]:

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ic_anogan.config import CalibrationConfig, ConfigError, SearchConfig
+from ic_anogan.config import CalibrationConfig, ConfigError, MapConfig, SearchConfig
 from ic_anogan.scoring import calibration, threshold_evidence, thresholds
 
 
@@ -102,7 +102,8 @@ def test_clopper_pearson_matches_known_intervals():
 
 def test_record_carries_evidence_outliers_and_a_warning():
     scores = np.append(_gumbel(40, 4), 40.0)
-    found = threshold_evidence.find_outliers({"study": scores}, [f"good/{i}.png" for i in range(41)])
+    found = threshold_evidence.find_outliers({"study": scores},
+                                             [f"good/{i}.png" for i in range(41)])
     assert [o["image"] for o in found] == ["good/40.png"]
     assert found[0]["flagged_by"] == ["study"] and found[0]["scores"]["study"] == 40.0
     record = calibration.calibrate(scores[:40], 99, SearchConfig(steps=3), "held-out",
@@ -125,3 +126,11 @@ def test_calibration_settings_are_checked():
         CalibrationConfig(threshold_rule="mean")
     with pytest.raises(ConfigError, match="calibration_outliers"):
         CalibrationConfig(outliers="drop")
+
+
+def test_neighbour_counts_that_cannot_be_meant_are_refused():
+    for value in (10 ** 12, 1025, -1):
+        with pytest.raises(ConfigError,
+                           match="map_neighbours=.*expected an integer from 0 to 1024"):
+            MapConfig(neighbours=value)
+    assert MapConfig(neighbours=1024).neighbours == 1024
