@@ -106,8 +106,8 @@ def main():
             timed([python, "export_main.py", f"--model_dir={args.model_dir}",
                    f"--export_dir={base}", "--mode=all"], env)
         saved_model = os.path.join(base, max(os.listdir(base), key=lambda v: int(v)))
-    from ic_anogan.jobs import bulk_score
-    export = bulk_score.resolve_export(saved_model, args.mode)
+    from ic_anogan.jobs import bulk_inputs
+    export = bulk_inputs.resolve_export(saved_model, args.mode)
     size = int(export.settings["model"]["image_size"])
     folder = os.path.join(args.work_dir, f"images_{args.images}")
     count = write_images(folder, size, args.images)
