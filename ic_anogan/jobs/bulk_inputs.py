@@ -1,5 +1,6 @@
-"""What a bulk run scores and with what: the listed input paths, the output prefix, and
-the export, each checked before the pipeline is built (bulk_score.py's `check`)."""
+"""What a bulk run scores, with what and where to: checked before the pipeline starts.
+
+The listed input paths, the output prefix and the export, for bulk_score.py's `check`."""
 
 from __future__ import annotations
 
