@@ -117,7 +117,7 @@ def define_calibration_flags(prefix: str = "") -> CalibrationFlags:
         threshold_rule=flags.DEFINE_enum(
             "threshold_rule", "fitted", ["fitted", "percentile"],
             f"{prefix}fitted: each threshold is a Gumbel fit's percentile of the good scores' "
-            "bulk where they are too few for their own percentile (fewer than 10 beyond it), "
+            "bulk where they are too few for their own percentile (fewer than 3 beyond it), "
             "else their percentile; percentile: the sample percentile always (docs/scoring.md,"
             " 'Thresholds from few images')."),
         outliers=flags.DEFINE_enum(

@@ -62,8 +62,10 @@ def test_plenty_of_scores_use_their_own_percentile():
     assert estimate.rule == "percentile"
     assert estimate.threshold == pytest.approx(np.percentile(scores, 99))
     assert estimate.count == 3000 and estimate.exceedances == 30
+    # 300 scores hold 3 beyond the 99th percentile: enough for their own.
+    assert thresholds.estimate(scores[:300], 99).rule == "percentile"
     # Below that, the fit; and the fit agrees with the percentile within its noise.
-    fewer = thresholds.estimate(scores[:328], 99)
+    fewer = thresholds.estimate(scores[:299], 99)
     assert fewer.rule == "fitted"
     assert abs(fewer.threshold - np.percentile(scores, 99)) < 1.0
     # The old rule on request.
