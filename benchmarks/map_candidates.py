@@ -9,7 +9,7 @@ The search runs once per split in the chosen mode (default encoder_search,
 Γ = 50) on the model's held-out good images and on the images to score; every
 candidate map setting (anomaly_maps.MapConfig) is then calibrated on the
 held-out reconstructions exactly as training calibrates it (cross-fitted
-thresholds at the 99th percentile, per-pixel statistics) and applied to the
+thresholds by the library's rule at the 99th percentile, per-pixel statistics) and applied to the
 same reconstructions of the scored images. So every row of a table scores the
 same z, and rows differ only in how the map turns a residual into a
 decision. Prints per defect type AUROC / TPR at 1% FPR / PRO / pixel AUROC, recall and FPR
@@ -23,9 +23,10 @@ Rows:
   tolerance 1, 2  alignment-tolerant residual (shifts up to 1 or 2 pixels)
   neighbours 30   per-image statistics from the 30 nearest held-out images
   coarse 7x7      a coarser smoothing scale alone
-  default         the library's MapConfig() (the chosen combination:
-                  tolerance 1, neighbours 30), and beside it with 10 or 100
-                  neighbours or tolerance 2
+  default         the library's MapConfig(): tolerance and neighbours resolved
+                  from the image size and the held-out images (MapConfig.resolve),
+                  and beside it with 10 or 100 neighbours or tolerance 2
+  previous default  tolerance 1 and 30 neighbours at every size (before the rule)
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def candidates() -> dict:
             "neighbours 30": dataclasses.replace(base, neighbours=30),
             "coarse 7x7": dataclasses.replace(base, kernel_size=7),
             "default": MapConfig(),
+            "previous default (1 px, 30 neighbours)": MapConfig(alignment_tolerance=1,
+                                                                neighbours=30),
             "default, neighbours 10": dataclasses.replace(MapConfig(), neighbours=10),
             "default, neighbours 100": dataclasses.replace(MapConfig(), neighbours=100),
             "default, tolerance 2": dataclasses.replace(MapConfig(), alignment_tolerance=2)}
@@ -57,14 +60,15 @@ def candidates() -> dict:
 
 def evaluate(name, config, heldout, heldout_outputs, images, outputs, seed):
     """One row: calibrate `config` on the held-out reconstructions, score `outputs`."""
-    import numpy as np
 
     from ic_anogan.reporting import report
     from ic_anogan.scoring import map_calibration, scorer as scoring
     start = time.perf_counter()
     calibrated = map_calibration.calibrate(heldout.images, heldout_outputs.reconstruction, config,
                                         seed=seed, latents=heldout_outputs.latent)
-    thresholds = {score: float(np.percentile(values, 99))
+    # The library's threshold rule (scoring/thresholds.py), as calibration applies it.
+    from ic_anogan.scoring import thresholds as threshold_rules
+    thresholds = {score: threshold_rules.estimate(values, 99).threshold
                   for score, values in calibrated.good_scores.items()}
     scored = scoring.with_maps(images.images, outputs, calibrated.statistics)
     seconds = time.perf_counter() - start
