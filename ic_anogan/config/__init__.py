@@ -21,6 +21,7 @@ from ic_anogan.config.run import RunConfig
 from ic_anogan.config.modes import (DEFAULT_IMAGE_SCORE, DEFAULT_STEPS, IMAGE_SCORES, MAP_SCORES,
                                     SCORING_MODES, ImageScore, Mode, default_mode, map_score_name)
 from ic_anogan.config.scoring import (MAP_KERNELS, MAP_LEGACY_DEFAULTS, MAP_RESIDUALS,
+                                      MAP_SETTINGS_FROM_DATA,
                                       MAX_ALIGNMENT_TOLERANCE, SCORE_DEFINING, MapConfig,
                                       SearchConfig, SearchRuntime, search_config_for_mode)
 from ic_anogan.config.calibration import (OUTLIER_POLICIES, THRESHOLD_RULES,
@@ -35,6 +36,7 @@ __all__ = [
     "CalibrationConfig", "ConfigError", "DEFAULT_IMAGE_SCORE", "DEFAULT_MAX_IMAGE_PIXELS",
     "DEFAULT_STEPS", "DEFAULT_UPDATES", "D_PENALTIES", "DataConfig", "EncoderConfig",
     "IMAGE_SCORES", "ImageScore", "MAP_KERNELS", "MAP_LEGACY_DEFAULTS", "MAP_RESIDUALS",
+    "MAP_SETTINGS_FROM_DATA",
     "MAP_SCORES", "MAX_ALIGNMENT_TOLERANCE", "MIN_UPDATES_PER_EPOCH", "MapConfig", "Mode",
     "ModelConfig", "OUTLIER_POLICIES", "RunConfig", "SCORE_DEFINING", "SCORING_MODES",
     "SELECTION_EVALUATIONS", "STUDY_TEST_COUNTS", "STUDY_TRAIN_GOOD", "SUPPORTED_IMAGE_SIZES",

@@ -18,6 +18,8 @@ MAX_ALIGNMENT_TOLERANCE = 3
 # What map settings added after the first map statistics mean when a stored
 # record lacks them: the behaviour of the version that wrote it.
 MAP_LEGACY_DEFAULTS = {"alignment_tolerance": 0, "neighbours": 0}
+# The map settings MapConfig.resolve chooses from the data when they are not given.
+MAP_SETTINGS_FROM_DATA = ("alignment_tolerance", "neighbours")
 # The alignment tolerance forgives one pixel per this many pixels of the image's
 # side: G's misplacement of an edge scales with the image, and at 32 px one pixel
 # is already a bite's edge.

@@ -102,14 +102,13 @@ def usable_records(model_dir: str, image_size: int, latent_dim: Optional[int],
         try:
             calibration.check_record(record, mode, path, image_size, latent_dim)
         except calibration.CalibrationError as e:
+            problem = str(e).split("; recalibrate")[0]
             if mode not in replacing:
-                problem = str(e).split("; recalibrate")[0]
                 raise calibration.CalibrationError(
                     f"{problem}; mode {mode} is not being recalibrated and would stop scoring "
                     f"after the search: recalibrate it too (--mode="
                     f"{','.join(list(replacing) + [mode])})") from None
-            log.warning("replacing the damaged calibration of mode %s: %s", mode,
-                        str(e).split("; recalibrate")[0])
+            log.warning("replacing the damaged calibration of mode %s: %s", mode, problem)
             continue
         usable[mode] = record
     return usable
@@ -127,16 +126,12 @@ def recalibration_map_config(records: dict, modes: Sequence[str], overrides: dic
     values = config_lib.to_dict(stored.config if stored else MapConfig())
     if stored is not None:
         resolution = records[mode].get("map_settings", {})
-        for field in RESOLVED_MAP_SETTINGS:
+        for field in config_lib.MAP_SETTINGS_FROM_DATA:
             given = resolution.get(field, {})
             if not (isinstance(given, dict) and given.get("given") is True):
                 values[field] = None
     values.update({k: v for k, v in overrides.items() if v is not None})
     return MapConfig(**values)
-
-
-# The map settings MapConfig.resolve chooses from the data when they are not given.
-RESOLVED_MAP_SETTINGS = ("alignment_tolerance", "neighbours")
 
 
 def decide(model: TrainedModel, modes: Sequence[str], overrides: SearchOverrides,
