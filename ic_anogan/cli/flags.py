@@ -11,6 +11,8 @@ import sys
 
 from absl import app, flags
 
+from ic_anogan import config as config_lib
+
 # Flags that mean the search's settings in score and export; their old names
 # (`--learning_rate`, `--seed`, `--batch_size`) meant the GAN's in train.
 SEARCH_RENAMES = {"learning_rate": "search_learning_rate", "seed": "search_seed"}
@@ -43,9 +45,10 @@ def value_of(new: flags.FlagHolder, old: flags.FlagHolder):
 # The anomaly map's settings (config.MapConfig): flag name, MapConfig field, its choices
 # (None: a number), what it sets, and its default when there is no stored setting.
 _MAP_FLAGS = (
-    ("map_residual", "residual", ["absolute", "signed"],
-     "Residual the map statistics standardise: |x - G(z)| (absolute), or x - G(z) "
-     "two-sided (signed)", "absolute"),
+    ("map_residual", "residual", list(config_lib.MAP_RESIDUALS),
+     "Residual the map statistics standardise: |x - G(z)| (absolute), x - G(z) two-sided "
+     "(signed), or a comparison of structure for textured surfaces: 1 - multi-scale "
+     "gradient-magnitude similarity (gradient) or 1 - local SSIM (ssim)", "absolute"),
     ("map_kernel", "kernel", ["box", "gaussian"],
      "Smoothing kernel of the anomaly map before standardising", "gaussian"),
     ("map_kernel_size", "kernel_size", None,
@@ -57,6 +60,9 @@ _MAP_FLAGS = (
      "Standardise each image by the map statistics of its k nearest good images in latent "
      "space (0: one set of statistics for all)",
      "as many as each cross-fitted fold of the calibration images holds, at most 30"),
+    ("map_area_scales", "area_scales", None,
+     "Coarser scales of the standardised map whose maximum also counts, each in units of "
+     "how good images' maxima vary there, so large faint regions are seen (0: one scale)", 0),
     ("pixel_percentile", "pixel_percentile", None,
      "Defect-mask threshold = this percentile of good images' standardised pixels", 99.9),
 )

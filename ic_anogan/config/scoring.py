@@ -11,13 +11,17 @@ from ic_anogan.config.modes import DEFAULT_STEPS, SCORING_MODES, Mode
 MAP_KERNELS = ("box", "gaussian")
 
 
-MAP_RESIDUALS = ("absolute", "signed")
+# How x and G(z) are compared (scoring/comparisons.py): intensity, or structure.
+MAP_RESIDUALS = ("absolute", "signed", "gradient", "ssim")
+# Coarser scales of the standardised map (scoring/area_scales.py): σ up to 2^4
+# pixels per 64 of the side, a quarter of the image.
+MAX_AREA_SCALES = 4
 
 # Shifts beyond a few pixels would forgive real defects, not pose.
 MAX_ALIGNMENT_TOLERANCE = 3
 # What map settings added after the first map statistics mean when a stored
 # record lacks them: the behaviour of the version that wrote it.
-MAP_LEGACY_DEFAULTS = {"alignment_tolerance": 0, "neighbours": 0}
+MAP_LEGACY_DEFAULTS = {"alignment_tolerance": 0, "neighbours": 0, "area_scales": 0}
 # The map settings MapConfig.resolve chooses from the data when they are not given.
 MAP_SETTINGS_FROM_DATA = ("alignment_tolerance", "neighbours")
 # The alignment tolerance forgives one pixel per this many pixels of the image's
@@ -115,7 +119,10 @@ class MapConfig:
     Attributes:
       residual: `absolute` smooths |x − G(z)|; `signed` smooths x − G(z) and
         standardises it two-sided, so a dark void and a bright short fill
-        both stand out while zero-mean noise averages away.
+        both stand out while zero-mean noise averages away; `gradient`
+        (1 − multi-scale gradient-magnitude similarity) and `ssim` (1 − local
+        SSIM) compare structure, not brightness, for textured surfaces
+        (scoring/comparisons.py).
       kernel: smoothing kernel, `box` or `gaussian` (σ = kernel_size / 4).
       kernel_size: odd side of the kernel in pixels; 1 turns smoothing off.
       prior_images: weight, in images, of the image-wide mean and variance
@@ -141,6 +148,11 @@ class MapConfig:
         that good parts of several looks (package types, suppliers) are
         each judged against their own kind. None: from the number of
         calibration images (`resolve`).
+      area_scales: J > 0 also smooths the standardised map at J coarser
+        scales (σ = 2, 4, 8, ... px per 64 of the side), puts each in units
+        of how good images' maxima vary at that scale, and reads the maximum
+        over the scales (scoring/area_scales.py): a large faint region wins
+        at a coarse scale, a small defect still at the fine one. 0: one scale.
     """
 
     # Chosen on the synthetic validation split (docs/benchmarks.md, "Image scores";
@@ -155,6 +167,7 @@ class MapConfig:
     folds: int = 5
     alignment_tolerance: Optional[int] = None
     neighbours: Optional[int] = None
+    area_scales: int = 0
 
     def __post_init__(self):
         require(self.residual in MAP_RESIDUALS, "map_residual", f"one of {MAP_RESIDUALS}",
@@ -184,6 +197,9 @@ class MapConfig:
             and 0 <= self.neighbours <= MAX_NEIGHBOURS_ASKED), "map_neighbours",
                  f"an integer from 0 to {MAX_NEIGHBOURS_ASKED} or None (from the number of "
                  "calibration images)", self.neighbours)
+        require(isinstance(self.area_scales, int) and not isinstance(self.area_scales, bool)
+                and 0 <= self.area_scales <= MAX_AREA_SCALES, "map_area_scales",
+                f"an integer from 0 to {MAX_AREA_SCALES}", self.area_scales)
 
     def tolerance_for(self, image_size: int) -> int:
         """The alignment tolerance in force at `image_size`: as given, else one pixel per

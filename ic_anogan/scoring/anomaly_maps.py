@@ -6,8 +6,9 @@ pixel's share of the way good parts vary: leads and marking that G draws a
 little off, sensor noise, G's own blur. The maps show the defect; the sum
 hides it. This module scores an image from where its residual is unusual:
 
-1. Residual. |x − G(z)| (`absolute`), or the signed x − G(z) (`signed`),
-   whose noise is zero-mean, so smoothing removes more of it.
+1. Residual. |x − G(z)| (`absolute`), the signed x − G(z) (`signed`),
+   whose noise is zero-mean, so smoothing removes more of it, or a
+   comparison of structure (`gradient`, `ssim`; comparisons.py).
 2. Smoothing. A k×k box or Gaussian kernel (reflect-padded, so the border
    is not darkened): pixel noise averages out; a defect that spans a few
    pixels stays.
@@ -16,9 +17,12 @@ hides it. This module scores an image from where its residual is unusual:
    good images' smoothed maps at that pixel (`signed`: the absolute value
    of that, so both dark and bright defects count). The places G always
    misses a little (leads, marking, edges) stop dominating.
-4. Scores. `map_max`, the maximum of the standardised map, and `map_topk`,
+4. Scales. With area scales, the maximum over the map smoothed at several
+   scales, each in units of how good images' maxima vary there
+   (area_scales.py): large faint regions count.
+5. Scores. `map_max`, the maximum of the standardised map, and `map_topk`,
    the mean of its top fraction; the argmax says where the defect is.
-5. Mask. Pixels above a threshold (a high percentile of the good images'
+6. Mask. Pixels above a threshold (a high percentile of the good images'
    standardised pixels) form the defect mask.
 
 The statistics are map_statistics.py's, learnt by map_calibration.py.
@@ -35,6 +39,8 @@ import numpy as np
 import tensorflow as tf
 
 from ic_anogan.config import MapConfig
+from ic_anogan.scoring import area_scales
+from ic_anogan.scoring.comparisons import aligned_comparison
 from ic_anogan.scoring.map_statistics import MapStatistics
 
 # Outputs added to a search's outputs by `map_outputs`.
@@ -55,49 +61,12 @@ def _kernel(config: MapConfig) -> np.ndarray:
     return (weights / weights.sum()).astype(np.float32)[:, :, None, None]
 
 
-def aligned_residual(images: tf.Tensor, reconstructions: tf.Tensor, tolerance: int,
-                     signed: bool = False) -> tf.Tensor:
-    """Per pixel, x − G(z) at the shift of G(z) (up to `tolerance` pixels each way) that
-    makes it smallest in magnitude; its absolute value unless `signed`.
-
-    G redraws an edge, a lead or a character of the marking a pixel off where
-    the part sits a little differently; compared pixel by pixel that is a
-    line of large residuals on every good part, and the standardised map
-    learns to shrug at those places, defects there included. Compared with
-    the best nearby pixel of G(z), an edge drawn a pixel off matches; a void
-    or scratch has no such pixel nearby. Border pixels compare with G(z)
-    mirrored at the border.
-    """
-    images = tf.convert_to_tensor(images, tf.float32)
-    reconstructions = tf.convert_to_tensor(reconstructions, tf.float32)
-    if tolerance == 0:
-        residual = images - reconstructions
-        return residual if signed else tf.abs(residual)
-    t = tolerance
-    size = images.shape[1]
-    padded = tf.pad(reconstructions, [[0, 0], [t, t], [t, t], [0, 0]], mode="SYMMETRIC")
-    best = best_signed = None
-    for dy in range(2 * t + 1):
-        for dx in range(2 * t + 1):
-            difference = images - padded[:, dy:dy + size, dx:dx + size, :]
-            magnitude = tf.abs(difference)
-            if best is None:
-                best, best_signed = magnitude, difference
-            else:
-                closer = magnitude < best
-                best = tf.where(closer, magnitude, best)
-                if signed:
-                    best_signed = tf.where(closer, difference, best_signed)
-    return best_signed if signed else best
-
-
 def smoothed_residual(images: tf.Tensor, reconstructions: tf.Tensor,
                       config: MapConfig) -> tf.Tensor:
-    """The residual map of `config.residual` within the alignment tolerance in force
-    (`config.tolerance_for` the image size), smoothed: [N, S, S, 1]."""
-    residual = aligned_residual(images, reconstructions,
-                                config.tolerance_for(int(images.shape[1])),
-                                signed=config.residual == "signed")
+    """The residual map of `config.residual` (comparisons.py) within the alignment
+    tolerance in force (`config.tolerance_for` the image size), smoothed: [N, S, S, 1]."""
+    residual = aligned_comparison(images, reconstructions,
+                                  config.tolerance_for(int(images.shape[1])), config.residual)
     if config.kernel_size == 1:
         return residual
     half = config.kernel_size // 2
@@ -105,8 +74,10 @@ def smoothed_residual(images: tf.Tensor, reconstructions: tf.Tensor,
     return tf.nn.conv2d(padded, tf.constant(_kernel(config)), strides=1, padding="VALID")
 
 
-def standardise(smoothed: tf.Tensor, mean, std, config: MapConfig) -> tf.Tensor:
-    """(smoothed − mean) / std per pixel; two-sided (absolute) for the signed residual.
+def standardise(smoothed: tf.Tensor, mean, std, config: MapConfig,
+                keep_sign: bool = False) -> tf.Tensor:
+    """(smoothed − mean) / std per pixel; two-sided (absolute) for the signed residual
+    unless `keep_sign` (area scales smooth the signed values first: area_scales.py).
 
     mean, std: [S, S] for every image, or [N, S, S, 1] per image.
     """
@@ -115,7 +86,7 @@ def standardise(smoothed: tf.Tensor, mean, std, config: MapConfig) -> tf.Tensor:
         mean = tf.reshape(mean, [1, *mean.shape, 1])
         std = tf.reshape(std, [1, *std.shape, 1])
     standardised = (smoothed - mean) / std
-    return tf.abs(standardised) if config.residual == "signed" else standardised
+    return tf.abs(standardised) if config.residual == "signed" and not keep_sign else standardised
 
 
 def neighbour_statistics(latents: tf.Tensor, statistics: MapStatistics) -> tuple:
@@ -153,15 +124,15 @@ def neighbour_statistics(latents: tf.Tensor, statistics: MapStatistics) -> tuple
 
 
 def standardised_maps(smoothed: tf.Tensor, statistics: MapStatistics,
-                      latents: Optional[tf.Tensor] = None) -> tf.Tensor:
+                      latents: Optional[tf.Tensor] = None, keep_sign: bool = False) -> tf.Tensor:
     """Smoothed maps in units of how good parts vary: overall, or by each image's
     neighbours when the statistics were calibrated with config.neighbours > 0."""
     if statistics.config.neighbours:
         if latents is None:
             raise ValueError("map statistics with neighbours need the search's latents")
         mean, std = neighbour_statistics(latents, statistics)
-        return standardise(smoothed, mean, std, statistics.config)
-    return standardise(smoothed, statistics.mean, statistics.std, statistics.config)
+        return standardise(smoothed, mean, std, statistics.config, keep_sign)
+    return standardise(smoothed, statistics.mean, statistics.std, statistics.config, keep_sign)
 
 
 def top_count(image_size: int, top_fraction: float) -> int:
@@ -190,9 +161,23 @@ def map_outputs(images: tf.Tensor, reconstructions: tf.Tensor,
       latents: the search's z [N, latent_dim]; needed when the statistics
         follow each image's neighbours.
     """
+    return outputs_from_smoothed(smoothed_residual(images, reconstructions, statistics.config),
+                                 statistics, latents)
+
+
+def outputs_from_smoothed(smoothed: tf.Tensor, statistics: MapStatistics,
+                          latents: Optional[tf.Tensor] = None) -> dict:
+    """`map_outputs` from smoothed residual maps [N, S, S, 1] already computed."""
     config = statistics.config
-    standardised = standardised_maps(smoothed_residual(images, reconstructions, config),
-                                     statistics, latents)
+    if config.area_scales:
+        # A signed residual keeps its sign until each scale is smoothed: the grain G
+        # cannot redraw averages away, a region shaded lighter or darker does not.
+        standardised = area_scales.combined_map(
+            standardised_maps(smoothed, statistics, latents, keep_sign=True),
+            config.area_scales, statistics.area_normalisation,
+            two_sided=config.residual == "signed")
+    else:
+        standardised = standardised_maps(smoothed, statistics, latents)
     outputs = map_scores(standardised, config)
     outputs["standardised_map"] = standardised
     outputs["defect_mask"] = tf.cast(standardised > statistics.pixel_threshold, tf.uint8)

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from ic_anogan import config as config_lib
 from ic_anogan.config import MapConfig
+from ic_anogan.scoring import area_scales
 from ic_anogan.scoring.anomaly_maps import map_scores, smoothed_residual, standardised_maps
 from ic_anogan.scoring.map_statistics import MapStatistics
 
@@ -79,11 +80,13 @@ MAX_REFERENCE_IMAGES = 1024
 
 
 def _statistics_of(smoothed: np.ndarray, latents: Optional[np.ndarray], config: MapConfig,
-                   pixel_threshold: float, seed: int) -> MapStatistics:
+                   pixel_threshold: float, seed: int,
+                   normalisation: Optional[np.ndarray] = None) -> MapStatistics:
     """Statistics of smoothed maps [N, S, S, 1], with references when config asks."""
     mean, std = estimate(smoothed, config)
     if not config.neighbours:
-        return MapStatistics(mean, std, len(smoothed), pixel_threshold, config)
+        return MapStatistics(mean, std, len(smoothed), pixel_threshold, config,
+                             area_normalisation=normalisation)
     keep = np.arange(len(smoothed))
     if len(keep) > MAX_REFERENCE_IMAGES:
         keep = np.sort(np.random.default_rng(seed).permutation(len(keep))[
@@ -92,7 +95,7 @@ def _statistics_of(smoothed: np.ndarray, latents: Optional[np.ndarray], config: 
     floor = config.std_floor * math.sqrt(max(_wide_variance(maps), 1e-12))
     return MapStatistics(mean, std, len(smoothed), pixel_threshold, config,
                          np.asarray(latents, np.float32)[keep],
-                         maps[keep].astype(np.float32), max(floor, 1e-6))
+                         maps[keep].astype(np.float32), max(floor, 1e-6), normalisation)
 
 
 def calibrate(images: np.ndarray, reconstructions: np.ndarray, config: MapConfig,
@@ -120,6 +123,14 @@ def calibrate(images: np.ndarray, reconstructions: np.ndarray, config: MapConfig
     smoothed = np.concatenate([smoothed_residual(images[b:b + 512], reconstructions[b:b + 512],
                                                  config).numpy()
                                for b in range(0, count, 512)])
+    return calibrate_smoothed(smoothed, config, resolution, seed, latents)
+
+
+def calibrate_smoothed(smoothed: np.ndarray, config: MapConfig, resolution: dict,
+                       seed: int = 0, latents: Optional[np.ndarray] = None) -> MapCalibration:
+    """`calibrate` from good images' smoothed residual maps [N, S, S, 1], with `config`
+    already resolved (MapConfig.resolve, whose reasons are `resolution`)."""
+    count = len(smoothed)
     folds = min(config.folds, count)
     if folds < 2:
         log.warning("map statistics rest on one good image: no cross-fitting possible, the "
@@ -128,22 +139,34 @@ def calibrate(images: np.ndarray, reconstructions: np.ndarray, config: MapConfig
         folds = 1
     else:
         assignment = np.random.default_rng(seed).permutation(count) % folds
-    scores = {name: np.zeros(count, np.float64) for name in config_lib.MAP_SCORES}
-    pixels = []
+    # Each image's map standardised by statistics of the folds it is not in (one
+    # scale: the scales' normalisation is learnt from these maps below).
+    crossfit = np.zeros_like(smoothed, dtype=np.float32)
+    one_scale = dataclasses.replace(config, area_scales=0)
     for fold in range(folds):
         inside = assignment == fold
         rest = ~inside if folds > 1 else inside
         fold_statistics = _statistics_of(smoothed[rest], None if latents is None
-                                         else latents[rest], config, 0.0, seed)
-        standardised = np.concatenate([standardised_maps(
+                                         else latents[rest], one_scale, 0.0, seed)
+        crossfit[inside] = np.concatenate([standardised_maps(
             tf.constant(part), fold_statistics,
-            None if latents is None else latents[inside][b:b + 128]).numpy()
+            None if latents is None else latents[inside][b:b + 128],
+            keep_sign=bool(config.area_scales)).numpy()
             for b, part in ((b, smoothed[inside][b:b + 128])
                             for b in range(0, int(inside.sum()), 128))])
-        for name, values in map_scores(tf.constant(standardised), config).items():
+    normalisation = None
+    if config.area_scales:
+        two_sided = config.residual == "signed"
+        normalisation = area_scales.fit_normalisation(crossfit, config.area_scales, two_sided)
+        crossfit = np.concatenate([area_scales.combined_map(
+            crossfit[b:b + 256], config.area_scales, normalisation, two_sided).numpy()
+            for b in range(0, count, 256)])
+    scores = {name: np.zeros(count, np.float64) for name in config_lib.MAP_SCORES}
+    for begin in range(0, count, 256):
+        for name, values in map_scores(tf.constant(crossfit[begin:begin + 256]),
+                                       config).items():
             if name in scores:
-                scores[name][inside] = values.numpy()
-        pixels.append(standardised.ravel())
-    pixel_threshold = float(np.percentile(np.concatenate(pixels), config.pixel_percentile))
-    statistics = _statistics_of(smoothed, latents, config, pixel_threshold, seed)
+                scores[name][begin:begin + 256] = values.numpy()
+    pixel_threshold = float(np.percentile(crossfit.ravel(), config.pixel_percentile))
+    statistics = _statistics_of(smoothed, latents, config, pixel_threshold, seed, normalisation)
     return MapCalibration(statistics, scores, resolution)

@@ -35,6 +35,8 @@ class MapStatistics:
         calibration images' latents [M, latent_dim] and smoothed maps
         [M, S, S] that per-image statistics are drawn from; else None.
       deviation_floor: the smallest deviation a per-image statistic may have.
+      area_normalisation: with config.area_scales = J > 0, (offset, spread)
+        [J + 1, 2] per scale (area_scales.py); else None.
     """
 
     mean: np.ndarray
@@ -45,6 +47,7 @@ class MapStatistics:
     reference_latents: Optional[np.ndarray] = None
     reference_maps: Optional[np.ndarray] = None
     deviation_floor: float = 0.0
+    area_normalisation: Optional[np.ndarray] = None
 
     def __post_init__(self):
         if not self.config.resolved:
@@ -56,6 +59,11 @@ class MapStatistics:
             raise ValueError(f"map statistics with neighbours={self.config.neighbours} need "
                              "the calibration images' latents and maps (anomaly_maps.calibrate "
                              "computes them); use neighbours=0 for one set of statistics")
+        if self.config.area_scales and (self.area_normalisation is None or np.shape(
+                self.area_normalisation) != (self.config.area_scales + 1, 2)):
+            raise ValueError(f"map statistics with area_scales={self.config.area_scales} need "
+                             f"an offset and a spread for each of {self.config.area_scales + 1}"
+                             " scales (map_calibration.calibrate computes them)")
 
     def to_dict(self) -> dict:
         values = {"config": config_lib.to_dict(self.config), "count": int(self.count),
@@ -68,6 +76,9 @@ class MapStatistics:
             values["references"] = {"latents": _encode(self.reference_latents),
                                     "maps": _encode(self.reference_maps),
                                     "deviation_floor": float(self.deviation_floor)}
+        if self.area_normalisation is not None:
+            values["area_normalisation"] = np.round(
+                np.asarray(self.area_normalisation, np.float64), 7).tolist()
         return values
 
     @staticmethod
@@ -134,8 +145,26 @@ class MapStatistics:
             if not (isinstance(floor, (int, float)) and math.isfinite(floor) and floor > 0):
                 raise ValueError(f"'references.deviation_floor' is {floor!r}; expected a "
                                  "finite positive number")
+        normalisation = None
+        if config.area_scales:
+            normalisation = _area_normalisation(values.get("area_normalisation"),
+                                                config.area_scales)
         return MapStatistics(mean, std, count, float(pixel_threshold), config, latents, maps,
-                             float(floor))
+                             float(floor), normalisation)
+
+
+def _area_normalisation(values, area_scales: int) -> np.ndarray:
+    """A stored (offset, spread) per scale, checked."""
+    try:
+        array = np.asarray(values, np.float32)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.shape != (area_scales + 1, 2):
+        raise ValueError(f"'area_normalisation' must hold an offset and a spread for each of "
+                         f"the {area_scales + 1} scales of area_scales={area_scales}")
+    if not (np.all(np.isfinite(array)) and np.all(array[:, 1] > 0)):
+        raise ValueError("'area_normalisation' must be finite, with positive spreads")
+    return array
 
 
 def _encode(array: np.ndarray) -> dict:
@@ -160,8 +189,9 @@ def describe(statistics: MapStatistics) -> str:
     neighbours = (f", per image from its {c.neighbours} nearest of "
                   f"{len(statistics.reference_maps)} good images"
                   if c.neighbours and statistics.reference_maps is not None else "")
+    scales = (f", the maximum over {c.area_scales + 1} scales" if c.area_scales else "")
     return (f"map statistics on {statistics.count} good images ({c.residual} residual"
-            f"{tolerance}, {c.kernel} {c.kernel_size}x{c.kernel_size} smoothing{neighbours}, "
+            f"{tolerance}{scales}, {c.kernel} {c.kernel_size}x{c.kernel_size} smoothing{neighbours}, "
             "shrunk toward the "
             f"image-wide values with the weight of {c.prior_images:g} images; pixel threshold "
             f"{statistics.pixel_threshold:.3f} = {c.pixel_percentile:g}th percentile of good "

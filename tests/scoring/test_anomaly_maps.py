@@ -17,7 +17,8 @@ from ic_anogan.jobs import score_job as score_pipeline
 from ic_anogan.jobs.score_request import ScoreRequest, ScoringError
 from ic_anogan.models import model_dir as model_dir_lib
 from ic_anogan.reporting import metrics
-from ic_anogan.scoring import (anomaly_maps, calibration, map_calibration, map_statistics,
+from ic_anogan.scoring import (anomaly_maps, calibration, comparisons, map_calibration,
+                               map_statistics,
                                scorer as scoring)
 from ic_anogan.scoring.map_statistics import MapStatistics
 from ic_anogan.scoring.outputs import CSV_COLUMNS, SERVED_MAP_OUTPUTS, SERVED_OUTPUTS, ScoreOutputs
@@ -296,8 +297,8 @@ def _edge(size=10, at=5):
 
 def test_alignment_tolerance_forgives_an_edge_drawn_a_pixel_off():
     image, drawn = _edge(at=5), _edge(at=6)  # G draws the edge one pixel to the right
-    exact = anomaly_maps.aligned_residual(image, drawn, 0).numpy()
-    tolerant = anomaly_maps.aligned_residual(image, drawn, 1).numpy()
+    exact = comparisons.aligned_comparison(image, drawn, 0).numpy()
+    tolerant = comparisons.aligned_comparison(image, drawn, 1).numpy()
     np.testing.assert_allclose(exact[0, :, 5, 0], 1.0, rtol=1e-6)  # a full column lit
     np.testing.assert_allclose(tolerant, 0.0, atol=1e-7)
 
@@ -307,13 +308,13 @@ def test_alignment_tolerance_keeps_a_one_pixel_void_and_its_sign():
     drawn = image.copy()
     image[0, 3, 3, 0] = -1.0  # a dark pit inside the flat body, 0.4 below it
     for tolerance in (0, 1, 2):
-        residual = anomaly_maps.aligned_residual(image, drawn, tolerance).numpy()
+        residual = comparisons.aligned_comparison(image, drawn, tolerance).numpy()
         np.testing.assert_allclose(residual[0, 3, 3, 0], 0.4, rtol=1e-6)
         assert np.count_nonzero(residual) == 1
-        signed = anomaly_maps.aligned_residual(image, drawn, tolerance, signed=True).numpy()
+        signed = comparisons.aligned_comparison(image, drawn, tolerance, "signed").numpy()
         np.testing.assert_allclose(signed[0, 3, 3, 0], -0.4, rtol=1e-6)
     # Shifted within the tolerance, the best match is the closest value whatever its side.
-    shifted = anomaly_maps.aligned_residual(_edge(at=5), _edge(at=4), 1, signed=True).numpy()
+    shifted = comparisons.aligned_comparison(_edge(at=5), _edge(at=4), 1, "signed").numpy()
     np.testing.assert_allclose(shifted, 0.0, atol=1e-7)
 
 

@@ -160,7 +160,8 @@ def test_recalibration_and_overrides(trained_model_dir, tmp_path, rng, caplog):
          overrides=SearchOverrides(steps=3),
          recalibration=Recalibration(
              DataConfig(data_dir=str(tmp_path / "good")), percentile=50.0,
-             map_overrides={"kernel_size": 5, "residual": "signed", "pixel_percentile": 99.0}))
+             map_overrides={"kernel_size": 5, "residual": "signed", "pixel_percentile": 99.0,
+                            "area_scales": 2}))
     record = calibration.read(model_dir)
     assert record["source"] == str(tmp_path / "good") and record["percentile"] == 50.0
     assert record["search"]["steps"] == 3
@@ -169,6 +170,9 @@ def test_recalibration_and_overrides(trained_model_dir, tmp_path, rng, caplog):
     assert record["map"]["config"]["kernel_size"] == 5
     assert record["map"]["config"]["residual"] == "signed"
     assert record["map"]["config"]["pixel_percentile"] == 99
+    # Two coarser scales: an offset and a spread for each of the three.
+    assert record["map"]["config"]["area_scales"] == 2
+    assert np.shape(record["map"]["area_normalisation"]) == (3, 2)
     assert "map statistics on 10 good images" in caplog.text
     assert f"on the 10 images of {tmp_path / 'good'}" in caplog.text
     _run(tmp_path, "p", model_dir=model_dir, modes=["search"],
