@@ -21,6 +21,7 @@ model supports is reported side by side in metrics.json and the table.
 
 from absl import app, flags
 
+from ic_anogan import config as config_lib
 from ic_anogan.cli.flags import (define_calibration_flags, define_map_flags, define_old_name,
                                  define_search_overrides, value_of)
 
@@ -64,8 +65,9 @@ _SYNTHETIC_SPLIT = flags.DEFINE_enum(
     "synthetic_split", "test", ["test", "validation"],
     "Synthetic split to score when --data_dir is unset; tune settings on 'validation'.")
 _SYNTHETIC_PACKAGE = flags.DEFINE_enum(
-    "synthetic_package", None, ["sop", "qfp", "mixed"],
-    "Synthetic package type when --data_dir is unset; default: the one the model was trained on.")
+    "synthetic_package", None, list(config_lib.SYNTHETIC_PACKAGES),
+    "Synthetic images when --data_dir is unset (sop, qfp, mixed IC packages or texture); "
+    "default: the ones the model was trained on.")
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", None, "Export a SavedModel with the search built in (for TF Serving) to "
     "EXPORT_DIR/<next version>/ using the search settings and threshold in force, then exit.")

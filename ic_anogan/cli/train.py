@@ -15,6 +15,7 @@ import dataclasses
 
 from absl import app, flags
 
+from ic_anogan import config as config_lib
 from ic_anogan.cli.flags import SEARCH_RENAMES, define_calibration_flags, define_map_flags
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Where the trained model is written.")
@@ -63,8 +64,9 @@ _SKIP_CORRUPT = flags.DEFINE_bool("skip_corrupt", False,
 _SYNTHETIC_TRAIN_COUNT = flags.DEFINE_integer(
     "synthetic_train_count", 3277, "Good synthetic images to render when --data_dir is unset.")
 _SYNTHETIC_PACKAGE = flags.DEFINE_enum(
-    "synthetic_package", "sop", ["sop", "qfp", "mixed"],
-    "Synthetic package type when --data_dir is unset: one type, as a line model sees, or a mix.")
+    "synthetic_package", "sop", list(config_lib.SYNTHETIC_PACKAGES),
+    "Synthetic images when --data_dir is unset: one IC package type (sop, qfp), as a line "
+    "model sees, a mix of both (mixed), or textured metal surfaces (texture).")
 _STRATEGY = flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker"],
                               "tf.distribute strategy; multi_worker (and auto) read TF_CONFIG.")
 _COLLECTIVE_TIMEOUT = flags.DEFINE_float(

@@ -29,6 +29,7 @@ from ic_anogan.config.calibration import (OUTLIER_POLICIES, THRESHOLD_RULES,
 from ic_anogan.config.training import (D_PENALTIES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_UPDATES,
                                        MIN_UPDATES_PER_EPOCH, SELECTION_EVALUATIONS,
                                        STUDY_TEST_COUNTS, STUDY_TRAIN_GOOD, SUPPORTED_IMAGE_SIZES,
+                                       TEXTURE_TEST_COUNTS,
                                        SYNTHETIC_PACKAGES, SYNTHETIC_SPLITS, DataConfig,
                                        EncoderConfig, ModelConfig, TrainConfig)
 
@@ -40,6 +41,7 @@ __all__ = [
     "MAP_SCORES", "MAX_ALIGNMENT_TOLERANCE", "MIN_UPDATES_PER_EPOCH", "MapConfig", "Mode",
     "ModelConfig", "OUTLIER_POLICIES", "RunConfig", "SCORE_DEFINING", "SCORING_MODES",
     "SELECTION_EVALUATIONS", "STUDY_TEST_COUNTS", "STUDY_TRAIN_GOOD", "SUPPORTED_IMAGE_SIZES",
+    "TEXTURE_TEST_COUNTS",
     "SYNTHETIC_PACKAGES", "SYNTHETIC_SPLITS", "SearchConfig", "SearchRuntime", "THRESHOLD_RULES",
     "TrainConfig", "default_mode",
     "from_dict", "is_finite", "map_score_name", "read_json", "require",

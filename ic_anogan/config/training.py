@@ -9,12 +9,15 @@ from typing import Optional
 from ic_anogan.config.checks import is_finite, require
 
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)
-SYNTHETIC_PACKAGES = ("sop", "qfp", "mixed")
+# IC packages (sop, qfp, mixed), and textured metal surfaces (texture).
+SYNTHETIC_PACKAGES = ("sop", "qfp", "mixed", "texture")
 SYNTHETIC_SPLITS = ("test", "validation")
 # The source study's counts: 3277 good training images; 1100 good and 755
 # short-fill test images.
 STUDY_TRAIN_GOOD = 3277
 STUDY_TEST_COUNTS = {"good": 1100, "short_fill": 755}
+# The texture set's test split: the study's good count, 200 of each surface defect.
+TEXTURE_TEST_COUNTS = {"good": 1100, "pit": 200, "crack": 200, "uneven": 200, "frayed": 200}
 # Largest image decoded, in pixels (width x height): 100 megapixels holds any
 # inspection camera's frame (a 12-bit 65 MP sensor is the largest common one)
 # and stops a decompression bomb before it takes gigabytes.
@@ -31,7 +34,8 @@ class DataConfig:
       skip_corrupt: skip unreadable files (and count them) instead of failing.
       max_image_pixels: files above this many pixels are refused before decoding.
       synthetic_train_count: good synthetic images to train on.
-      synthetic_package: sop, qfp or mixed synthetic packages.
+      synthetic_package: sop, qfp or mixed synthetic packages, or texture
+        (textured metal surfaces with pits, cracks, uneven and frayed regions).
       synthetic_counts: the synthetic images to score, per type.
       synthetic_split: test, or validation (images of their own, for tuning).
     """
@@ -66,8 +70,10 @@ class DataConfig:
 
     @property
     def synthetic_test_counts(self) -> dict:
-        """The synthetic images to score per type: as given, else the study's."""
-        return dict(self.synthetic_counts or STUDY_TEST_COUNTS)
+        """The synthetic images to score per type: as given, else the study's (the
+        texture set's own types for texture)."""
+        default = TEXTURE_TEST_COUNTS if self.package == "texture" else STUDY_TEST_COUNTS
+        return dict(self.synthetic_counts or default)
 
 
 @dataclasses.dataclass(frozen=True)

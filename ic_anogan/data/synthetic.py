@@ -30,16 +30,24 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ic_anogan.config import STUDY_TEST_COUNTS, STUDY_TRAIN_GOOD, SYNTHETIC_PACKAGES as PACKAGES
+from ic_anogan.config import (STUDY_TEST_COUNTS, STUDY_TRAIN_GOOD, SYNTHETIC_PACKAGES as PACKAGES,
+                              TEXTURE_TEST_COUNTS)
 from ic_anogan.core import atomic_io
 from ic_anogan.data.image_set import GOOD, DataError, ImageSet
 from ic_anogan.data.preprocessing import uint8_to_model
+from ic_anogan.data.synthetic_defects import SURFACE_DEFECT_TYPES
+from ic_anogan.data.synthetic_texture import render_surface
 
 DEFECT_TYPES = ("short_fill", "void", "chipped_edge", "scratch")
 # PACKAGES: a production line inspects one package type per model; "mixed"
 # draws SOP (60%) and QFP (40%) packages, a harder, two-mode distribution.
 _SPLIT_CODES = {"train": 1, "test": 2, "validation": 3}
-_TYPE_CODES = {GOOD: 0, **{t: i + 1 for i, t in enumerate(DEFECT_TYPES)}}
+_TYPE_CODES = {GOOD: 0, **{t: i + 1 for i, t in enumerate(DEFECT_TYPES + SURFACE_DEFECT_TYPES)}}
+
+
+def defect_types(package: str) -> tuple:
+    """The defect types `package` renders: the IC package's, or the texture's."""
+    return SURFACE_DEFECT_TYPES if package == "texture" else DEFECT_TYPES
 _SUPERSAMPLE = 4
 _CHARSET = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
 
@@ -266,14 +274,16 @@ def render_package(rng: np.random.Generator, image_size: int, defect: str = GOOD
     Args:
       rng: the image's own random stream.
       image_size: output side in pixels.
-      defect: "good" or one of DEFECT_TYPES.
-      package: "sop", "qfp" or "mixed".
+      defect: "good" or one of `defect_types(package)`.
+      package: "sop", "qfp", "mixed", or "texture" (synthetic_texture.py).
 
     Returns:
       (image uint8 [S, S], mask uint8 [S, S] with 255 on the defect).
     """
     if package not in PACKAGES:
         raise DataError(f"unknown package {package!r}; expected one of {PACKAGES}")
+    if package == "texture":
+        return render_surface(rng, image_size, defect)
     high = image_size * _SUPERSAMPLE
     image, mask = _render_highres(rng, high, defect, package)
     # Box downsampling: each output pixel averages its 4x4 sensor footprint.
@@ -290,11 +300,13 @@ def _rng(seed: int, split: str, defect: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, _SPLIT_CODES[split], _TYPE_CODES[defect], index])
 
 
-def _counts(good: int, defects: dict) -> dict:
+def _counts(good: int, defects: dict, package: str) -> dict:
     counts = {GOOD: good, **defects}
+    known = defect_types(package)
     for name, count in counts.items():
-        if name != GOOD and name not in DEFECT_TYPES:
-            raise DataError(f"unknown defect type {name!r}; expected one of {DEFECT_TYPES}")
+        if name != GOOD and name not in known:
+            raise DataError(f"unknown defect type {name!r} for {package}; expected one of "
+                            f"{known}")
         if count < 0:
             raise DataError(f"{name}: count must be >= 0, got {count}")
     return counts
@@ -309,12 +321,12 @@ def render_set(split: str, image_size: int, good: int = 0, seed: int = 0,
       image_size: output side in pixels.
       good: number of good images.
       seed: dataset seed.
-      package: "sop", "qfp" or "mixed".
+      package: "sop", "qfp", "mixed" or "texture".
       **defects: number of images per defect type, e.g. short_fill=755.
     """
     if split not in _SPLIT_CODES:
         raise DataError(f"split must be one of {tuple(_SPLIT_CODES)}, got {split!r}")
-    plan = [(defect, i) for defect, count in _counts(good, defects).items()
+    plan = [(defect, i) for defect, count in _counts(good, defects, package).items()
             for i in range(count)]
     if not plan:
         raise DataError("render_set: asked for zero images")
@@ -345,10 +357,11 @@ def write_mvtec(root: str, image_size: int = 64, train_good: int = STUDY_TRAIN_G
     Raises:
       FileExistsError: `root` exists already.
     """
-    test_counts = dict(STUDY_TEST_COUNTS if test_counts is None else test_counts)
+    default = TEXTURE_TEST_COUNTS if package == "texture" else STUDY_TEST_COUNTS
+    test_counts = dict(default if test_counts is None else test_counts)
     good_test = test_counts.pop(GOOD, 0)
     plan = [("train", GOOD, train_good)] + [("test", GOOD, good_test)] + [
-        ("test", t, n) for t, n in _counts(0, test_counts).items() if t != GOOD]
+        ("test", t, n) for t, n in _counts(0, test_counts, package).items() if t != GOOD]
     with atomic_io.new_directory(root) as temp:
         for split, defect, count in plan:
             folder = os.path.join(temp, split, defect)

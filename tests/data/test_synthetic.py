@@ -40,8 +40,42 @@ def test_a_short_fill_changes_the_package_where_its_mask_is():
 
 
 def test_unknown_defect_type():
-    with pytest.raises(ValueError, match="unknown defect type 'crack'"):
+    with pytest.raises(ValueError, match="unknown defect type 'crack' for sop"):
         synthetic.render_set("test", 32, crack=1)
+    with pytest.raises(ValueError, match="unknown defect type 'void' for texture; expected one "
+                                         "of \\('pit', 'crack', 'uneven', 'frayed'\\)"):
+        synthetic.render_set("test", 32, package="texture", void=1)
+
+
+def test_texture_set_has_its_own_defects_and_default_counts():
+    surfaces = synthetic.render_set("test", 32, good=2, seed=0, package="texture", pit=1,
+                                    crack=1, uneven=1, frayed=1)
+    assert surfaces.defect_types == ["good", "good", "pit", "crack", "uneven", "frayed"]
+    assert surfaces.masks[:2].sum() == 0 and all(surfaces.masks[i].sum() > 0
+                                                 for i in range(2, 6))
+    again = synthetic.render_set("test", 32, good=2, seed=0, package="texture")
+    np.testing.assert_array_equal(again.images, surfaces.images[:2])
+    # A textured surface: good images vary within themselves, unlike a flat patch.
+    assert surfaces.images[:2].std(axis=(1, 2, 3)).min() > 0.05
+    # The large faint ones are large: bigger masks than a pit's.
+    assert surfaces.masks[4].sum() > 4 * surfaces.masks[2].sum()
+    assert DataConfig(synthetic_package="texture").synthetic_test_counts == {
+        "good": 1100, "pit": 200, "crack": 200, "uneven": 200, "frayed": 200}
+
+
+def test_a_pasted_defect_changes_the_image_where_its_mask_is():
+    rng = np.random.default_rng(3)
+    from ic_anogan.data.synthetic_defects import SURFACE_DEFECT_TYPES, paste_defect
+    base = np.full((64, 64), 0.5)
+    for defect in SURFACE_DEFECT_TYPES:
+        pasted, mask = paste_defect(rng, base, defect)
+        assert mask.any() and pasted.min() >= 0 and pasted.max() <= 1
+        changed = np.abs(pasted - base)
+        assert changed[mask].mean() > 2 * changed[~mask].mean() + 1e-3, defect
+    with pytest.raises(ValueError, match="square 2-D image"):
+        paste_defect(rng, np.zeros((4, 5)), "pit")
+    with pytest.raises(ValueError, match="unknown surface defect 'dent'"):
+        paste_defect(rng, base, "dent")
 
 
 def test_write_mvtec_layout_loads_back(tmp_path):
