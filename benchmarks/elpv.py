@@ -12,12 +12,17 @@ varying background. Protocol, fixed before looking at any result:
     probability 0) are good, fully defective (probability 1) are defective;
     the uncertain ones (1/3, 2/3) are left out;
   * the good cells are shuffled with --seed; --test_good of them are test
-    images, the rest train (of which the library holds 10% out to calibrate);
-  * the model is trained at the demo's budget (16 base filters, 1380
-    updates, encoder 20 epochs), every other setting the library's default;
+    images, the next --validation_good a good-only validation split (for
+    choosing settings: map_candidates.py pastes synthetic defects into
+    them, benchmarks/real_surfaces.py), the rest train (of which the
+    library holds 10% out to calibrate);
+  * --budget=demo trains at the demo's budget (16 base filters, 1380
+    updates, encoder 20 epochs); --budget=default at the library's defaults
+    for a set of this size (the training plan's base filters and updates);
+    every other setting is the library's default;
   * the test folder (good/, defective/) is scored by benchmarks/map_candidates.py:
-    every map setting of that table, the settings chosen on the synthetic
-    validation split, never on these images.
+    every map setting of that table, the settings chosen on validation
+    data, never on these images.
 
 Cells are 300x300 and are resized to --image_size by the library's loader.
 """
@@ -34,8 +39,9 @@ import common
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def write_folders(work_dir: str, test_good: int, seed: int) -> dict:
-    """train/, test/good/, test/defective/ as PNG files; returns the counts."""
+def write_folders(work_dir: str, test_good: int, validation_good: int, seed: int) -> dict:
+    """train/, validation/good/, test/good/, test/defective/ as PNG files; returns the
+    counts."""
     import numpy as np
     from PIL import Image
     try:
@@ -48,7 +54,9 @@ def write_folders(work_dir: str, test_good: int, seed: int) -> dict:
     good = np.flatnonzero(poly & (probabilities == 0.0))
     defective = np.flatnonzero(poly & (probabilities == 1.0))
     good = np.random.default_rng(seed).permutation(good)
-    parts = {"train": good[test_good:], os.path.join("test", "good"): good[:test_good],
+    split = test_good + validation_good
+    parts = {"train": good[split:], os.path.join("validation", "good"): good[test_good:split],
+             os.path.join("test", "good"): good[:test_good],
              os.path.join("test", "defective"): defective}
     for folder, rows in parts.items():
         path = os.path.join(work_dir, "data", folder)
@@ -62,7 +70,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work_dir", default="/tmp/ic_anogan_elpv")
     parser.add_argument("--test_good", type=int, default=300)
+    parser.add_argument("--validation_good", type=int, default=100)
     parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--budget", choices=["demo", "default"], default="demo")
+    parser.add_argument("--score", action="store_true",
+                        help="after training, score the test folder with map_candidates.py")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -71,15 +83,21 @@ def main() -> None:
 
     data_root = os.path.join(args.work_dir, "data")
     if not os.path.isdir(data_root):
-        counts = write_folders(args.work_dir, args.test_good, args.seed)
+        counts = write_folders(args.work_dir, args.test_good, args.validation_good, args.seed)
         print(f"ELPV polycrystalline cells: {counts}", flush=True)
-    model_dir = os.path.join(args.work_dir, "model")
+    model_dir = os.path.join(args.work_dir, "model" if args.budget == "demo" else "model_default")
     if not os.path.exists(os.path.join(model_dir, GENERATOR_FILE)):
+        if args.budget == "demo":
+            model_config, train_config = ModelConfig(args.image_size, 100, 16), TrainConfig(
+                updates=1380)
+        else:  # the training plan resolves filters and length from the set's size
+            model_config, train_config = ModelConfig(args.image_size, 100, None), TrainConfig()
         result = common.train(
-            model_dir, model_config=ModelConfig(args.image_size, 100, 16),
-            train_config=TrainConfig(updates=1380),
+            model_dir, model_config=model_config, train_config=train_config,
             data_config=DataConfig(data_dir=os.path.join(data_root, "train")))
         print(f"trained in {result.gan.seconds + result.encoder.seconds:.0f} s", flush=True)
+    if not args.score:
+        return
     subprocess.run([sys.executable, os.path.join(HERE, "map_candidates.py"),
                     f"--model_dir={model_dir}", f"--data_dir={os.path.join(data_root, 'test')}"],
                    check=True)
