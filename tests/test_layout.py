@@ -197,3 +197,29 @@ def test_installed_commands_are_the_binaries():
         done = subprocess.run([installed, *arguments], capture_output=True, text=True,
                               timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
         assert done.returncode == 1 and expected in done.stderr, (command, done.stderr[-1500:])
+
+
+# Flags each command's --help must list: its own, and the shared ones it defines.
+HELP_FLAGS = {
+    "train": ("--model_dir", "--data_dir", "--image_size", "--base_filters", "--updates",
+              "--map_residual", "--map_area_scales", "--threshold_rule", "--synthetic_package"),
+    "score": ("--model_dir", "--output_dir", "--mode", "--image_score", "--calibrate_dir",
+              "--search_steps", "--map_residual", "--export_dir"),
+    "export": ("--model_dir", "--export_dir", "--mode", "--search_steps"),
+    "bulk_score": ("--saved_model", "--input_pattern", "--output", "--min_batch_size"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HELP_FLAGS))
+def test_help_lists_the_commands_own_flags(name):
+    """--help (not only --helpfull) lists the command's flags, from the installed command
+    and from the shim alike, and not absl's own."""
+    installed = os.path.join(os.path.dirname(sys.executable), "ic-anogan-" + name.replace(
+        "_", "-"))
+    for command in ([installed], [sys.executable, os.path.join(REPO, f"{name}_main.py")]):
+        done = subprocess.run([*command, "--help"], capture_output=True, text=True,
+                              timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        listed = done.stdout + done.stderr  # absl's --help exits with status 1
+        for flag in HELP_FLAGS[name]:
+            assert f"\n  {flag}" in listed, (command, flag, listed[-1500:])
+        assert "--only_check_args" not in listed  # absl's own stay under --helpfull

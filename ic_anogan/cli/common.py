@@ -61,6 +61,24 @@ def run_score_job(request: "ScoreRequest", **kwargs) -> tuple:
         return None, 1
 
 
+def adopt_command_flags() -> None:
+    """Makes every flag the ic_anogan.cli modules defined a key flag of the running
+    command, so that `--help` lists them.
+
+    absl's --help shows the key flags of the main module, sys.argv[0] (the
+    installed command or the *_main.py shim); the flags are defined in
+    ic_anogan/cli/, so without this --help lists none of them and only
+    --helpfull does, mixed with absl's own.
+    """
+    from absl import flags
+    values = flags.FLAGS
+    main_module = sys.argv[0]
+    for module, defined in values.flags_by_module_dict().items():
+        if module.startswith("ic_anogan.cli"):
+            for flag in defined:
+                values.register_key_flag_for_module(main_module, flag)
+
+
 def setup_logging() -> None:
     """Routes the library's `logging` records to stderr at INFO."""
     root = logging.getLogger()

@@ -181,6 +181,8 @@ def main(argv):
 
 def run() -> None:
     """The `ic-anogan-score` command."""
+    from ic_anogan.cli import common
+    common.adopt_command_flags()
     app.run(main)
 
 

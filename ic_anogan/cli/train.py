@@ -210,6 +210,8 @@ def main(argv):
 
 def run() -> None:
     """The `ic-anogan-train` command."""
+    from ic_anogan.cli import common
+    common.adopt_command_flags()
     app.run(main)
 
 
