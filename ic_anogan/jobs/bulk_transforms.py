@@ -21,7 +21,7 @@ from apache_beam.metrics import Metrics
 from ic_anogan.config import ImageScore
 from ic_anogan.scoring.outputs import CSV_COLUMNS
 from ic_anogan.serving import beam_handler
-from ic_anogan.serving.signatures import GRAPH_DECODABLE_MAGIC
+from ic_anogan.serving.signatures import GRAPH_DECODABLE_MAGIC, settings_summary
 
 # scores.csv's columns without the label columns, which stored files do not have.
 COLUMNS = tuple(c for c in CSV_COLUMNS if c not in ("label", "defect_type"))
@@ -223,7 +223,7 @@ def summary_json(_, statistics: dict, refused: int, export: Export, matched: int
                                  else "anomaly_score"),
               "decision_score_quantiles": statistics["decision_score_quantiles"],
               "anomaly_score_quantiles": statistics["anomaly_score_quantiles"],
-              "export_settings": export.settings}
+              "export_settings": settings_summary(export.settings)}
     return json.dumps(record, indent=2, sort_keys=True)
 
 

@@ -45,7 +45,8 @@ def signature_names(decisions: Sequence["ModeDecision"]) -> list:
 
 def resolve_modes(supported: Sequence[str], requested: Optional[Sequence[str]],
                   default: str) -> list:
-    """The modes to run, in order; 'all' means every supported mode.
+    """The modes to run, in order; 'all' means every supported mode, the default first (an
+    export serves its first mode as serving_default).
 
     Raises:
       ScoringError: a mode is unknown or not supported by this model.
@@ -55,7 +56,8 @@ def resolve_modes(supported: Sequence[str], requested: Optional[Sequence[str]],
         if mode not in config_lib.SCORING_MODES + ("all",):
             raise UsageRefusal(f"--mode={mode}: expected a list of "
                                f"{', '.join(config_lib.SCORING_MODES)} or all")
-        for name in supported if mode == "all" else [mode]:
+        every = [default] + [m for m in supported if m != default]
+        for name in every if mode == "all" else [mode]:
             if name not in modes:
                 modes.append(name)
     missing = [m for m in modes if m not in supported]

@@ -67,6 +67,22 @@ def read_settings(saved_model_dir: str) -> dict:
     return config_lib.read_json(path)
 
 
+# What an export's map records hold per pixel: the SavedModel carries them; a summary
+# names the settings they were computed with, not the arrays.
+PER_PIXEL_MAP_FIELDS = ("mean", "std", "references", "area_normalisation")
+
+
+def settings_summary(settings: dict) -> dict:
+    """A copy of an export's settings for a report: every setting and threshold, but of
+    the map statistics only their settings, count and pixel threshold."""
+    settings = json.loads(json.dumps(settings))
+    for record in [settings, *settings.get("modes", {}).values()]:
+        if isinstance(record.get("map"), dict):
+            for field in PER_PIXEL_MAP_FIELDS:
+                record["map"].pop(field, None)
+    return settings
+
+
 def without_references(settings: dict) -> dict:
     """A copy of an export's settings without the neighbour statistics' reference maps
     (megabytes of base64 that the SavedModel holds as variables anyway)."""

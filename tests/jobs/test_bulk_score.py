@@ -115,6 +115,12 @@ def test_every_file_is_scored_as_the_signature_scores_it_or_named_with_why(
     assert summary["decision_score_quantiles"]["0.5"] == pytest.approx(np.median(decision),
                                                                          rel=1e-5)
     assert summary["export_settings"]["mode"] == "encoder_search"
+    # The summary names the map settings, not the per-pixel statistics they produced.
+    for record in summary["export_settings"]["modes"].values():
+        if "map" in record:
+            assert "config" in record["map"] and "pixel_threshold" in record["map"]
+            assert not {"mean", "std", "references"} & set(record["map"])
+    assert os.path.getsize(f"{output}summary.json") < 20_000
     masks = sorted(os.listdir(f"{output}masks"))
     assert len(masks) == 2 * anomalies
     for name in (n for n, row in rows.items() if row["is_anomaly"] == "1"):
