@@ -45,12 +45,12 @@ def synthetic_split(image_size: int, counts: dict, split: str = "test",
 def train(model_dir: str, *, model_config, train_config, data_config=None,
           encoder_epochs: Optional[int] = 20, seed: int = 0):
     """GAN, then (unless encoder_epochs is None) the encoder; calibration is left to the
-    benchmark, which calibrates the settings it compares. Returns pipeline.PipelineResult."""
+    benchmark, which calibrates the settings it compares. Returns train_job.TrainJobResult."""
     import os
 
     from ic_anogan.config import DataConfig, EncoderConfig
-    from ic_anogan.jobs import train_job as pipeline
-    return pipeline.train_and_calibrate(
+    from ic_anogan.jobs import train_job
+    return train_job.train_and_calibrate(
         model_dir=model_dir, log_dir=os.path.join(model_dir, "logs"),
         model_config=model_config, train_config=train_config,
         data_config=data_config or DataConfig(),

@@ -3,7 +3,7 @@
     python benchmarks/multi_worker.py                       # the demo's model, 2 epochs
     python benchmarks/multi_worker.py --base_filters 64 --epochs 3
 
-Runs the GAN training of train.train three times on this machine, each worker
+Runs the GAN training of gan.train three times on this machine, each worker
 in its own process on 127.0.0.1: one process with the default strategy and
 global batch B; one worker under MultiWorkerMirroredStrategy with batch B;
 two workers with B/2 each (the same global batch, the same updates). Prints
@@ -29,7 +29,7 @@ import common
 WORKER = textwrap.dedent("""
     import json, sys, time
     import keras
-    from ic_anogan.training import distribution, gan as train
+    from ic_anogan.training import distribution, gan
     from ic_anogan.config import DataConfig, ModelConfig, TrainConfig
     args = json.loads(sys.argv[1])
     strategy = distribution.make_strategy(args["strategy"])
@@ -39,7 +39,7 @@ WORKER = textwrap.dedent("""
             self.start = time.perf_counter()
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.start)
-    train.train(model_dir=args["model_dir"], log_dir=args["model_dir"] + "_logs",
+    gan.train(model_dir=args["model_dir"], log_dir=args["model_dir"] + "_logs",
                 model_config=ModelConfig(64, 100, args["base_filters"]),
                 train_config=TrainConfig(batch_size=args["batch_size"], epochs=args["epochs"],
                                          monitor_every_epochs=0),

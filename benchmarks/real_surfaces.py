@@ -144,7 +144,6 @@ def evaluate(name, config, calibration, scored, precomputed=None, seed=0):
     instead of the residual of config."""
     import tensorflow as tf
 
-    from ic_anogan.reporting import report
     from ic_anogan.scoring import anomaly_maps, map_calibration
     from ic_anogan.scoring import thresholds as threshold_rules
     held, held_out, held_extras = calibration

@@ -37,10 +37,10 @@ def trained_model_dir(tmp_path_factory):
     encoder, and calibrated in every mode (Γ = 5), through the library's one call."""
     from ic_anogan.config import (CalibrationConfig, DataConfig, EncoderConfig, ModelConfig,
                                   SearchConfig, TrainConfig)
-    from ic_anogan.jobs import train_job as pipeline
+    from ic_anogan.jobs import train_job
     root = tmp_path_factory.mktemp("trained")
     model_dir, log_dir = str(root / "model"), str(root / "logs")
-    result = pipeline.train_and_calibrate(
+    result = train_job.train_and_calibrate(
         model_dir=model_dir, log_dir=log_dir, model_config=ModelConfig(**TINY),
         train_config=TrainConfig(batch_size=8, epochs=2, monitor_every_epochs=1,
                                  monitor_images=4, monitor_search_steps=3),
@@ -96,7 +96,7 @@ def exported_modes(trained_model_dir, exported, tmp_path_factory):
     map statistics and map_max threshold; encoder_search is the default."""
     import tensorflow as tf
 
-    from ic_anogan.jobs import score_job as score_pipeline
+    from ic_anogan.jobs import score_job
     from ic_anogan.jobs.score_request import ScoreRequest
     from ic_anogan.models import model_dir as model_dir_lib
     from ic_anogan.scoring import calibration
@@ -104,7 +104,7 @@ def exported_modes(trained_model_dir, exported, tmp_path_factory):
     model = model_dir_lib.load_trained_model(model_dir)
     records = calibration.read_all(model_dir)
     base = tmp_path_factory.mktemp("export_modes")
-    path = score_pipeline.run(ScoreRequest(model_dir=model_dir, modes=list(MODES),
+    path = score_job.run(ScoreRequest(model_dir=model_dir, modes=list(MODES),
                                            export_dir=str(base / "serving"))).export_path
     assert path == str(base / "serving" / "1")
     return {"model": model, "path": path, "loaded": tf.saved_model.load(path),

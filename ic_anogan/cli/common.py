@@ -1,6 +1,6 @@
 """Helpers shared by the binaries: logging set-up, progress, expected errors.
 
-Nothing here defines flags; flags live only in the *_main.py binaries.
+Nothing here defines flags; each command's module in cli/ defines its own.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where images come from and how their files are read (data.py).
+    """Where images come from and how their files are read (ic_anogan/data/).
 
     Attributes:
       data_dir: a source spec (sources.resolve_source); None: the built-in

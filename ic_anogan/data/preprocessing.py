@@ -1,7 +1,7 @@
 """How a pixel becomes a model input, and back: defined once, for numpy and for graphs.
 
 Training data (image_files.py, idx_files.py, synthetic.py), the exported
-graph's decoding (export.py), the served reconstruction (serving.py) and the
+graph's decoding (export.py), the served reconstruction (serving_graph.py) and the
 figures all go through these functions, so a served image gets exactly the
 preprocessing a trained one did.
 

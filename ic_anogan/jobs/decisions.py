@@ -14,7 +14,8 @@ from ic_anogan import config as config_lib
 from ic_anogan.config import ImageScore, MapConfig, Mode, SearchConfig, SearchRuntime
 from ic_anogan.jobs.score_request import ScoringError, SearchOverrides, UsageRefusal
 from ic_anogan.models.model_dir import TrainedModel
-from ic_anogan.scoring import calibration, scorer as scoring, threshold_evidence
+from ic_anogan.scoring import calibration, threshold_evidence
+from ic_anogan.scoring.scorer import Scorer, SearchScorer
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 class ModeDecision:
     """What is in force for one mode: its scorer, the score that decides and its threshold."""
 
-    scorer: scoring.Scorer
+    scorer: Scorer
     image_score: str
     threshold: Optional[float]
     # Every image score's threshold, for the side-by-side figures.
@@ -179,7 +180,7 @@ def decide(model: TrainedModel, modes: Sequence[str], overrides: SearchOverrides
         elif mode in records:
             evidence = threshold_evidence.evidence(records[mode], chosen)
         decisions.append(ModeDecision(
-            scoring.SearchScorer(model, settings, statistics, chunk_steps, runtime), chosen,
+            SearchScorer(model, settings, statistics, chunk_steps, runtime), chosen,
             thresholds.get(chosen), thresholds, evidence))
     return decisions
 

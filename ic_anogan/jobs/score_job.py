@@ -16,10 +16,10 @@ from typing import Optional, Sequence
 from ic_anogan import config as config_lib
 from ic_anogan.config import DataConfig, SearchConfig, SearchRuntime
 from ic_anogan.core import atomic_io
-from ic_anogan.data import loading as data_lib
+from ic_anogan.data import loading
 from ic_anogan.data.image_set import describe
 from ic_anogan.jobs.calibrate import calibrate_modes
-from ic_anogan.jobs.decisions import (ModeDecision, decide, decide_exported,  # noqa: F401
+from ic_anogan.jobs.decisions import (ModeDecision, decide, decide_exported,
                                       recalibration_map_config, resolve_modes, search_settings,
                                       signature_names, usable_records)
 from ic_anogan.jobs.score_request import Recalibration, ScoreRequest, SearchOverrides, UsageRefusal
@@ -55,7 +55,7 @@ def recalibrate(model: TrainedModel, modes: Sequence[str], request: Recalibratio
         map_config.check_image_size(model.model_config.image_size)
     except config_lib.ConfigError as e:
         raise UsageRefusal(e.as_flag()) from None
-    good, used = data_lib.load_calibration_set(request.good, model.model_config.image_size)
+    good, used = loading.load_calibration_set(request.good, model.model_config.image_size)
     log.info("recalibrating %s on %s: %s", ", ".join(modes), used, describe(good))
     calibrate_modes(model, good, {mode: search_settings(mode, records, overrides)
                                   for mode in modes},
@@ -75,7 +75,7 @@ def score(decisions: Sequence[ModeDecision], data_config: DataConfig, image_size
     Raises:
       DataError: the images cannot be loaded.
     """
-    images = data_lib.load_scoring_set(data_config, image_size)
+    images = loading.load_scoring_set(data_config, image_size)
     log.info("scoring %s", describe(images))
     results = []
     several = len(decisions) > 1
@@ -122,7 +122,8 @@ def export(model: TrainedModel, decisions: Sequence[ModeDecision], export_dir: s
       ExportError: the export cannot be written.
     """
     from ic_anogan.serving import export as export_lib  # keras.export only when exporting
-    served = [export_lib.ServedMode(SearchConfig(**d.scorer.settings), d.threshold,
+    from ic_anogan.serving.serving_graph import ServedMode
+    served = [ServedMode(SearchConfig(**d.scorer.settings), d.threshold,
                                     d.scorer.statistics, d.image_score, d.evidence)
               for d in decisions]
     return export_lib.export_saved_model(

@@ -1,7 +1,8 @@
 """What a scoring or export run is asked to do, checked before anything heavy is imported.
 
-score_main.py and export_main.py build a `ScoreRequest` from their flags;
-score_pipeline.run carries it out. This module needs only config.py, so a
+The score and export commands (cli/score.py, cli/export.py) build a
+`ScoreRequest` from their flags; score_job.run carries it out. This module
+needs only ic_anogan.config, so a
 refused request costs no TensorFlow start-up.
 """
 

@@ -1,8 +1,8 @@
 """The training job as one call: GAN, then encoder, then calibration of every mode.
 
-`train_main.py` builds the configs from its flags and calls
-`train_and_calibrate`; a Python user calls it the same way. Scoring and
-export are score_pipeline.py's.
+The train command (cli/train.py) builds the configs from its flags and
+calls `train_and_calibrate`; a Python user calls it the same way. Scoring
+and export are score_job.py's.
 """
 
 from __future__ import annotations
@@ -17,21 +17,22 @@ import tensorflow as tf
 from ic_anogan import config as config_lib
 from ic_anogan.config import (CalibrationConfig, DataConfig, EncoderConfig, ModelConfig,
                               RunConfig, SearchConfig, TrainConfig)
-from ic_anogan.data import loading as data_lib
+from ic_anogan.data import loading
 from ic_anogan.data.image_set import ImageSet
 from ic_anogan.jobs.calibrate import ProgressFactory, calibrate_modes
 from ic_anogan.models import model_dir as model_dir_lib
-from ic_anogan.training import distribution, encoder as encoder_train, gan as train
+from ic_anogan.training import distribution, encoder as encoder_train
+from ic_anogan.training.gan import TrainResult, train
 
 log = logging.getLogger(__name__)
 
 
 
 @dataclasses.dataclass
-class PipelineResult:
+class TrainJobResult:
     """What `train_and_calibrate` did."""
 
-    gan: train.TrainResult
+    gan: TrainResult
     encoder: Optional[encoder_train.EncoderResult]
     # mode -> the calibration record written (empty when not calibrated).
     calibration: dict
@@ -49,7 +50,7 @@ def train_and_calibrate(*, model_dir: str, log_dir: str, model_config: ModelConf
                         calibration_config: Optional[CalibrationConfig] = CalibrationConfig(),
                         strategy: Optional[tf.distribute.Strategy] = None,
                         progress_factory: Optional[ProgressFactory] = None,
-                        verbose: Optional[int] = None) -> PipelineResult:
+                        verbose: Optional[int] = None) -> TrainJobResult:
     """Trains the GAN, then the encoder (unless `encoder_config` is None), then
     calibrates every mode the model supports on the held-out good images
     (unless `calibration_config` is None). `search_config` is the search of
@@ -57,7 +58,7 @@ def train_and_calibrate(*, model_dir: str, log_dir: str, model_config: ModelConf
     their own Γ, and the training monitor its λ and learning rate.
 
     Raises:
-      DataError, ModelDirError, NonFiniteLossError: as train.train and
+      DataError, ModelDirError, NonFiniteLossError: as training.gan.train and
       encoder_train.train_encoder raise them.
       ConfigError: the map smoothing is wider than the images (before training).
       distribution.WorkerLostError: a multi-worker peer went away.
@@ -78,32 +79,32 @@ def train_and_calibrate(*, model_dir: str, log_dir: str, model_config: ModelConf
         raise lost from e
     records = {}
     if not distribution.is_chief(strategy):
-        return PipelineResult(gan, encoded, records)  # calibration is the chief's
+        return TrainJobResult(gan, encoded, records)  # calibration is the chief's
     # What was asked, beside what training resolved from it (config.json's `model`).
     model_dir_lib.record(model_dir, run=RunConfig(
         model_config, train_config, data_config, search_config, encoder_config,
         calibration_config).to_dict())
     if calibration_config is not None and len(gan.heldout):
-        if len(gan.heldout) < data_lib.MIN_CALIBRATION_IMAGES:
+        if len(gan.heldout) < loading.MIN_CALIBRATION_IMAGES:
             log.warning("the thresholds rest on %d held-out good images only: the %gth "
                         "percentile of so few scores is about their maximum, and the false-"
                         "reject rate on new parts may be far from %g%%; recalibrate on at "
                         "least %d good images the model never trained on",
                         len(gan.heldout), calibration_config.percentile,
-                        100 - calibration_config.percentile, data_lib.MIN_CALIBRATION_IMAGES)
+                        100 - calibration_config.percentile, loading.MIN_CALIBRATION_IMAGES)
         records = calibrate_all(model_dir, gan.heldout, search_config, calibration_config,
                                 log_dir,
                                 f"held-out {len(gan.heldout)} good images of "
                                 f"{data_config.data_dir or 'synthetic'}", progress_factory)
     elif calibration_config is not None:
         log.warning("no held-out images (validation_fraction=0): threshold not calibrated")
-    return PipelineResult(gan, encoded, records)
+    return TrainJobResult(gan, encoded, records)
 
 
 def run(config: RunConfig, *, model_dir: str, log_dir: str,
         strategy: Optional[tf.distribute.Strategy] = None,
         progress_factory: Optional[ProgressFactory] = None,
-        verbose: Optional[int] = None) -> PipelineResult:
+        verbose: Optional[int] = None) -> TrainJobResult:
     """`train_and_calibrate` with the settings of one `RunConfig`."""
     return train_and_calibrate(
         model_dir=model_dir, log_dir=log_dir, model_config=config.model,
@@ -114,10 +115,10 @@ def run(config: RunConfig, *, model_dir: str, log_dir: str,
 
 def _train_networks(*, model_dir, log_dir, model_config, train_config, data_config,
                     search_config, encoder_config, strategy, verbose) -> tuple:
-    """The GAN, then the encoder: (train.TrainResult, encoder result or None)."""
+    """The GAN, then the encoder: (TrainResult, encoder result or None)."""
     log.info("model %s", config_lib.to_dict(model_config))
     log.info("training %s", config_lib.to_dict(train_config))
-    gan = train.train(model_dir=model_dir, log_dir=log_dir, model_config=model_config,
+    gan = train(model_dir=model_dir, log_dir=log_dir, model_config=model_config,
                       train_config=train_config, data_config=data_config,
                       search_config=search_config, strategy=strategy, verbose=verbose)
     last = {k: v[-1] for k, v in gan.history.items() if v}

@@ -3,7 +3,7 @@
 A model directory holds everything scoring needs: G's and D's weights (the
 kept, averaged G), the resolved config (config.json), the held-out good file
 list, and, when trained, the encoder and the calibration. Training writes it
-(train.py, encoder_train.py, scoring.calibrate); scoring and export only read
+(training/gan.py, training/encoder.py, jobs/calibrate.py); scoring and export only read
 it, through `load_trained_model`, and never import the trainer.
 """
 

@@ -57,7 +57,7 @@ class MapStatistics:
         if self.config.neighbours and (self.reference_maps is None
                                        or self.reference_latents is None):
             raise ValueError(f"map statistics with neighbours={self.config.neighbours} need "
-                             "the calibration images' latents and maps (anomaly_maps.calibrate "
+                             "the calibration images' latents and maps (map_calibration.calibrate "
                              "computes them); use neighbours=0 for one set of statistics")
         if self.config.area_scales and (self.area_normalisation is None or np.shape(
                 self.area_normalisation) != (self.config.area_scales + 1, 2)):

@@ -1,6 +1,6 @@
 """`ScoreOutputs`: what every scorer returns, and the names it goes by outside Python.
 
-The in-process search (scoring.SearchScorer) and an export (serving.py)
+The in-process search (scorer.SearchScorer) and an export (serving/client.py)
 return the same type, so one report reads both. The names a SavedModel's
 signatures return and the columns of scores.csv are derived from its fields,
 so the three cannot drift apart.

@@ -31,7 +31,7 @@ Design, in the order the choices were forced:
   overlap between good and defect scores that the study reports.
 * Modes (SearchConfig.mode). `search` is the study's method: random starts.
   `encoder_search` starts restart 0 of every image at E(x), the encoder's
-  guess (encoder_train.py), and restarts 1..R-1 at the random starts 0..R-2
+  guess (training/encoder.py), and restarts 1..R-1 at the random starts 0..R-2
   of `search`; so with R = 2 it holds the whole single-start search as its
   second candidate and, keeping the lower loss, can only do better. Its
   starting points stay candidates at the end too, so it never scores worse

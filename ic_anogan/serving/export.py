@@ -69,7 +69,7 @@ from ic_anogan.models.model_dir import TrainedModel
 from ic_anogan.scoring.map_statistics import MapStatistics
 from ic_anogan.scoring.outputs import SERVED_MAP_OUTPUTS, SERVED_OUTPUTS
 from ic_anogan.serving import warmup
-from ic_anogan.serving.serving_graph import ServedMode, ServingFunctions  # noqa: F401
+from ic_anogan.serving.serving_graph import ServedMode, ServingFunctions
 from ic_anogan.serving.signatures import (INPUT_KINDS, METADATA_SIGNATURE, SETTINGS_ASSET,
                                           WARMUP_FILE, ExportError, default_signature,
                                           mode_signature, signature_names,

@@ -1,6 +1,6 @@
 """The contract of an exported SavedModel: signature names, settings asset, accepted files.
 
-Read by the export (export.py) and by its clients (serving.py), so that a
+Read by the export (export.py) and by its clients (client.py), so that a
 client never needs the trainer or the exporter. What each signature takes and
 returns is described in export.py's docstring; the output names come from
 outputs.py.

@@ -38,12 +38,12 @@ import tensorflow as tf
 
 from ic_anogan import config as config_lib
 from ic_anogan.config import EncoderConfig
-from ic_anogan.data import loading as data_lib
+from ic_anogan.data import loading
 from ic_anogan.data.image_set import DataError, ImageSet
 from ic_anogan.models import model_dir as model_dir_lib
 from ic_anogan.models.networks import build_encoder
 from ic_anogan.training import distribution
-from ic_anogan.training.encoder_trainer import (EncoderReconstructionGrid,  # noqa: F401
+from ic_anogan.training.encoder_trainer import (EncoderReconstructionGrid,
                                                 EncoderTrainer, KeepBestEpoch)
 from ic_anogan.training.fit_loop import FitFiles, RunDirs, fit, rollback_unless_checkpointed
 
@@ -160,7 +160,7 @@ def _train_encoder(*, dirs: RunDirs, encoder_config, train_set, heldout, strateg
     # the GAN: 20 passes over a few hundred images are only about 100 updates.
     updates_per_epoch = max(len(train_set) // global_batch, config_lib.MIN_UPDATES_PER_EPOCH)
     # Every held-out image counts in validation, the last partial batch too.
-    validation = (distribution.sharded(data_lib.make_dataset(heldout.images, global_batch))
+    validation = (distribution.sharded(loading.make_dataset(heldout.images, global_batch))
                   if len(heldout) else None)
     keep_best = encoder_config.keep_best and len(heldout) > 0
     grids = ([EncoderReconstructionGrid(encoder, gan.generator, heldout.images[:GRID_IMAGES],
@@ -171,7 +171,7 @@ def _train_encoder(*, dirs: RunDirs, encoder_config, train_set, heldout, strateg
         ran = fit(
             trainer, dirs=dirs, files=FILES, resume=resume, epochs=encoder_config.epochs,
             updates_per_epoch=updates_per_epoch,
-            make_dataset=lambda initial_epoch: distribution.sharded(data_lib.training_stream(
+            make_dataset=lambda initial_epoch: distribution.sharded(loading.training_stream(
                 train_set.images, global_batch, seed=encoder_config.seed,
                 start_batch=initial_epoch * updates_per_epoch)),
             tensorboard_dir=os.path.join(dirs.log_dir, "encoder"), loss_names=("loss",),

@@ -21,7 +21,7 @@ import tensorflow as tf
 from ic_anogan import config as config_lib
 from ic_anogan.config import DataConfig, Mode, ModelConfig, SearchConfig, TrainConfig
 from ic_anogan.core import atomic_io
-from ic_anogan.data import loading as data_lib
+from ic_anogan.data import loading
 from ic_anogan.data.image_set import DataError, ImageSet, describe
 from ic_anogan.models import model_dir as model_dir_lib
 from ic_anogan.models.model_dir import (CHECKPOINT_FILE, CONFIG_FILE, DISCRIMINATOR_FILE,
@@ -31,7 +31,7 @@ from ic_anogan.training import distribution, training_plan
 from ic_anogan.training.callbacks import SampleGrid
 from ic_anogan.training.checkpoints import build_optimizers
 from ic_anogan.training.fit_loop import FitFiles, RunDirs, fit, rollback_unless_checkpointed
-from ic_anogan.training.gan_trainer import GANTrainer, make_optimizers  # noqa: F401
+from ic_anogan.training.gan_trainer import GANTrainer, make_optimizers
 from ic_anogan.training.model_selection import BestWeights
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,9 @@ def _train(dirs: RunDirs, *, model_config, train_config, data_config, search_con
     if resuming:
         model_dir_lib.check_same_run(model_dir, description)
 
-    images = data_lib.load_training_set(data_config, model_config.image_size,
+    images = loading.load_training_set(data_config, model_config.image_size,
                                         seed=train_config.seed)
-    train_set, heldout = data_lib.split_holdout(images, train_config.validation_fraction,
+    train_set, heldout = loading.split_holdout(images, train_config.validation_fraction,
                                                 train_config.seed)
     global_batch = train_config.batch_size * strategy.num_replicas_in_sync
     if len(train_set) < global_batch:
@@ -191,7 +191,7 @@ def _fit(dirs: RunDirs, *, model_config, train_config, search_config, strategy,
         trainer, dirs=dirs, files=FILES, resume=resuming, epochs=plan.epochs,
         updates_per_epoch=plan.updates_per_epoch,
         # Endless, so that an epoch can be more updates than one pass (small data).
-        make_dataset=lambda initial_epoch: distribution.sharded(data_lib.training_stream(
+        make_dataset=lambda initial_epoch: distribution.sharded(loading.training_stream(
             train_set.images, global_batch, seed=train_config.seed,
             start_batch=initial_epoch * plan.updates_per_epoch)),
         tensorboard_dir=dirs.log_dir, loss_names=("d_loss", "g_loss"),

@@ -31,7 +31,7 @@ class GANTrainer(keras.Model):
     """Trains a DCGAN generator and discriminator with `fit`.
 
     The study's DCGAN is the trainer with every option off. The options,
-    each set by TrainConfig (config.py says what they do):
+    each set by TrainConfig (config/training.py says what they do):
       - `ema_generator`: a second G whose weights follow G's as an
         exponential moving average after every G update;
       - `r1_gamma` > 0: the R1 penalty on D's gradient at real images;

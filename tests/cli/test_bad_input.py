@@ -27,7 +27,7 @@ from ic_anogan.scoring import scorer as scoring
 from ic_anogan.scoring.outputs import ScoreOutputs
 from ic_anogan.serving import client as serving
 from ic_anogan.serving.signatures import ExportError
-from ic_anogan.training import gan as train
+from ic_anogan.training import gan
 
 TINY_TRAIN = ["--image_size=16", "--latent_dim=8", "--base_filters=4", "--batch_size=8",
               "--epochs=1", "--synthetic_train_count=20", "--noencoder",
@@ -182,7 +182,7 @@ def test_a_run_stopped_before_its_first_checkpoint_leaves_no_model_dir(tmp_path)
         return StopAtFirstBatch()
 
     with pytest.raises(Stop):
-        train.train(model_dir=str(tmp_path / "m"), log_dir=str(tmp_path / "logs"),
+        gan.train(model_dir=str(tmp_path / "m"), log_dir=str(tmp_path / "logs"),
                     model_config=ModelConfig(16, 8, 4),
                     train_config=TrainConfig(batch_size=8, epochs=1, monitor_every_epochs=0),
                     data_config=DataConfig(synthetic_train_count=20), verbose=0,
@@ -192,7 +192,7 @@ def test_a_run_stopped_before_its_first_checkpoint_leaves_no_model_dir(tmp_path)
 
 def test_scoring_refuses_output_places_before_the_search(trained_model_dir, tmp_path,
                                                         caplog):
-    from ic_anogan.jobs import score_job as score_pipeline
+    from ic_anogan.jobs import score_job
     from ic_anogan.jobs.score_request import ScoreRequest, UsageRefusal
     (tmp_path / "a_file").write_text("x")
     model_dir = trained_model_dir["model_dir"]
@@ -205,7 +205,7 @@ def test_scoring_refuses_output_places_before_the_search(trained_model_dir, tmp_
         request = ScoreRequest(model_dir=model_dir, data=DataConfig(synthetic_counts={"good": 2}),
                                **{flag: str(folder)})
         with pytest.raises(UsageRefusal, match=f"--{flag}={folder}: {message}"):
-            score_pipeline.run(request)
+            score_job.run(request)
         assert "scoring" not in caplog.text  # refused before any image was searched
 
 
@@ -227,10 +227,10 @@ def test_saved_model_paths_are_explained(small_export, tmp_path):
     (tmp_path / "3").mkdir()
     with pytest.raises(ExportError, match="no saved_model.pb; expected a version folder"):
         serving.ExportedModel(str(tmp_path / "3"))
-    from ic_anogan.jobs import score_job as score_pipeline
+    from ic_anogan.jobs import score_job
     from ic_anogan.jobs.score_request import ScoreRequest
     with pytest.raises(ExportError, match="an export base, not a version folder"):
-        score_pipeline.run(ScoreRequest(saved_model=small_export["base"]))
+        score_job.run(ScoreRequest(saved_model=small_export["base"]))
 
 
 def test_empty_batch_gives_empty_outputs(small_export):

@@ -17,7 +17,7 @@ from conftest import run_main, write_image
 from ic_anogan.config import DataConfig
 from ic_anogan.data import loading as data
 from ic_anogan.data.image_set import DataError
-from ic_anogan.jobs import score_job as score_pipeline
+from ic_anogan.jobs import score_job
 from ic_anogan.jobs.score_request import Recalibration, ScoreRequest, UsageRefusal
 from ic_anogan.scoring import calibration
 from ic_anogan.scoring.calibration import CalibrationError
@@ -96,14 +96,14 @@ def test_a_nan_threshold_stops_export_and_scoring_before_any_work(model_copy, tm
                     ScoreRequest(model_dir=model_copy, output_dir=str(tmp_path / "out"),
                                  log_dir=str(tmp_path / "tb"))):
         with pytest.raises(CalibrationError, match=DAMAGE[0][2]):
-            score_pipeline.run(request)
+            score_job.run(request)
     assert open(_path(model_copy)).read() == damaged
     assert not os.path.exists(tmp_path / "serving") and not os.path.exists(tmp_path / "out")
 
 
 def _recalibrate(model_dir, tmp_path, **recalibration):
-    """score_pipeline.run recalibrating the search mode on tmp_path/good, then scoring."""
-    return score_pipeline.run(ScoreRequest(
+    """score_job.run recalibrating the search mode on tmp_path/good, then scoring."""
+    return score_job.run(ScoreRequest(
         model_dir=model_dir, modes=["search"], output_dir=str(tmp_path / "out"),
         log_dir=str(tmp_path / "tb"), data=DataConfig(synthetic_counts={"good": 2, "void": 2}),
         recalibration=Recalibration(DataConfig(data_dir=str(tmp_path / "good")),
@@ -163,7 +163,7 @@ def test_reference_latents_of_another_width_are_refused_when_read(model_copy, tm
                     ScoreRequest(model_dir=model_copy, modes=["search"],
                                  output_dir=str(tmp_path / "out2"), log_dir=str(tmp_path / "tb"))):
         with pytest.raises(CalibrationError, match=message):
-            score_pipeline.run(request)
+            score_job.run(request)
     assert open(_path(model_copy)).read() == damaged
     assert not os.path.exists(tmp_path / "serving") and not os.path.exists(tmp_path / "out2")
 
@@ -208,7 +208,7 @@ def test_map_kernel_wider_than_the_image_is_refused_before_the_search(model_copy
 def test_a_mode_without_calibration_warns_only_that(model_copy, tmp_path, caplog):
     _damage(model_copy, lambda s: s["modes"].pop("encoder"))
     caplog.set_level(logging.WARNING)
-    score_pipeline.run(ScoreRequest(model_dir=model_copy, modes=["encoder"],
+    score_job.run(ScoreRequest(model_dir=model_copy, modes=["encoder"],
                                     output_dir=str(tmp_path / "out"),
                                     log_dir=str(tmp_path / "tb"),
                                     data=DataConfig(synthetic_counts={"good": 2, "void": 2})))

@@ -13,7 +13,7 @@ from conftest import export_from_before_the_map_scores, tensorboard_tags
 from ic_anogan.config import ConfigError, DataConfig, MapConfig
 from ic_anogan.data import preprocessing
 from ic_anogan.data.image_set import ImageSet
-from ic_anogan.jobs import score_job as score_pipeline
+from ic_anogan.jobs import score_job
 from ic_anogan.jobs.score_request import ScoreRequest, ScoringError
 from ic_anogan.models import model_dir as model_dir_lib
 from ic_anogan.reporting import metrics
@@ -236,7 +236,7 @@ def test_reports_carry_both_scores_and_old_dirs_say_how_to_add_them(trained_mode
                                                                       tmp_path, caplog):
     counts = DataConfig(synthetic_counts={"good": 6, "short_fill": 3, "void": 3})
     out = tmp_path / "new"
-    score_pipeline.run(ScoreRequest(model_dir=trained_model_dir["model_dir"], output_dir=str(out),
+    score_job.run(ScoreRequest(model_dir=trained_model_dir["model_dir"], output_dir=str(out),
                                     log_dir=str(tmp_path / "logs"), modes=["encoder"],
                                     data=counts))
     header = (out / "scores.csv").read_text().splitlines()[0].split(",")
@@ -259,14 +259,14 @@ def test_reports_carry_both_scores_and_old_dirs_say_how_to_add_them(trained_mode
     for record in stored["modes"].values():
         record.pop("map"), record.pop("image_scores")
     (old / "calibration.json").write_text(json.dumps(stored))
-    score_pipeline.run(ScoreRequest(model_dir=str(old), output_dir=str(tmp_path / "o"),
+    score_job.run(ScoreRequest(model_dir=str(old), output_dir=str(tmp_path / "o"),
                                     log_dir=str(tmp_path / "logs2"), modes=["encoder"],
                                     data=counts))
     assert "--calibrate_dir" in caplog.text and "study" in caplog.text
     written = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert written["image_score"] == "study" and list(written["image_scores"]) == ["study"]
     with pytest.raises(ScoringError, match="--calibrate_dir"):
-        score_pipeline.run(ScoreRequest(model_dir=str(old), output_dir=str(tmp_path / "p"),
+        score_job.run(ScoreRequest(model_dir=str(old), output_dir=str(tmp_path / "p"),
                                         log_dir=str(tmp_path / "logs2"), modes=["encoder"],
                                         image_score="map_max", data=counts))
 
@@ -279,7 +279,7 @@ def test_an_export_from_before_the_map_scores_still_scores(trained_model_dir, ex
     path = export_from_before_the_map_scores(exported["path"], str(tmp_path / "serving" / "1"))
     client = serving.ExportedModel(path)
     assert client.image_scores == {"search": "study"} and client.map_statistics("search") is None
-    score_pipeline.run(ScoreRequest(saved_model=path, output_dir=str(tmp_path / "o"),
+    score_job.run(ScoreRequest(saved_model=path, output_dir=str(tmp_path / "o"),
                                     log_dir=str(tmp_path / "tb"), data=DataConfig(
                                         synthetic_counts={"good": 3, "short_fill": 2})))
     written = json.loads((tmp_path / "o" / "metrics.json").read_text())

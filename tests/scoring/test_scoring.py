@@ -10,7 +10,7 @@ from PIL import Image
 from ic_anogan.config import DataConfig, SearchConfig
 from ic_anogan.core import runtime
 from ic_anogan.data import image_set, loading as data
-from ic_anogan.jobs import score_job as score_pipeline
+from ic_anogan.jobs import score_job
 from ic_anogan.jobs.score_request import (Recalibration, ScoreRequest, ScoringError,
                                           SearchOverrides, UsageRefusal)
 from ic_anogan.models import model_dir as model_dir_lib
@@ -144,7 +144,7 @@ def test_score_main_end_to_end(trained_model_dir, tmp_path):
 
 def _run(tmp_path, name, **fields):
     fields.setdefault("log_dir", str(tmp_path / "tb"))
-    return score_pipeline.run(ScoreRequest(output_dir=str(tmp_path / name), **fields))
+    return score_job.run(ScoreRequest(output_dir=str(tmp_path / name), **fields))
 
 
 def test_recalibration_and_overrides(trained_model_dir, tmp_path, rng, caplog):

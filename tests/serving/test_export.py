@@ -16,7 +16,7 @@ from PIL import Image
 from ic_anogan.config import DataConfig, SearchConfig, search_config_for_mode
 from ic_anogan.data import image_files, preprocessing
 from ic_anogan.data.image_set import ImageSet
-from ic_anogan.jobs import score_job as score_pipeline
+from ic_anogan.jobs import score_job
 from ic_anogan.jobs.score_request import ScoreRequest, ScoringError, UsageRefusal
 from ic_anogan.scoring import scorer as scoring
 from ic_anogan.scoring.outputs import SERVED_OUTPUTS
@@ -248,9 +248,9 @@ def _score_directly_and_through_the_export(model_dir, saved_model, tmp_path, dat
                                            direct_modes=None, served_modes=None):
     """Scores with the Python search and with the export; returns both CSVs."""
     common = dict(data=data, log_dir=str(tmp_path / "tb"))
-    score_pipeline.run(ScoreRequest(model_dir=model_dir, modes=direct_modes,
+    score_job.run(ScoreRequest(model_dir=model_dir, modes=direct_modes,
                                     output_dir=str(tmp_path / "direct"), **common))
-    score_pipeline.run(ScoreRequest(saved_model=saved_model, modes=served_modes,
+    score_job.run(ScoreRequest(saved_model=saved_model, modes=served_modes,
                                     output_dir=str(tmp_path / "served"), **common))
     rows = [list(csv.DictReader(open(tmp_path / d / "scores.csv"))) for d in ("direct", "served")]
     assert len(rows[0]) == len(rows[1])
@@ -287,9 +287,9 @@ def test_scores_through_the_export_equal_the_model_dir_s(trained_model_dir, expo
     assert json.load(open(tmp_path / "served" / "metrics.json"))["mode"] == mode
     with pytest.raises(UsageRefusal, match="baked-in settings"):
         ScoreRequest(saved_model=exported_modes["path"],
-                     overrides=score_pipeline.SearchOverrides(steps=9))
+                     overrides=score_job.SearchOverrides(steps=9))
     with pytest.raises(ScoringError, match="--mode=encoder_search: supports only search"):
-        score_pipeline.run(ScoreRequest(saved_model=exported_modes["search_only"],
+        score_job.run(ScoreRequest(saved_model=exported_modes["search_only"],
                                         modes=["encoder_search"],
                                         output_dir=str(tmp_path / "x")))
 

@@ -18,7 +18,7 @@ from ic_anogan.models import losses, model_dir as model_dir_lib
 from ic_anogan.models.networks import Encoder, build_encoder
 from ic_anogan.scoring import calibration
 from ic_anogan.scoring.search import LatentSearch
-from ic_anogan.training import encoder as encoder_train, gan as train
+from ic_anogan.training import encoder as encoder_train, encoder_trainer, gan
 
 
 def _images(n, seed=0, size=16):
@@ -63,7 +63,7 @@ def _vary(generator):
 def _trainer(tiny_models, feature_weight=1.0):
     generator, discriminator, _ = tiny_models
     encoder = build_encoder(ModelConfig(**TINY), seed=5)
-    trainer = encoder_train.EncoderTrainer(encoder, generator, discriminator, feature_weight)
+    trainer = encoder_trainer.EncoderTrainer(encoder, generator, discriminator, feature_weight)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
     return trainer
 
@@ -226,7 +226,7 @@ def test_a_checkpoint_from_before_best_weights_resumes(tiny_models, tmp_path):
 def _encoder_script(model_dir, log_dir, epochs, kill_after=None, feature_weight=1.0):
     return textwrap.dedent(f"""
         import os, keras
-        from ic_anogan.training import encoder as encoder_train, gan as train
+        from ic_anogan.training import encoder as encoder_train, gan
         from ic_anogan.config import DataConfig, EncoderConfig, ModelConfig, TrainConfig
 
         class Kill(keras.callbacks.Callback):
@@ -234,7 +234,7 @@ def _encoder_script(model_dir, log_dir, epochs, kill_after=None, feature_weight=
                 if epoch + 1 == {kill_after!r}:
                     os._exit(3)  # like a kill -9 after this epoch's checkpoint
 
-        result = train.train(model_dir={model_dir!r}, log_dir={log_dir!r},
+        result = gan.train(model_dir={model_dir!r}, log_dir={log_dir!r},
                              model_config=ModelConfig(**{TINY!r}),
                              train_config=TrainConfig(batch_size=8, epochs=1,
                                                       monitor_every_epochs=0),
@@ -252,7 +252,7 @@ def _encoder_script(model_dir, log_dir, epochs, kill_after=None, feature_weight=
 def _train_here(model_dir, log_dir, epochs, feature_weight=1.0):
     """What _encoder_script runs, in this process: the GAN (resumed, nothing left), then E."""
     from ic_anogan.config import DataConfig, ModelConfig
-    result = train.train(model_dir=model_dir, log_dir=log_dir, model_config=ModelConfig(**TINY),
+    result = gan.train(model_dir=model_dir, log_dir=log_dir, model_config=ModelConfig(**TINY),
                          train_config=TrainConfig(batch_size=8, epochs=1,
                                                   monitor_every_epochs=0),
                          data_config=DataConfig(synthetic_train_count=20), verbose=0)

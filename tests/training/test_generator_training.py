@@ -14,7 +14,7 @@ from ic_anogan.config import (ConfigError, DataConfig, ModelConfig, SearchConfig
 from ic_anogan.models import folded, model_dir as model_dir_lib
 from ic_anogan.models.networks import Generator, build_models
 from ic_anogan.scoring.search import LatentSearch
-from ic_anogan.training import augment, checkpoints, gan as train, gan_trainer, training_plan
+from ic_anogan.training import augment, checkpoints, gan, gan_trainer, training_plan
 
 
 def _trainer(**options):
@@ -24,9 +24,9 @@ def _trainer(**options):
         average = Generator(**TINY, name="generator_average")
         for a, w in zip(average.weights, generator.weights):
             a.assign(w)
-    trainer = train.GANTrainer(generator, discriminator, seed=0, ema_generator=average,
+    trainer = gan_trainer.GANTrainer(generator, discriminator, seed=0, ema_generator=average,
                                **options)
-    trainer.compile(*train.make_optimizers(TrainConfig()))
+    trainer.compile(*gan_trainer.make_optimizers(TrainConfig()))
     checkpoints.build_optimizers(trainer)
     return trainer
 
@@ -53,7 +53,7 @@ def _train(tmp_path, name="model", train_config=None, **kwargs):
         return captured[-1]
 
     train_config = train_config or TrainConfig(batch_size=8, epochs=2, monitor_every_epochs=0)
-    result = train.train(model_dir=str(tmp_path / name), log_dir=str(tmp_path / f"{name}_logs"),
+    result = gan.train(model_dir=str(tmp_path / name), log_dir=str(tmp_path / f"{name}_logs"),
                          model_config=ModelConfig(**TINY), train_config=train_config,
                          data_config=DataConfig(synthetic_train_count=40), verbose=0,
                          extra_callbacks=[capture] + kwargs.pop("extra_callbacks", []),

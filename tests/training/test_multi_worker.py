@@ -102,7 +102,7 @@ def test_two_workers_train_resume_and_match_one_process(tmp_path):
     from ic_anogan.config import DataConfig, EncoderConfig, ModelConfig, TrainConfig
     from ic_anogan.models import model_dir as model_dir_lib
     from ic_anogan.scoring import calibration
-    from ic_anogan.training import distribution, encoder as encoder_train, gan as train
+    from ic_anogan.training import distribution, encoder as encoder_train, gan
 
     model_dir, log_dir = tmp_path / "model", tmp_path / "logs"
     tf_configs = distribution.local_cluster(2)
@@ -158,7 +158,7 @@ def test_two_workers_train_resume_and_match_one_process(tmp_path):
     # noise: G and D agree up to float summation order (6e-5 measured). E trains 50 more
     # updates against those slightly different G and D, so its bound is looser.
     reference_dir = str(tmp_path / "one_process")
-    reference = train.train(
+    reference = gan.train(
         model_dir=reference_dir, log_dir=str(tmp_path / "one_process_logs"),
         model_config=ModelConfig(**TINY),
         train_config=TrainConfig(batch_size=2 * PER_WORKER_BATCH, epochs=2,

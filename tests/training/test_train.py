@@ -14,14 +14,14 @@ from conftest import REPO, TINY, run_main, tensorboard_tags
 from ic_anogan.config import DataConfig, ModelConfig, TrainConfig
 from ic_anogan.data import image_set
 from ic_anogan.models import model_dir as model_dir_lib
-from ic_anogan.training import callbacks, checkpoints, gan as train
+from ic_anogan.training import callbacks, checkpoints, gan, gan_trainer
 
 
 def _tiny_trainer(seed=0):
     from ic_anogan.models.networks import build_models
     generator, discriminator, _ = build_models(ModelConfig(**TINY), seed=seed)
-    trainer = train.GANTrainer(generator, discriminator, seed=seed)
-    trainer.compile(*train.make_optimizers(TrainConfig()))
+    trainer = gan_trainer.GANTrainer(generator, discriminator, seed=seed)
+    trainer.compile(*gan_trainer.make_optimizers(TrainConfig()))
     checkpoints.build_optimizers(trainer)
     return trainer
 
@@ -52,9 +52,9 @@ def test_checkpoint_round_trip(tmp_path):
     assert checkpoints.restore_checkpoint(trainer, path) == 3
     for before, variable in zip(saved, trainer.checkpoint_variables()):
         np.testing.assert_array_equal(before, variable.numpy())
-    other = train.GANTrainer(*__import__("ic_anogan.models.networks", fromlist=["x"]).build_models(
+    other = gan_trainer.GANTrainer(*__import__("ic_anogan.models.networks", fromlist=["x"]).build_models(
         ModelConfig(16, 8, 8))[:2])
-    other.compile(*train.make_optimizers(TrainConfig()))
+    other.compile(*gan_trainer.make_optimizers(TrainConfig()))
     checkpoints.build_optimizers(other)
     with pytest.raises(model_dir_lib.ModelDirError, match="shape"):
         checkpoints.restore_checkpoint(other, path)
@@ -107,7 +107,7 @@ def _hash(path):
 
 
 def _tiny_train(tmp_path, epochs, **kwargs):
-    return train.train(model_dir=str(tmp_path / "model"), log_dir=str(tmp_path / "logs"),
+    return gan.train(model_dir=str(tmp_path / "model"), log_dir=str(tmp_path / "logs"),
                        model_config=ModelConfig(**TINY),
                        train_config=TrainConfig(batch_size=8, epochs=epochs,
                                                 monitor_every_epochs=0),
@@ -117,7 +117,7 @@ def _tiny_train(tmp_path, epochs, **kwargs):
 def test_killed_run_resumes_from_last_epoch(tmp_path):
     script = textwrap.dedent(f"""
         import os, keras
-        from ic_anogan.training import gan as train
+        from ic_anogan.training import gan
         from ic_anogan.config import DataConfig, ModelConfig, TrainConfig
 
         class Kill(keras.callbacks.Callback):
@@ -125,7 +125,7 @@ def test_killed_run_resumes_from_last_epoch(tmp_path):
                 if epoch == 1:
                     os._exit(3)  # like a kill -9 after epoch 2's checkpoint
 
-        train.train(model_dir={str(tmp_path / 'model')!r}, log_dir={str(tmp_path / 'logs')!r},
+        gan.train(model_dir={str(tmp_path / 'model')!r}, log_dir={str(tmp_path / 'logs')!r},
                     model_config=ModelConfig(**{TINY!r}),
                     train_config=TrainConfig(batch_size=8, epochs=4, monitor_every_epochs=0),
                     data_config=DataConfig(synthetic_train_count=20), verbose=0,
@@ -156,7 +156,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     _tiny_train(tmp_path, epochs=1)
     with pytest.raises(model_dir_lib.ModelDirError,
                        match="model.base_filters=4, this command asks for 8"):
-        train.train(model_dir=str(tmp_path / "model"), log_dir=str(tmp_path / "logs"),
+        gan.train(model_dir=str(tmp_path / "model"), log_dir=str(tmp_path / "logs"),
                     model_config=ModelConfig(16, 8, 8),
                     train_config=TrainConfig(batch_size=8, epochs=2, monitor_every_epochs=0),
                     data_config=DataConfig(synthetic_train_count=20), verbose=0)
@@ -185,7 +185,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
 
 def test_too_few_images_for_a_batch(tmp_path):
     with pytest.raises(image_set.DataError, match="fewer than one batch of 64"):
-        train.train(model_dir=str(tmp_path / "m"), log_dir=str(tmp_path / "l"),
+        gan.train(model_dir=str(tmp_path / "m"), log_dir=str(tmp_path / "l"),
                     model_config=ModelConfig(**TINY), train_config=TrainConfig(batch_size=64),
                     data_config=DataConfig(synthetic_train_count=20), verbose=0)
 
@@ -199,13 +199,13 @@ def test_mirrored_strategy_on_two_cpu_devices(tmp_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from ic_anogan.models import model_dir
-        from ic_anogan.training import gan as train
+        from ic_anogan.training import gan
         from ic_anogan.config import DataConfig, ModelConfig, TrainConfig
         runs = {{}}
         for name, strategy, batch in (
                 ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), 4),
                 ("one_device", tf.distribute.get_strategy(), 8)):
-            runs[name] = train.train(
+            runs[name] = gan.train(
                 model_dir={str(tmp_path)!r} + "/" + name, log_dir={str(tmp_path)!r} + "/logs",
                 model_config=ModelConfig(**{TINY!r}),
                 train_config=TrainConfig(batch_size=batch, epochs=1, monitor_every_epochs=1,
@@ -253,8 +253,8 @@ def test_train_main_refuses_bad_flags_before_tensorflow_loads(tmp_path):
 
 def test_the_pipeline_without_encoder_calibrates_the_search_only(tmp_path):
     from ic_anogan.config import CalibrationConfig, SearchConfig
-    from ic_anogan.jobs import train_job as pipeline
-    result = pipeline.train_and_calibrate(
+    from ic_anogan.jobs import train_job
+    result = train_job.train_and_calibrate(
         model_dir=str(tmp_path / "n"), log_dir=str(tmp_path / "logs"),
         model_config=ModelConfig(**TINY),
         train_config=TrainConfig(batch_size=8, epochs=1, monitor_every_epochs=0),
