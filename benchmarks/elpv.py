@@ -73,8 +73,9 @@ def main() -> None:
     parser.add_argument("--validation_good", type=int, default=100)
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--budget", choices=["demo", "default"], default="demo")
-    parser.add_argument("--score", action="store_true",
-                        help="after training, score the test folder with map_candidates.py")
+    parser.add_argument("--train_only", action="store_true",
+                        help="stop after training (benchmarks/real_surfaces.py scores every map "
+                        "candidate on validation/ and test/)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -96,7 +97,7 @@ def main() -> None:
             model_dir, model_config=model_config, train_config=train_config,
             data_config=DataConfig(data_dir=os.path.join(data_root, "train")))
         print(f"trained in {result.gan.seconds + result.encoder.seconds:.0f} s", flush=True)
-    if not args.score:
+    if args.train_only:
         return
     subprocess.run([sys.executable, os.path.join(HERE, "map_candidates.py"),
                     f"--model_dir={model_dir}", f"--data_dir={os.path.join(data_root, 'test')}"],
