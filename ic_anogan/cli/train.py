@@ -12,6 +12,7 @@ the same flags, an interrupted run resumes.
 """
 
 import dataclasses
+import sys
 
 from absl import app, flags
 
@@ -19,6 +20,10 @@ from ic_anogan import config as config_lib
 from ic_anogan.cli.flags import SEARCH_RENAMES, define_calibration_flags, define_map_flags
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Where the trained model is written.")
+_CONFIG = flags.DEFINE_string(
+    "config", None, "Replay a run: a model directory's config.json (its `run` section) gives "
+    "every setting, and each flag given beside it overrides its one field. The same "
+    "settings train the same weights.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Good images: a folder (recursive), an MVTec-style root (train/good), "
     "or idx:FOLDER:CLASS. Default: the built-in synthetic IC packages.")
@@ -116,6 +121,92 @@ _MAX_IMAGE_PIXELS = flags.DEFINE_integer(
     "refused, or skipped with --skip_corrupt, before they are decoded.")
 
 flags.mark_flags_as_required(["model_dir"])
+
+# Each flag that sets one field of RunConfig, by the field's path, for a --config
+# replay: a flag given beside the file overrides exactly its field.
+FLAG_FIELDS = {
+    "image_size": "model.image_size", "latent_dim": "model.latent_dim",
+    "base_filters": "model.base_filters",
+    "batch_size": "train.batch_size", "epochs": "train.epochs", "updates": "train.updates",
+    "learning_rate": "train.learning_rate", "beta_1": "train.beta_1",
+    "ema_decay": "train.ema_decay", "d_penalty": "train.d_penalty",
+    "r1_gamma": "train.r1_gamma", "augment": "train.augment", "keep_best": "train.keep_best",
+    "validation_fraction": "train.validation_fraction",
+    "monitor_every_epochs": "train.monitor_every_epochs",
+    "monitor_search_steps": "train.monitor_search_steps",
+    "data_dir": "data.data_dir", "skip_corrupt": "data.skip_corrupt",
+    "max_image_pixels": "data.max_image_pixels",
+    "synthetic_train_count": "data.synthetic_train_count",
+    "synthetic_package": "data.synthetic_package",
+    "search_steps": "search.steps", "discrimination_weight": "search.discrimination_weight",
+    "search_learning_rate": "search.learning_rate", "restarts": "search.restarts",
+    "clip_z": "search.clip_z", "search_seed": "search.seed",
+    "encoder_epochs": "encoder.epochs", "encoder_feature_weight": "encoder.feature_weight",
+    "encoder_learning_rate": "encoder.learning_rate",
+    "encoder_batch_size": "encoder.batch_size",
+    "encoder_search_steps": "calibration.encoder_search_steps",
+    "calibration_percentile": "calibration.percentile",
+    "search_batch_size": "calibration.batch_size",
+    "threshold_rule": "calibration.threshold_rule",
+    "calibration_outliers": "calibration.outliers",
+    **{holder.name: f"calibration.map.{field}" for field, holder in _MAP.holders.items()},
+}
+# Flags that set more than one field: --seed seeds the GAN and the encoder.
+FLAG_FIELD_SETS = {"seed": ("train.seed", "encoder.seed")}
+
+
+def _flag_value(name: str):
+    """A flag's value as its config field holds it."""
+    value = flags.FLAGS[name].value
+    return {"auto": None, "on": True, "off": False}[value] if name == "augment" else value
+
+
+def _with_field(config, path: str, value):
+    """`config` with the field at `path` (e.g. calibration.map.neighbours) set."""
+    head, _, rest = path.partition(".")
+    if not rest:
+        return dataclasses.replace(config, **{head: value})
+    return dataclasses.replace(config, **{head: _with_field(getattr(config, head), rest, value)})
+
+
+def replayed_run_config(path: str):
+    """The RunConfig of a --config file, with each flag given beside it applied."""
+    from ic_anogan import config
+    try:
+        values = config.read_json(path)
+    except (OSError, ValueError) as e:
+        raise app.UsageError(f"--config={path}: cannot read it as JSON ({e})") from None
+    values = values.get("run", values) if isinstance(values, dict) else None
+    if not isinstance(values, dict) or not {"model", "train", "data"} <= set(values):
+        raise app.UsageError(f"--config={path}: expected a model directory's config.json "
+                             "(with a `run` section: model, train, data, ...)")
+    try:
+        run_config = config.RunConfig.from_dict(values)
+        # --encoder and --calibrate first: they add or drop a whole section.
+        for holder, section, default in ((_ENCODER, "encoder", config.EncoderConfig),
+                                         (_CALIBRATE, "calibration", config.CalibrationConfig)):
+            if holder.present:
+                run_config = dataclasses.replace(run_config, **{
+                    section: (getattr(run_config, section) or default()) if holder.value
+                    else None})
+        given = [(name, path_) for name, path_ in FLAG_FIELDS.items()
+                 if flags.FLAGS[name].present]
+        given += [(name, path_) for name, paths in FLAG_FIELD_SETS.items()
+                  if flags.FLAGS[name].present for path_ in paths]
+        for name, path_ in given:
+            section = path_.split(".")[0]
+            if getattr(run_config, section) is None:
+                if name not in FLAG_FIELD_SETS:
+                    print(f"WARNING: --{name} is ignored: the replayed run has no {section} "
+                          f"(add --{'encoder' if section == 'encoder' else 'calibrate'})",
+                          file=sys.stderr, flush=True)
+                continue
+            run_config = _with_field(run_config, path_, _flag_value(name))
+    except config.ConfigError as e:
+        raise app.UsageError(e.as_flag()) from None
+    except (TypeError, ValueError) as e:
+        raise app.UsageError(f"--config={path}: {e}") from None
+    return run_config
 # Flags whose config field has another name.
 _RENAMES = SEARCH_RENAMES
 
@@ -168,16 +259,24 @@ def main(argv):
     run_config = dataclasses.replace(
         run_config, encoder=run_config.encoder if _ENCODER.value else None,
         calibration=run_config.calibration if _CALIBRATE.value else None)
+    if _CONFIG.value:
+        run_config = replayed_run_config(_CONFIG.value)
+        if run_config.calibration is not None:
+            try:
+                run_config.calibration.map.check_image_size(run_config.model.image_size)
+            except config.ConfigError as e:
+                raise app.UsageError(e.as_flag()) from None
     from ic_anogan.cli import common as cli
     from ic_anogan.core import atomic_io
     from ic_anogan.data import image_set, sources
     log_dir = _LOG_DIR.value or cli.default_log_dir(_MODEL_DIR.value)
+    data_dir = run_config.data.data_dir
     for flag, folder in (("model_dir", _MODEL_DIR.value), ("log_dir", log_dir)):
         reason = atomic_io.unwritable_reason(folder)
         if reason:
             raise app.UsageError(f"--{flag}={folder}: {reason}")
     try:
-        sources.resolve_source(_DATA_DIR.value)
+        sources.resolve_source(data_dir)
     except image_set.DataError as e:
         cli.report_error(e)
         return 1
