@@ -107,8 +107,7 @@ def _parse_known_flags(argv: list) -> list:
 def run() -> None:
     """The `ic-anogan-bulk-score` command."""
     from ic_anogan.cli import common
-    common.adopt_command_flags()
-    app.run(main, flags_parser=_parse_known_flags)
+    common.run_command(main, flags_parser=_parse_known_flags)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,13 @@ def adopt_command_flags() -> None:
                 values.register_key_flag_for_module(main_module, flag)
 
 
+def run_command(main: Callable, **run_args) -> None:
+    """absl's app.run of a command's `main`, its flags listed by --help."""
+    from absl import app
+    adopt_command_flags()
+    app.run(main, **run_args)
+
+
 def setup_logging() -> None:
     """Routes the library's `logging` records to stderr at INFO."""
     root = logging.getLogger()

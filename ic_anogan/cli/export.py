@@ -9,7 +9,7 @@ ic_anogan.jobs.score_job.run with an export request, which
 `score_main.py --export_dir` makes too.
 """
 
-from absl import app, flags
+from absl import flags
 
 from ic_anogan.cli.flags import define_search_overrides
 
@@ -48,8 +48,7 @@ def main(argv):
 def run() -> None:
     """The `ic-anogan-export` command."""
     from ic_anogan.cli import common
-    common.adopt_command_flags()
-    app.run(main)
+    common.run_command(main)
 
 
 if __name__ == "__main__":

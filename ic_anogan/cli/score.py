@@ -182,8 +182,7 @@ def main(argv):
 def run() -> None:
     """The `ic-anogan-score` command."""
     from ic_anogan.cli import common
-    common.adopt_command_flags()
-    app.run(main)
+    common.run_command(main)
 
 
 if __name__ == "__main__":

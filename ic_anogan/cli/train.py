@@ -12,7 +12,6 @@ the same flags, an interrupted run resumes.
 """
 
 import dataclasses
-import sys
 
 from absl import app, flags
 
@@ -153,60 +152,6 @@ FLAG_FIELDS = {
 }
 # Flags that set more than one field: --seed seeds the GAN and the encoder.
 FLAG_FIELD_SETS = {"seed": ("train.seed", "encoder.seed")}
-
-
-def _flag_value(name: str):
-    """A flag's value as its config field holds it."""
-    value = flags.FLAGS[name].value
-    return {"auto": None, "on": True, "off": False}[value] if name == "augment" else value
-
-
-def _with_field(config, path: str, value):
-    """`config` with the field at `path` (e.g. calibration.map.neighbours) set."""
-    head, _, rest = path.partition(".")
-    if not rest:
-        return dataclasses.replace(config, **{head: value})
-    return dataclasses.replace(config, **{head: _with_field(getattr(config, head), rest, value)})
-
-
-def replayed_run_config(path: str):
-    """The RunConfig of a --config file, with each flag given beside it applied."""
-    from ic_anogan import config
-    try:
-        values = config.read_json(path)
-    except (OSError, ValueError) as e:
-        raise app.UsageError(f"--config={path}: cannot read it as JSON ({e})") from None
-    values = values.get("run", values) if isinstance(values, dict) else None
-    if not isinstance(values, dict) or not {"model", "train", "data"} <= set(values):
-        raise app.UsageError(f"--config={path}: expected a model directory's config.json "
-                             "(with a `run` section: model, train, data, ...)")
-    try:
-        run_config = config.RunConfig.from_dict(values)
-        # --encoder and --calibrate first: they add or drop a whole section.
-        for holder, section, default in ((_ENCODER, "encoder", config.EncoderConfig),
-                                         (_CALIBRATE, "calibration", config.CalibrationConfig)):
-            if holder.present:
-                run_config = dataclasses.replace(run_config, **{
-                    section: (getattr(run_config, section) or default()) if holder.value
-                    else None})
-        given = [(name, path_) for name, path_ in FLAG_FIELDS.items()
-                 if flags.FLAGS[name].present]
-        given += [(name, path_) for name, paths in FLAG_FIELD_SETS.items()
-                  if flags.FLAGS[name].present for path_ in paths]
-        for name, path_ in given:
-            section = path_.split(".")[0]
-            if getattr(run_config, section) is None:
-                if name not in FLAG_FIELD_SETS:
-                    print(f"WARNING: --{name} is ignored: the replayed run has no {section} "
-                          f"(add --{'encoder' if section == 'encoder' else 'calibrate'})",
-                          file=sys.stderr, flush=True)
-                continue
-            run_config = _with_field(run_config, path_, _flag_value(name))
-    except config.ConfigError as e:
-        raise app.UsageError(e.as_flag()) from None
-    except (TypeError, ValueError) as e:
-        raise app.UsageError(f"--config={path}: {e}") from None
-    return run_config
 # Flags whose config field has another name.
 _RENAMES = SEARCH_RENAMES
 
@@ -260,7 +205,9 @@ def main(argv):
         run_config, encoder=run_config.encoder if _ENCODER.value else None,
         calibration=run_config.calibration if _CALIBRATE.value else None)
     if _CONFIG.value:
-        run_config = replayed_run_config(_CONFIG.value)
+        from ic_anogan.cli import replay
+        run_config = replay.replayed_run_config(_CONFIG.value, FLAG_FIELDS, FLAG_FIELD_SETS,
+                                                {"encoder": _ENCODER, "calibration": _CALIBRATE})
         if run_config.calibration is not None:
             try:
                 run_config.calibration.map.check_image_size(run_config.model.image_size)
@@ -310,8 +257,7 @@ def main(argv):
 def run() -> None:
     """The `ic-anogan-train` command."""
     from ic_anogan.cli import common
-    common.adopt_command_flags()
-    app.run(main)
+    common.run_command(main)
 
 
 if __name__ == "__main__":
