@@ -145,7 +145,6 @@ def evaluate(name, config, calibration, scored, precomputed=None, seed=0):
     import tensorflow as tf
 
     from ic_anogan.scoring import anomaly_maps, map_calibration
-    from ic_anogan.scoring import thresholds as threshold_rules
     held, held_out, held_extras = calibration
     images, outputs, extras = scored
     start = time.perf_counter()

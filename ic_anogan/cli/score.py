@@ -169,11 +169,11 @@ def main(argv):
         return 0
     for mode in result.modes:
         if len(result.modes) > 1:
-            print(f"== mode {mode.decision.mode} (Γ = {mode.decision.scorer.settings['steps']})")
+            print(f"== mode {mode.decision.mode} (Γ = {mode.decision.scorer.search_config.steps})")
         print(report.summary_text(mode.report, mode.log_dir))
     if len(result.modes) > 1:
         print(report.comparison_table([
-            {"mode": m.decision.mode, "steps": m.decision.scorer.settings["steps"],
+            {"mode": m.decision.mode, "steps": m.decision.scorer.search_config.steps,
              "evaluation": m.report.evaluation, "seconds": m.seconds, "images": m.images}
             for m in result.modes]))
     return 0

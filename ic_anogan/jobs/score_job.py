@@ -14,7 +14,7 @@ import time
 from typing import Optional, Sequence
 
 from ic_anogan import config as config_lib
-from ic_anogan.config import DataConfig, SearchConfig, SearchRuntime
+from ic_anogan.config import DataConfig, SearchRuntime
 from ic_anogan.core import atomic_io
 from ic_anogan.data import loading
 from ic_anogan.data.image_set import describe
@@ -81,8 +81,8 @@ def score(decisions: Sequence[ModeDecision], data_config: DataConfig, image_size
     several = len(decisions) > 1
     for decision in decisions:
         scorer = decision.scorer
-        steps = int(scorer.settings["steps"])
-        log.info("mode %s: %s", scorer.mode, scorer.settings)
+        steps = scorer.search_config.steps
+        log.info("mode %s: %s", scorer.mode, config_lib.to_dict(scorer.search_config))
         if decision.evidence:
             log.info("mode %s: the %s threshold %s", scorer.mode, decision.image_score,
                      threshold_evidence.describe_evidence(decision.evidence))
@@ -100,7 +100,8 @@ def score(decisions: Sequence[ModeDecision], data_config: DataConfig, image_size
             output_dir, images, outputs, decision.threshold, log_dir=log_dir,
             image_score=decision.image_score, thresholds=decision.thresholds,
             map_statistics=statistics, extra={
-                "mode": scorer.mode, "search": scorer.settings, "threshold": decision.threshold,
+                "mode": scorer.mode, "search": config_lib.to_dict(scorer.search_config),
+                "threshold": decision.threshold,
                 "threshold_evidence": decision.evidence,
                 "map": None if statistics is None else {
                     "config": config_lib.to_dict(statistics.config), "count": statistics.count,
@@ -123,7 +124,7 @@ def export(model: TrainedModel, decisions: Sequence[ModeDecision], export_dir: s
     """
     from ic_anogan.serving import export as export_lib  # keras.export only when exporting
     from ic_anogan.serving.serving_graph import ServedMode
-    served = [ServedMode(SearchConfig(**d.scorer.settings), d.threshold,
+    served = [ServedMode(d.scorer.search_config, d.threshold,
                                     d.scorer.statistics, d.image_score, d.evidence)
               for d in decisions]
     return export_lib.export_saved_model(
@@ -146,7 +147,7 @@ class RunResult:
         """One line saying what the export serves."""
         first = self.decisions[0]
         return (f"exported SavedModel to {self.export_path}; serving_default scores with "
-                f"{first.mode} (Γ = {first.scorer.settings['steps']}, decides by "
+                f"{first.mode} (Γ = {first.scorer.search_config.steps}, decides by "
                 f"{first.image_score}, threshold {first.threshold}); signatures: "
                 f"{', '.join(signature_names(self.decisions))}")
 

@@ -191,8 +191,8 @@ def describe(statistics: MapStatistics) -> str:
                   if c.neighbours and statistics.reference_maps is not None else "")
     scales = (f", the maximum over {c.area_scales + 1} scales" if c.area_scales else "")
     return (f"map statistics on {statistics.count} good images ({c.residual} residual"
-            f"{tolerance}{scales}, {c.kernel} {c.kernel_size}x{c.kernel_size} smoothing{neighbours}, "
-            "shrunk toward the "
+            f"{tolerance}{scales}, {c.kernel} {c.kernel_size}x{c.kernel_size} smoothing"
+            f"{neighbours}, shrunk toward the "
             f"image-wide values with the weight of {c.prior_images:g} images; pixel threshold "
             f"{statistics.pixel_threshold:.3f} = {c.pixel_percentile:g}th percentile of good "
             "standardised pixels)"

@@ -41,12 +41,12 @@ class Scorer(Protocol):
 
     Attributes:
       mode: search, encoder or encoder_search.
-      settings: the search settings in force (SearchConfig's fields).
+      search_config: the search settings in force.
       statistics: the good parts' map statistics the map outputs use, or None.
     """
 
     mode: str
-    settings: dict
+    search_config: SearchConfig
     statistics: Optional[MapStatistics]
 
     def score(self, images: ImageSet, batch_size: int,
@@ -116,7 +116,7 @@ class SearchScorer:
         self.search = LatentSearch(model.generator, model.features, search_config,
                                    encoder=model.encoder, runtime=runtime)
         self.mode = search_config.mode
-        self.settings = config_lib.to_dict(search_config)
+        self.search_config = search_config
         self.statistics = statistics
         self.chunk_steps = chunk_steps or max(1, search_config.steps // 20)
 

@@ -16,7 +16,7 @@ from typing import Optional
 import tensorflow as tf
 
 from ic_anogan import config as config_lib
-from ic_anogan.config import ImageScore, Mode
+from ic_anogan.config import ImageScore, Mode, SearchConfig
 from ic_anogan.data import preprocessing
 from ic_anogan.data.image_set import ImageSet
 from ic_anogan.scoring.map_statistics import MapStatistics
@@ -74,9 +74,9 @@ class ExportedModel:
         values = self._per_mode[mode].get("map")
         return None if values is None else MapStatistics.from_dict(values)
 
-    def settings_of(self, mode: str) -> dict:
+    def search_config(self, mode: str) -> SearchConfig:
         """The search settings baked in for `mode`."""
-        return self._per_mode[mode]["search"]
+        return config_lib.from_dict(SearchConfig, self._per_mode[mode]["search"])
 
     def signature(self, mode: str, kind: str):
         """The loaded signature serving `mode` for an input kind (images, encoded, float)."""
@@ -106,7 +106,7 @@ class ExportedScorer:
 
     def __init__(self, exported: ExportedModel, mode: str):
         self.exported, self.mode = exported, mode
-        self.settings = exported.settings_of(mode)
+        self.search_config = exported.search_config(mode)
         self.statistics = exported.map_statistics(mode)
         self.image_score = exported.image_scores[mode]
         self._encoded = exported.signature(mode, "encoded")
@@ -126,7 +126,7 @@ class ExportedScorer:
                 result = self._decoded(images=tf.constant(images.images[begin:end]))
             return self._outputs({k: v.numpy() for k, v in result.items()})
 
-        return score_in_batches(len(images), batch_size, int(self.settings["steps"]),
+        return score_in_batches(len(images), batch_size, self.search_config.steps,
                                 score_batch, progress)
 
     def _outputs(self, served: dict) -> ScoreOutputs:

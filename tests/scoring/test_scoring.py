@@ -268,7 +268,7 @@ def test_every_mode_is_scored_and_compared(trained_model_dir, tmp_path):
     assert np.all(scores["encoder_search"] <= scores["encoder"] * (1 + 1e-5))
     assert not np.allclose(scores["search"], scores["encoder"])
     table = report_lib.comparison_table([
-        {"mode": m.decision.mode, "steps": m.decision.scorer.settings["steps"],
+        {"mode": m.decision.mode, "steps": m.decision.scorer.search_config.steps,
          "evaluation": m.report.evaluation, "seconds": m.seconds, "images": m.images}
         for m in result.modes]).splitlines()
     assert [(line.split("|")[1].strip(), line.split("|")[3].strip()) for line in table[2:11]] \
