@@ -127,6 +127,44 @@ def median_seconds(run: Callable[[], object], repeats: int = 1,
     return result, statistics.median(times)
 
 
+def map_figures(images, scored, good_scores: dict) -> dict:
+    """A map's figures on `images` as the tables print them: per defect type AUROC, TPR at
+    1% FPR, PRO and pixel AUROC of the standardised map; overall AUROC and TPR; recall and
+    FPR at the map_max threshold the library's rule (99th percentile) sets on
+    `good_scores`, the cross-fitted good scores per map score."""
+    from ic_anogan.reporting import report
+    from ic_anogan.scoring import thresholds as threshold_rules
+    thresholds = {s: threshold_rules.estimate(v, 99).threshold for s, v in good_scores.items()}
+    e = report.evaluate_scores(images, scored, "map_max", thresholds)
+    m = e["image_scores"]["map_max"]
+    types = list(m["auroc_per_defect_type"])
+    nan = float("nan")
+    return {"auroc": {d: m["auroc_per_defect_type"][d] for d in types},
+            "tpr": {d: m["tpr_at_fpr_1pct_per_defect_type"][d] for d in types},
+            "pro": {d: e.get("pro_per_defect_type", {}).get(d, nan) for d in types},
+            "pixel_auroc": {d: e.get("pixel_auroc_standardised_per_defect_type", {}).get(d, nan)
+                            for d in types},
+            "overall": (m["auroc"], m["tpr_at_fpr_1pct"]),
+            "recall": m["at_threshold"]["recall"],
+            "fpr": m["at_threshold"]["false_positive_rate"]}
+
+
+def print_map_table(title: str, rows: list, figures: tuple, overall: bool) -> None:
+    """Markdown rows of `map_figures` (with "name" and "seconds"): the per-type `figures`
+    in their order, the overall pair when asked, recall (FPR) and the map step's seconds."""
+    types = list(rows[0]["auroc"])
+    print(f"\n{title}\n")
+    print("| map | " + " | ".join(types) + (" | overall" if overall else "")
+          + " | recall (FPR) at threshold | map step s |")
+    print("|---|" + "---|" * (len(types) + overall) + "---|---:|")
+    for r in rows:
+        cells = [" / ".join(f"{r[f][d]:.3f}" for f in figures) for d in types]
+        if overall:
+            cells.append(f"{r['overall'][0]:.3f} / {r['overall'][1]:.3f}")
+        print(f"| {r['name']} | " + " | ".join(cells)
+              + f" | {r['recall']:.3f} ({r['fpr']:.3f}) | {r['seconds']:.1f} |", flush=True)
+
+
 def runtime_line() -> str:
     """Whether oneDNN is on, the CPU and its vector extensions: print it beside every time."""
     from ic_anogan.core import runtime

@@ -60,42 +60,21 @@ def candidates() -> dict:
 
 def evaluate(name, config, heldout, heldout_outputs, images, outputs, seed):
     """One row: calibrate `config` on the held-out reconstructions, score `outputs`."""
-
-    from ic_anogan.reporting import report
     from ic_anogan.scoring import map_calibration, scorer as scoring
     start = time.perf_counter()
     calibrated = map_calibration.calibrate(heldout.images, heldout_outputs.reconstruction, config,
-                                        seed=seed, latents=heldout_outputs.latent)
-    # The library's threshold rule (scoring/thresholds.py), as calibration applies it.
-    from ic_anogan.scoring import thresholds as threshold_rules
-    thresholds = {score: threshold_rules.estimate(values, 99).threshold
-                  for score, values in calibrated.good_scores.items()}
+                                           seed=seed, latents=heldout_outputs.latent)
     scored = scoring.with_maps(images.images, outputs, calibrated.statistics)
     seconds = time.perf_counter() - start
-    e = report.evaluate_scores(images, scored, "map_max", thresholds)
-    m = e["image_scores"]["map_max"]
-    types = [d for d in m["auroc_per_defect_type"]]
     return {"name": name, "config": dataclasses.asdict(config), "seconds": seconds,
-            "auroc": {d: m["auroc_per_defect_type"][d] for d in types},
-            "tpr": {d: m["tpr_at_fpr_1pct_per_defect_type"][d] for d in types},
-            "pro": {d: e.get("pro_per_defect_type", {}).get(d, float("nan")) for d in types},
-            "pixel_auroc": {d: e.get("pixel_auroc_standardised_per_defect_type", {}).get(
-                d, float("nan")) for d in types},
-            "recall": m["at_threshold"]["recall"],
-            "fpr": m["at_threshold"]["false_positive_rate"]}
+            **common.map_figures(images, scored, calibrated.good_scores)}
 
 
 def print_table(title: str, rows: list) -> None:
-    types = list(rows[0]["auroc"])
-    print(f"\n{title}: AUROC / TPR at 1% FPR / PRO / pixel AUROC per defect type, recall and "
-          "FPR at the calibrated map_max threshold\n")
-    print("| map | " + " | ".join(types) + " | recall (FPR) at threshold | map step s |")
-    print("|---|" + "---|" * len(types) + "---|---:|")
-    for r in rows:
-        cells = [f"{r['auroc'][d]:.3f} / {r['tpr'][d]:.3f} / {r['pro'][d]:.3f} / "
-                 f"{r['pixel_auroc'][d]:.3f}" for d in types]
-        print(f"| {r['name']} | " + " | ".join(cells)
-              + f" | {r['recall']:.3f} ({r['fpr']:.3f}) | {r['seconds']:.1f} |")
+    common.print_map_table(
+        f"{title}: AUROC / TPR at 1% FPR / PRO / pixel AUROC per defect type, recall and FPR "
+        "at the calibrated map_max threshold", rows, ("auroc", "tpr", "pro", "pixel_auroc"),
+        overall=False)
 
 
 def main() -> None:

@@ -168,26 +168,13 @@ def evaluate(name, config, calibration, scored, precomputed=None, seed=0):
 
 
 def row(name, images, outputs, good_scores, maps, seconds):
+    """One table row: `outputs` with the map outputs `maps`, judged by common.map_figures."""
     from ic_anogan.config import MAP_SCORES
-    from ic_anogan.reporting import report
-    from ic_anogan.scoring import thresholds as threshold_rules
-    thresholds = {s: threshold_rules.estimate(v, 99).threshold for s, v in good_scores.items()}
     scored = dataclasses.replace(
         outputs, map_scores={s: maps[s] for s in MAP_SCORES}, map_x=maps["map_x"],
         map_y=maps["map_y"], standardised_map=maps["standardised_map"],
         defect_mask=maps["defect_mask"])
-    e = report.evaluate_scores(images, scored, "map_max", thresholds)
-    m = e["image_scores"]["map_max"]
-    types = list(m["auroc_per_defect_type"])
-    nan = float("nan")
-    return {"name": name, "seconds": seconds,
-            "auroc": {d: m["auroc_per_defect_type"][d] for d in types},
-            "tpr": {d: m["tpr_at_fpr_1pct_per_defect_type"][d] for d in types},
-            "pro": {d: e.get("pro_per_defect_type", {}).get(d, nan) for d in types},
-            "pixel_auroc": {d: e.get("pixel_auroc_standardised_per_defect_type", {}).get(d, nan)
-                            for d in types},
-            "overall": (m["auroc"], m["tpr_at_fpr_1pct"]),
-            "recall": m["at_threshold"]["recall"], "fpr": m["at_threshold"]["false_positive_rate"]}
+    return {"name": name, "seconds": seconds, **common.map_figures(images, scored, good_scores)}
 
 
 PRECOMPUTED = ("features", "learned", "intensity")
@@ -220,17 +207,10 @@ COMBINATIONS = (("absolute, area 3", "gradient, area 3"), ("absolute, area 3", "
 
 
 def print_table(title: str, rows: list) -> None:
-    types = list(rows[0]["auroc"])
-    print(f"\n{title}: AUROC / TPR at 1% FPR / pixel AUROC / PRO per defect type; overall "
-          "AUROC / TPR; recall (FPR) at the calibrated map_max threshold\n")
-    print("| map | " + " | ".join(types) + " | overall | at threshold | map s |")
-    print("|---|" + "---|" * len(types) + "---|---|---:|")
-    for r in rows:
-        cells = [f"{r['auroc'][d]:.3f} / {r['tpr'][d]:.3f} / {r['pixel_auroc'][d]:.3f} / "
-                 f"{r['pro'][d]:.3f}" for d in types]
-        print(f"| {r['name']} | " + " | ".join(cells)
-              + f" | {r['overall'][0]:.3f} / {r['overall'][1]:.3f}"
-              + f" | {r['recall']:.3f} ({r['fpr']:.3f}) | {r['seconds']:.1f} |", flush=True)
+    common.print_map_table(
+        f"{title}: AUROC / TPR at 1% FPR / pixel AUROC / PRO per defect type; overall AUROC / "
+        "TPR; recall (FPR) at the calibrated map_max threshold", rows,
+        ("auroc", "tpr", "pixel_auroc", "pro"), overall=True)
 
 
 def main() -> None:

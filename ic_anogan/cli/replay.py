@@ -14,16 +14,16 @@ from absl import app, flags
 
 from ic_anogan import config
 
-# Flag values that a config field holds differently.
-_FIELD_VALUES = {"augment": {"auto": None, "on": True, "off": False}}
-# The sections a step's own flag (--encoder, --calibrate) adds or drops.
-_SECTIONS = {"encoder": (config.EncoderConfig, "encoder"),
-             "calibration": (config.CalibrationConfig, "calibrate")}
 
 
-def _flag_value(name: str):
+def _flag_value(name: str, field_values: dict):
     value = flags.FLAGS[name].value
-    return _FIELD_VALUES[name][value] if name in _FIELD_VALUES else value
+    return field_values[name][value] if name in field_values else value
+
+
+def _default(section: str):
+    """RunConfig's default for one of its sections."""
+    return next(f.default for f in dataclasses.fields(config.RunConfig) if f.name == section)
 
 
 def with_field(settings, path: str, value):
@@ -37,13 +37,14 @@ def with_field(settings, path: str, value):
 
 
 def replayed_run_config(path: str, flag_fields: dict, flag_field_sets: dict,
-                        step_flags: dict) -> config.RunConfig:
+                        step_flags: dict, field_values: dict) -> config.RunConfig:
     """The RunConfig of a --config file, with each flag given beside it applied.
 
     Args:
       flag_fields: flag name -> the field path it sets.
       flag_field_sets: flag name -> the field paths it sets together.
       step_flags: section -> the boolean flag holder that adds or drops it.
+      field_values: flag name -> {flag value: field value} where the two differ.
 
     Raises:
       app.UsageError: the file is not a run's config.json, or a value is refused (the
@@ -62,9 +63,8 @@ def replayed_run_config(path: str, flag_fields: dict, flag_field_sets: dict,
         # The steps' own flags first: they add or drop a whole section.
         for section, holder in step_flags.items():
             if holder.present:
-                default = _SECTIONS[section][0]
                 run_config = dataclasses.replace(run_config, **{
-                    section: (getattr(run_config, section) or default()) if holder.value
+                    section: (getattr(run_config, section) or _default(section)) if holder.value
                     else None})
         given = [(name, field) for name, field in flag_fields.items()
                  if flags.FLAGS[name].present]
@@ -75,9 +75,9 @@ def replayed_run_config(path: str, flag_fields: dict, flag_field_sets: dict,
             if getattr(run_config, section) is None:
                 if name not in flag_field_sets:
                     print(f"WARNING: --{name} is ignored: the replayed run has no {section} "
-                          f"(add --{_SECTIONS[section][1]})", file=sys.stderr, flush=True)
+                          f"(add --{step_flags[section].name})", file=sys.stderr, flush=True)
                 continue
-            run_config = with_field(run_config, field, _flag_value(name))
+            run_config = with_field(run_config, field, _flag_value(name, field_values))
     except config.ConfigError as e:
         raise app.UsageError(e.as_flag()) from None
     except (TypeError, ValueError) as e:

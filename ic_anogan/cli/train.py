@@ -152,6 +152,8 @@ FLAG_FIELDS = {
 }
 # Flags that set more than one field: --seed seeds the GAN and the encoder.
 FLAG_FIELD_SETS = {"seed": ("train.seed", "encoder.seed")}
+# Flag values that their config field holds differently.
+FLAG_VALUES = {"augment": {"auto": None, "on": True, "off": False}}
 # Flags whose config field has another name.
 _RENAMES = SEARCH_RENAMES
 
@@ -176,7 +178,7 @@ def main(argv):
                 learning_rate=_LEARNING_RATE.value, beta_1=_BETA_1.value, seed=_SEED.value,
                 ema_decay=_EMA_DECAY.value, d_penalty=_D_PENALTY.value,
                 r1_gamma=_R1_GAMMA.value,
-                augment={"auto": None, "on": True, "off": False}[_AUGMENT.value],
+                augment=FLAG_VALUES["augment"][_AUGMENT.value],
                 keep_best=_KEEP_BEST.value, validation_fraction=_VALIDATION_FRACTION.value,
                 monitor_every_epochs=_MONITOR_EVERY.value,
                 monitor_search_steps=_MONITOR_STEPS.value),
@@ -207,7 +209,8 @@ def main(argv):
     if _CONFIG.value:
         from ic_anogan.cli import replay
         run_config = replay.replayed_run_config(_CONFIG.value, FLAG_FIELDS, FLAG_FIELD_SETS,
-                                                {"encoder": _ENCODER, "calibration": _CALIBRATE})
+                                                {"encoder": _ENCODER, "calibration": _CALIBRATE},
+                                                FLAG_VALUES)
         if run_config.calibration is not None:
             try:
                 run_config.calibration.map.check_image_size(run_config.model.image_size)

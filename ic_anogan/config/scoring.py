@@ -201,6 +201,11 @@ class MapConfig:
                 and 0 <= self.area_scales <= MAX_AREA_SCALES, "map_area_scales",
                 f"an integer from 0 to {MAX_AREA_SCALES}", self.area_scales)
 
+    @property
+    def two_sided(self) -> bool:
+        """Whether the standardised map counts both signs (the `signed` residual)."""
+        return self.residual == "signed"
+
     def tolerance_for(self, image_size: int) -> int:
         """The alignment tolerance in force at `image_size`: as given, else one pixel per
         PIXELS_PER_TOLERANCE of the side."""

@@ -86,7 +86,7 @@ def standardise(smoothed: tf.Tensor, mean, std, config: MapConfig,
         mean = tf.reshape(mean, [1, *mean.shape, 1])
         std = tf.reshape(std, [1, *std.shape, 1])
     standardised = (smoothed - mean) / std
-    return tf.abs(standardised) if config.residual == "signed" and not keep_sign else standardised
+    return tf.abs(standardised) if config.two_sided and not keep_sign else standardised
 
 
 def neighbour_statistics(latents: tf.Tensor, statistics: MapStatistics) -> tuple:
@@ -175,7 +175,7 @@ def outputs_from_smoothed(smoothed: tf.Tensor, statistics: MapStatistics,
         standardised = area_scales.combined_map(
             standardised_maps(smoothed, statistics, latents, keep_sign=True),
             config.area_scales, statistics.area_normalisation,
-            two_sided=config.residual == "signed")
+            two_sided=config.two_sided)
     else:
         standardised = standardised_maps(smoothed, statistics, latents)
     outputs = map_scores(standardised, config)

@@ -156,10 +156,10 @@ def calibrate_smoothed(smoothed: np.ndarray, config: MapConfig, resolution: dict
                             for b in range(0, int(inside.sum()), 128))])
     normalisation = None
     if config.area_scales:
-        two_sided = config.residual == "signed"
-        normalisation = area_scales.fit_normalisation(crossfit, config.area_scales, two_sided)
+        normalisation = area_scales.fit_normalisation(crossfit, config.area_scales,
+                                                      config.two_sided)
         crossfit = np.concatenate([area_scales.combined_map(
-            crossfit[b:b + 256], config.area_scales, normalisation, two_sided).numpy()
+            crossfit[b:b + 256], config.area_scales, normalisation, config.two_sided).numpy()
             for b in range(0, count, 256)])
     scores = {name: np.zeros(count, np.float64) for name in config_lib.MAP_SCORES}
     for begin in range(0, count, 256):
