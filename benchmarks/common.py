@@ -85,19 +85,17 @@ def calibrated_scorer(model, heldout, search_config, map_config="default",
     score_main.py --calibrate_dir does) and returns (SearchScorer with its map statistics,
     the calibration record)."""
     from ic_anogan.config import MapConfig
-    from ic_anogan.scoring import calibration, scorer as scoring
+    from ic_anogan.scoring import scorer as scoring
     record = scoring.calibrate(model, heldout, search_config, 99.0, batch_size,
                                source="held-out",
                                map_config=MapConfig() if map_config == "default" else map_config)
-    return (scoring.SearchScorer(model, search_config, calibration.map_statistics(record)),
-            record)
+    return scoring.SearchScorer(model, search_config, record.map_statistics), record
 
 
 def evaluate(images, outputs, record, image_score: str = "map_max") -> dict:
     """metrics.json's evaluation: every image score, per defect type, and the pixel figures."""
     from ic_anogan.reporting import report
-    from ic_anogan.scoring import calibration
-    return report.evaluate_scores(images, outputs, image_score, calibration.thresholds(record))
+    return report.evaluate_scores(images, outputs, image_score, record.thresholds)
 
 
 def per_type(evaluation: dict, image_score: str) -> dict:

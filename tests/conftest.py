@@ -108,9 +108,9 @@ def exported_modes(trained_model_dir, exported, tmp_path_factory):
                                            export_dir=str(base / "serving"))).export_path
     assert path == str(base / "serving" / "1")
     return {"model": model, "path": path, "loaded": tf.saved_model.load(path),
-            "configs": {m: calibration.stored_search_config(records[m]) for m in MODES},
-            "statistics": {m: calibration.map_statistics(records[m]) for m in MODES},
-            "thresholds": {m: calibration.thresholds(records[m])["map_max"] for m in MODES},
+            "configs": {m: records[m].search_config for m in MODES},
+            "statistics": {m: records[m].map_statistics for m in MODES},
+            "thresholds": {m: records[m].thresholds["map_max"] for m in MODES},
             # An export of the search mode only, to be asked for a mode it lacks.
             "search_only": exported["path"]}
 

@@ -17,37 +17,46 @@ import sys
 
 from absl import app, flags
 
-_SAVED_MODEL = flags.DEFINE_string(
-    "saved_model", None, "An export: a version folder (EXPORT_DIR/<version>), or the export base, "
-    "which scores with its newest version. Local, or a path Beam's file systems read (gs://...).")
-_INPUT_PATTERN = flags.DEFINE_multi_string(
-    "input_pattern", None, "Glob of the image files to score (PNG, JPEG, BMP, GIF), read "
-    "through Beam's file systems; repeat the flag for several.")
-_OUTPUT = flags.DEFINE_string(
-    "output", None, "Path prefix of the outputs, e.g. out/run1/ or gs://bucket/run1/; an "
-    "existing folder given without its trailing slash is taken as that folder.")
-_MODE = flags.DEFINE_string("mode", None, "A mode baked into the export; default: its default "
-                            "mode (the one serving_default serves).")
-_WRITE_MASKS = flags.DEFINE_bool("write_masks", False, "Write each anomalous file's defect mask "
-                                 "and overlay as PNGs under OUTPUTmasks/.")
-_MIN_BATCH_SIZE = flags.DEFINE_integer("min_batch_size", 1, "Fewest files per signature call.",
-                                       lower_bound=1)
-_MAX_BATCH_SIZE = flags.DEFINE_integer("max_batch_size", 32, "Most files per signature call.",
-                                       lower_bound=1)
-_MAX_FILE_BYTES = flags.DEFINE_integer("max_file_bytes", 64 * 1024 * 1024,
-                                       "Larger files are refused before they are read.",
-                                       lower_bound=1)
-_MAX_IMAGE_PIXELS = flags.DEFINE_integer(
-    "max_image_pixels", 100_000_000, "Images above this many pixels (width x height, from the "
-    "header) are refused before they are decoded.", lower_bound=1)
-_TF_THREADS = flags.DEFINE_integer(
-    "tf_threads", None, "TensorFlow threads per worker process; 0: TensorFlow's own choice "
-    "(one per core). Default: the cores divided by --direct_num_workers with "
-    "--direct_running_mode=multi_processing, else TensorFlow's own.", lower_bound=0)
-_LARGE_MODEL = flags.DEFINE_bool(
-    "large_model", False, "Load the model once per machine and share it between worker "
-    "processes (Beam's shared-model proxy) instead of once per process.")
+from ic_anogan.cli import flag_table
+from ic_anogan.cli.flag_table import Flag
 
+ROWS = (
+    Flag("input_pattern", "bulk.input_patterns", "data", kind="multi_string",
+         help="Glob of the image files to score (PNG, JPEG, BMP, GIF), read through Beam's "
+              "file systems; repeat the flag for several."),
+    Flag("max_file_bytes", "bulk.max_file_bytes", "data", kind="integer",
+         default=64 * 1024 * 1024, bounds={"lower_bound": 1},
+         help="Larger files are refused before they are read."),
+    Flag("max_image_pixels", "bulk.max_image_pixels", "data", kind="integer",
+         default=100_000_000, bounds={"lower_bound": 1},
+         help="Images above this many pixels (width x height, from the header) are refused "
+              "before they are decoded."),
+    Flag("saved_model", "bulk.saved_model", "model",
+         help="An export: a version folder (EXPORT_DIR/<version>), or the export base, which "
+              "scores with its newest version. Local, or a path Beam's file systems read "
+              "(gs://...)."),
+    Flag("mode", "bulk.mode", "search",
+         help="A mode baked into the export; default: its default mode (the one "
+              "serving_default serves)."),
+    Flag("min_batch_size", "bulk.min_batch_size", "runtime", kind="integer", default=1,
+         bounds={"lower_bound": 1}, help="Fewest files per signature call."),
+    Flag("max_batch_size", "bulk.max_batch_size", "runtime", kind="integer", default=32,
+         bounds={"lower_bound": 1}, help="Most files per signature call."),
+    Flag("tf_threads", "bulk.tf_threads", "runtime", kind="integer", bounds={"lower_bound": 0},
+         help="TensorFlow threads per worker process; 0: TensorFlow's own choice (one per "
+              "core). Default: the cores divided by --direct_num_workers with "
+              "--direct_running_mode=multi_processing, else TensorFlow's own."),
+    Flag("large_model", "bulk.large_model", "runtime", kind="bool", default=False,
+         help="Load the model once per machine and share it between worker processes "
+              "(Beam's shared-model proxy) instead of once per process."),
+    Flag("output", "bulk.output", "output",
+         help="Path prefix of the outputs, e.g. out/run1/ or gs://bucket/run1/; an existing "
+              "folder given without its trailing slash is taken as that folder."),
+    Flag("write_masks", "bulk.write_masks", "output", kind="bool", default=False,
+         help="Write each anomalous file's defect mask and overlay as PNGs under "
+              "OUTPUTmasks/."),
+)
+FLAGS = flag_table.define(ROWS)
 flags.mark_flags_as_required(["saved_model", "input_pattern", "output"])
 
 
@@ -63,30 +72,33 @@ def _threads_per_worker(beam_args: list) -> int:
 
 def main(argv):
     beam_args = argv[1:]
+    from ic_anogan import config
     from ic_anogan.jobs import bulk_score
-    from ic_anogan.jobs.score_request import UsageRefusal
+    threads = FLAGS.value("tf_threads")
     request = bulk_score.BulkRequest(
-        saved_model=_SAVED_MODEL.value, input_patterns=tuple(_INPUT_PATTERN.value),
-        output=_OUTPUT.value, mode=_MODE.value, write_masks=_WRITE_MASKS.value,
-        min_batch_size=_MIN_BATCH_SIZE.value, max_batch_size=_MAX_BATCH_SIZE.value,
-        max_file_bytes=_MAX_FILE_BYTES.value, max_image_pixels=_MAX_IMAGE_PIXELS.value,
-        tf_threads=(_threads_per_worker(beam_args) if _TF_THREADS.value is None
-                    else _TF_THREADS.value) or None,
-        large_model=_LARGE_MODEL.value)
+        saved_model=FLAGS.value("saved_model"),
+        input_patterns=tuple(FLAGS.value("input_pattern")), output=FLAGS.value("output"),
+        mode=FLAGS.value("mode"), write_masks=FLAGS.value("write_masks"),
+        min_batch_size=FLAGS.value("min_batch_size"),
+        max_batch_size=FLAGS.value("max_batch_size"),
+        max_file_bytes=FLAGS.value("max_file_bytes"),
+        max_image_pixels=FLAGS.value("max_image_pixels"),
+        tf_threads=(_threads_per_worker(beam_args) if threads is None else threads) or None,
+        large_model=FLAGS.value("large_model"))
     try:
         plan = bulk_score.check(request)
-    except UsageRefusal as e:
-        raise app.UsageError(str(e)) from None
+    except config.SettingError as e:
+        raise app.UsageError(flag_table.translate(e, FLAGS)) from None
     from ic_anogan.cli import common
     common.setup_logging()
     common.log_runtime()
     result = bulk_score.run(plan, beam_args)
-    duplicates = (f" ({result['duplicates']} listed twice, scored once)"
-                  if result["duplicates"] else "")
-    print(f"scored {result['scored']} of {result['files_matched']} files{duplicates} with mode "
-          f"{result['mode']} ({result['anomalies']} anomalous), refused {result['refused']}; "
+    duplicates = (f" ({result.duplicates} listed twice, scored once)"
+                  if result.duplicates else "")
+    print(f"scored {result.scored} of {result.files_matched} files{duplicates} with mode "
+          f"{result.mode} ({result.anomalies} anomalous), refused {result.refused}; "
           f"{plan.output}scores-*.csv, {plan.output}errors-*.txt, {plan.output}summary.json")
-    peaks = result["worker_peak_memory_mb"]
+    peaks = result.worker_peak_memory_mb
     if peaks:
         print("peak memory of the scoring processes: " + ", ".join(
             f"pid {pid}: {mb} MB" for pid, mb in sorted(peaks.items())))
@@ -107,7 +119,7 @@ def _parse_known_flags(argv: list) -> list:
 def run() -> None:
     """The `ic-anogan-bulk-score` command."""
     from ic_anogan.cli import common
-    common.run_command(main, flags_parser=_parse_known_flags)
+    common.run_command(main, FLAGS, flags_parser=_parse_known_flags)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ic_anogan.core.errors import IcAnoganError
 
 if TYPE_CHECKING:
+    from ic_anogan.cli.flag_table import FlagSet
     from ic_anogan.jobs.score_request import ScoreRequest
 
 # TensorFlow is imported by the functions that need it, so that a binary can
@@ -26,63 +27,87 @@ def expected_errors() -> tuple:
     return (IcAnoganError,)
 
 
-def checked_request(build: Callable[[], "ScoreRequest"]) -> "ScoreRequest":
+def checked_request(build: Callable[[], "ScoreRequest"], table: "FlagSet") -> "ScoreRequest":
     """The score or export request `build` makes from the flags, with its places checked;
     a bad value or a missing place is a usage error naming the flag (no TensorFlow yet)."""
     from absl import app
 
     from ic_anogan import config
-    from ic_anogan.cli.flags import SEARCH_RENAMES
+    from ic_anogan.cli import flag_table
     from ic_anogan.jobs import score_request
     try:
         request = build()
         score_request.check_sources(request)
-    except config.ConfigError as e:
-        raise app.UsageError(e.as_flag(SEARCH_RENAMES)) from None
-    except score_request.ScoringError as e:
-        raise app.UsageError(str(e)) from None
+    except config.SettingError as e:
+        raise app.UsageError(flag_table.translate(e, table)) from None
     return request
 
 
-def run_score_job(request: "ScoreRequest", **kwargs) -> tuple:
+def run_score_job(request: "ScoreRequest", table: "FlagSet", **kwargs) -> tuple:
     """Sets up logging and runs jobs.score_job.run: (its RunResult, None), or (None, the
     exit status) when it stopped on one of the package's own errors."""
     from absl import app
 
-    from ic_anogan.jobs import score_job, score_request
+    from ic_anogan import config
+    from ic_anogan.cli import flag_table
+    from ic_anogan.jobs import score_job
     setup_logging()
     log_runtime()
     try:
         return score_job.run(request, **kwargs), None
-    except score_request.UsageRefusal as e:
-        raise app.UsageError(str(e)) from None
+    except config.SettingError as e:
+        raise app.UsageError(flag_table.translate(e, table)) from None
     except expected_errors() as e:
-        report_error(e)
+        report_error(e, table)
         return None, 1
 
 
-def adopt_command_flags() -> None:
-    """Makes every flag the ic_anogan.cli modules defined a key flag of the running
-    command, so that `--help` lists them.
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
 
-    absl's --help shows the key flags of the main module, sys.argv[0] (the
-    installed command or the *_main.py shim); the flags are defined in
-    ic_anogan/cli/, so without this --help lists none of them and only
-    --helpfull does, mixed with absl's own.
-    """
+
+def grouped_help(doc: str, table: "FlagSet") -> str:
+    """`--help`'s text: the command's docstring, then its flags under their groups (data,
+    model, training, search, map, calibration, decision, runtime, output)."""
     from absl import flags
-    values = flags.FLAGS
-    main_module = sys.argv[0]
-    for module, defined in values.flags_by_module_dict().items():
-        if module.startswith("ic_anogan.cli"):
-            for flag in defined:
-                values.register_key_flag_for_module(main_module, flag)
+
+    from ic_anogan.cli import flag_table
+    lines = [doc.strip(), "", "Flags (--helpfull adds absl's own):"]
+
+    def render(name: str) -> None:
+        flag = flags.FLAGS[name]
+        prefix = "--[no]" if flag.boolean else "--"
+        lines.extend(flags.text_wrap(f"{prefix}{name}: {flag.help}", indent="      ",
+                                     firstline_indent="    ").splitlines())
+        if flag.default is not None:
+            lines.append(f"      (default: {flag.default_as_str})")
+
+    for group in flag_table.GROUPS:
+        rows = [row for row in table.rows if row.group == group]
+        if rows:
+            lines.append(f"  {group}:")
+            for row in rows:
+                render(row.name)
+    if table.old:
+        lines.append("  deprecated names:")
+        for name in table.old:
+            render(name)
+    return "\n".join(lines) + "\n"
 
 
-def run_command(main: Callable, **run_args) -> None:
-    """absl's app.run of a command's `main`, its flags listed by --help."""
+def run_command(main: Callable, table: "FlagSet", **run_args) -> None:
+    """absl's app.run of a command's `main`; `--help` prints its flags by group and exits.
+
+    absl's own --help lists the key flags of the main module, sys.argv[0] (the
+    installed command or the *_main.py shim); the flags are defined in
+    ic_anogan/cli/, so it would list none of them, and it could not group them.
+    """
     from absl import app
-    adopt_command_flags()
+    arguments = sys.argv[1:]
+    arguments = arguments[:arguments.index("--")] if "--" in arguments else arguments
+    if any(arg in HELP_FLAGS for arg in arguments):
+        doc = sys.modules[main.__module__].__doc__ or ""
+        sys.stdout.write(grouped_help(doc, table))
+        sys.exit(0)
     app.run(main, **run_args)
 
 
@@ -100,9 +125,11 @@ def log_runtime() -> None:
     runtime.log_once()
 
 
-def report_error(error: BaseException) -> None:
-    """Logs an expected error as the one line a user reads."""
-    logging.getLogger("ic_anogan").error("%s", error)
+def report_error(error: BaseException, table: Optional["FlagSet"] = None) -> None:
+    """Logs an expected error as the one line a user reads, in the command's words
+    (`table`: its flags) when it names a setting or says which settings fix it."""
+    from ic_anogan.cli import flag_table
+    logging.getLogger("ic_anogan").error("%s", flag_table.translate(error, table))
 
 
 def default_log_dir(model_dir: str, suffix: str = "") -> str:

@@ -1,8 +1,10 @@
-"""Replaying a training run: a model directory's config.json, with flags over single fields.
+"""Replaying a run: a config file with flags over single fields (training or scoring).
 
-The TF Model Garden pattern (a config file plus overrides): the file's `run`
-section gives every setting, and each flag given beside it sets its one field,
-found through the command's table from flag to field path.
+The TF Model Garden pattern (a config file plus overrides). Training replays a
+model directory's config.json: its `run` section gives every setting. Scoring
+replays the score_config.json a scoring run wrote beside its results: its
+`score` section is the request. Each flag given beside the file sets its one
+field, found through the command's table from flag to field path.
 """
 
 from __future__ import annotations
@@ -10,15 +12,10 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from absl import app, flags
+from absl import app
 
 from ic_anogan import config
-
-
-
-def _flag_value(name: str, field_values: dict):
-    value = flags.FLAGS[name].value
-    return field_values[name][value] if name in field_values else value
+from ic_anogan.cli import flag_table
 
 
 def _default(section: str):
@@ -36,15 +33,13 @@ def with_field(settings, path: str, value):
                                                              value)})
 
 
-def replayed_run_config(path: str, flag_fields: dict, flag_field_sets: dict,
-                        step_flags: dict, field_values: dict) -> config.RunConfig:
+def replayed_run_config(path: str, table: flag_table.FlagSet,
+                        step_flags: dict) -> config.RunConfig:
     """The RunConfig of a --config file, with each flag given beside it applied.
 
     Args:
-      flag_fields: flag name -> the field path it sets.
-      flag_field_sets: flag name -> the field paths it sets together.
-      step_flags: section -> the boolean flag holder that adds or drops it.
-      field_values: flag name -> {flag value: field value} where the two differ.
+      table: the command's flags, each with the field path it sets.
+      step_flags: section -> the boolean flag that adds or drops it.
 
     Raises:
       app.UsageError: the file is not a run's config.json, or a value is refused (the
@@ -61,25 +56,80 @@ def replayed_run_config(path: str, flag_fields: dict, flag_field_sets: dict,
     try:
         run_config = config.RunConfig.from_dict(values)
         # The steps' own flags first: they add or drop a whole section.
-        for section, holder in step_flags.items():
-            if holder.present:
+        for section, name in step_flags.items():
+            if table.present(name):
                 run_config = dataclasses.replace(run_config, **{
-                    section: (getattr(run_config, section) or _default(section)) if holder.value
-                    else None})
-        given = [(name, field) for name, field in flag_fields.items()
-                 if flags.FLAGS[name].present]
-        given += [(name, field) for name, fields in flag_field_sets.items()
-                  if flags.FLAGS[name].present for field in fields]
-        for name, field in given:
+                    section: (getattr(run_config, section) or _default(section))
+                    if table.value(name) else None})
+        given = table.field_values(only_given=True)
+        for field, value in given.items():
             section = field.split(".")[0]
             if getattr(run_config, section) is None:
-                if name not in flag_field_sets:
-                    print(f"WARNING: --{name} is ignored: the replayed run has no {section} "
-                          f"(add --{step_flags[section].name})", file=sys.stderr, flush=True)
+                row = table.row_of(field)
+                if field == row.path:  # a flag setting only this section's field
+                    print(f"WARNING: --{row.name} is ignored: the replayed run has no "
+                          f"{section} (add --{step_flags[section]})", file=sys.stderr,
+                          flush=True)
                 continue
-            run_config = with_field(run_config, field, _flag_value(name, field_values))
-    except config.ConfigError as e:
-        raise app.UsageError(e.as_flag()) from None
+            run_config = with_field(run_config, field, value)
+    except config.SettingError as e:
+        raise app.UsageError(flag_table.translate(e, table)) from None
     except (TypeError, ValueError) as e:
         raise app.UsageError(f"--config={path}: {e}") from None
     return run_config
+
+
+# A score row's field path -> the ScoreRequest field it sets (prefix by prefix).
+_REQUEST_FIELDS = (("recalibration.good", "recalibration.good.data_dir"),
+                   ("score.", ""), ("data.", "data."), ("search.", "overrides."),
+                   ("calibration.", "recalibration."))
+
+
+def _request_path(path: str) -> str:
+    for prefix, field in _REQUEST_FIELDS:
+        if path.startswith(prefix):
+            return field + path[len(prefix):]
+    raise KeyError(path)
+
+
+def replayed_score_request(path: str, table: flag_table.FlagSet, rows_given: list):
+    """The ScoreRequest of a scoring run's score_config.json, with each flag given beside it
+    applied to its one field (`rows_given`: the rows of the flags given).
+
+    Raises:
+      app.UsageError: the file is not a scoring run's, or a value is refused (the message
+        names the flag).
+    """
+    from ic_anogan.jobs import score_request
+    try:
+        values = config.read_json(path)
+    except (OSError, ValueError) as e:
+        raise app.UsageError(f"--config={path}: cannot read it as JSON ({e})") from None
+    if not isinstance(values, dict) or not isinstance(values.get("score"), dict):
+        raise app.UsageError(f"--config={path}: expected a scoring run's "
+                             f"{score_request.REQUEST_FILE} (with a `score` section)")
+    try:
+        request = score_request.request_from_dict(values["score"])
+        given = {row.path: table.parsed(row.name) for row in rows_given}
+        if "recalibration.good" in given and request.recalibration is None:
+            request = dataclasses.replace(request, recalibration=score_request.Recalibration(
+                good=dataclasses.replace(request.data, data_dir=given["recalibration.good"],
+                                         synthetic_counts=None)))
+        for field, value in given.items():
+            if field.startswith("map."):
+                if request.recalibration is None:
+                    raise app.UsageError(f"--{table.row_of(field).name}: sets how the map "
+                                         "statistics are computed, at calibration: give "
+                                         "--calibrate_dir too")
+                overrides = {**request.recalibration.map_overrides, field[4:]: value}
+                request = with_field(request, "recalibration.map_overrides", overrides)
+            elif field.startswith("calibration.") and request.recalibration is None:
+                raise app.UsageError(f"--{table.row_of(field).name}: applies to a "
+                                     "recalibration: give --calibrate_dir too")
+            else:
+                request = with_field(request, _request_path(field), value)
+    except config.SettingError as e:
+        raise app.UsageError(flag_table.translate(e, table)) from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise app.UsageError(f"--config={path}: {e}") from None
+    return request

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from ic_anogan.config.checks import is_finite, require
+from ic_anogan.config.checks import is_finite, require, setting
 from ic_anogan.config.modes import DEFAULT_STEPS, Mode
-from ic_anogan.config.scoring import MapConfig, SearchConfig, search_config_for_mode
+from ic_anogan.config.maps import MapConfig
+from ic_anogan.config.scoring import SearchConfig, search_config_for_mode
 
 # How a threshold is estimated from good scores, and what happens to good images
 # that score far beyond the rest (scoring/thresholds.py).
@@ -34,24 +35,35 @@ class CalibrationConfig:
         thresholds and the map statistics, `keep` keeps them in.
     """
 
-    encoder_search_steps: int = DEFAULT_STEPS[Mode.ENCODER_SEARCH.value]
-    percentile: float = 99.0
-    batch_size: int = 64
+    encoder_search_steps: int = setting(
+        DEFAULT_STEPS[Mode.ENCODER_SEARCH.value],
+        help="Γ of the 'encoder_search' mode (search started at E(x)).")
+    percentile: float = setting(
+        99.0, help="Each threshold estimates this percentile of unseen good parts' scores "
+        "(the threshold rule says how).")
+    batch_size: int = setting(64, help="Images per search call.")
     map: Optional[MapConfig] = MapConfig()
-    threshold_rule: str = "fitted"
-    outliers: str = "exclude"
+    threshold_rule: str = setting(
+        "fitted", choices=THRESHOLD_RULES, help="fitted: each threshold is a Gumbel fit's "
+        "percentile of the good scores' bulk where they are too few for their own percentile "
+        "(fewer than 3 beyond it), else their percentile; percentile: the sample percentile "
+        "always (docs/scoring.md, 'Thresholds from few images').")
+    outliers: str = setting(
+        "exclude", choices=OUTLIER_POLICIES, help="Good calibration images scoring far beyond "
+        "the rest are named in the log, calibration.json and a figure either way; exclude "
+        "leaves them out of the thresholds and map statistics, keep keeps them in.")
 
     def __post_init__(self):
         require(isinstance(self.encoder_search_steps, int)
-                 and self.encoder_search_steps >= 0, "encoder_search_steps",
+                 and self.encoder_search_steps >= 0, "calibration.encoder_search_steps",
                  "an integer >= 0", self.encoder_search_steps)
         require(is_finite(self.percentile) and 0 < self.percentile <= 100,
-                 "calibration_percentile", "a number in (0, 100]", self.percentile)
+                 "calibration.percentile", "a number in (0, 100]", self.percentile)
         require(isinstance(self.batch_size, int) and self.batch_size > 0,
-                 "search_batch_size", "a positive integer", self.batch_size)
-        require(self.threshold_rule in THRESHOLD_RULES, "threshold_rule",
+                 "calibration.batch_size", "a positive integer", self.batch_size)
+        require(self.threshold_rule in THRESHOLD_RULES, "calibration.threshold_rule",
                  f"one of {THRESHOLD_RULES}", self.threshold_rule)
-        require(self.outliers in OUTLIER_POLICIES, "calibration_outliers",
+        require(self.outliers in OUTLIER_POLICIES, "calibration.outliers",
                  f"one of {OUTLIER_POLICIES}", self.outliers)
 
     def for_mode(self, mode: str, search: SearchConfig) -> SearchConfig:

@@ -1,6 +1,6 @@
 """`RunConfig`: the root of a training run's settings, as config.json records it.
 
-One object holds everything `train_main.py` is asked: the networks, the GAN's
+One object holds everything the train command is asked: the networks, the GAN's
 training, the data, the search, the encoder and the calibration. The training
 job writes it to the model directory's config.json under `run`, so a model
 says in one place what produced it, and `RunConfig.from_dict` reads it back.
@@ -13,7 +13,8 @@ from typing import Optional
 
 from ic_anogan.config.files import from_dict, to_dict
 from ic_anogan.config.calibration import CalibrationConfig
-from ic_anogan.config.scoring import MapConfig, SearchConfig
+from ic_anogan.config.maps import MapConfig
+from ic_anogan.config.scoring import SearchConfig
 from ic_anogan.config.training import DataConfig, EncoderConfig, ModelConfig, TrainConfig
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Optional
 
-from ic_anogan.config.checks import is_finite, require
+from ic_anogan.config.checks import is_finite, require, setting
 
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)
 # IC packages (sop, qfp, mixed), and textured metal surfaces (texture).
@@ -40,27 +40,40 @@ class DataConfig:
       synthetic_split: test, or validation (images of their own, for tuning).
     """
 
-    data_dir: Optional[str] = None
-    skip_corrupt: bool = False
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-    synthetic_train_count: int = STUDY_TRAIN_GOOD
+    data_dir: Optional[str] = setting(
+        None, help="Good images: a folder (recursive), an MVTec-style root (train/good), or "
+        "idx:FOLDER:CLASS.", default_words="the built-in synthetic IC packages")
+    skip_corrupt: bool = setting(False, help="Skip unreadable image files (and count them) "
+                                 "instead of failing.")
+    max_image_pixels: int = setting(
+        DEFAULT_MAX_IMAGE_PIXELS, help="Image files above this many pixels (width x height) "
+        "are refused, or skipped when skipping unreadable files, before they are decoded.")
+    synthetic_train_count: int = setting(
+        STUDY_TRAIN_GOOD, help="Good synthetic images to render when no image folder is given.")
     # None: sop for training; for scoring, the package the model was trained on.
-    synthetic_package: Optional[str] = None
-    synthetic_counts: Optional[dict] = None
-    synthetic_split: str = "test"
+    synthetic_package: Optional[str] = setting(
+        None, choices=SYNTHETIC_PACKAGES, help="Synthetic images when no image folder is "
+        "given: one IC package type (sop, qfp), as a line model sees, a mix of both (mixed), "
+        "or textured metal surfaces (texture).")
+    synthetic_counts: Optional[dict] = setting(
+        None, help="The synthetic images to score, per type.",
+        default_words="the study's split (the texture set's own types for texture)")
+    synthetic_split: str = setting(
+        "test", choices=SYNTHETIC_SPLITS, help="Synthetic split to score when no image folder "
+        "is given; tune settings on 'validation'.")
 
     def __post_init__(self):
         require(isinstance(self.max_image_pixels, int) and self.max_image_pixels > 0,
-                 "max_image_pixels", "a positive integer", self.max_image_pixels)
+                 "data.max_image_pixels", "a positive integer", self.max_image_pixels)
         require(isinstance(self.synthetic_train_count, int) and self.synthetic_train_count > 0,
-                 "synthetic_train_count", "a positive integer", self.synthetic_train_count)
+                 "data.synthetic_train_count", "a positive integer", self.synthetic_train_count)
         require(self.synthetic_package is None or self.synthetic_package in SYNTHETIC_PACKAGES,
-                 "synthetic_package", f"one of {SYNTHETIC_PACKAGES}", self.synthetic_package)
-        require(self.synthetic_split in SYNTHETIC_SPLITS, "synthetic_split",
+                 "data.synthetic_package", f"one of {SYNTHETIC_PACKAGES}", self.synthetic_package)
+        require(self.synthetic_split in SYNTHETIC_SPLITS, "data.synthetic_split",
                  f"one of {SYNTHETIC_SPLITS}", self.synthetic_split)
         counts = self.synthetic_counts
         require(counts is None or (isinstance(counts, dict) and counts and all(
-            isinstance(v, int) and v >= 0 for v in counts.values())), "synthetic_counts",
+            isinstance(v, int) and v >= 0 for v in counts.values())), "data.synthetic_counts",
                  "type:count pairs with counts >= 0", counts)
 
     @property
@@ -86,20 +99,22 @@ class ModelConfig:
       base_filters: filters of the generator's last and discriminator's first block.
     """
 
-    image_size: int = 64
-    latent_dim: int = 100
+    image_size: int = setting(64, help="Image side: 16, 32, 64, 128 or 256.")
+    latent_dim: int = setting(100, help="Size of z.")
     # None: chosen from the number of training images when training starts
     # (training_plan.py); a trained model's config always holds the number.
-    base_filters: Optional[int] = 64
+    base_filters: Optional[int] = setting(
+        64, help="Filters of the outermost blocks.",
+        default_words="64 (the study's) from 2000 training images up, 32 below")
 
     def __post_init__(self):
-        require(self.image_size in SUPPORTED_IMAGE_SIZES, "image_size",
+        require(self.image_size in SUPPORTED_IMAGE_SIZES, "model.image_size",
                  f"one of {SUPPORTED_IMAGE_SIZES}", self.image_size)
         require(isinstance(self.latent_dim, int) and self.latent_dim > 0,
-                 "latent_dim", "a positive integer", self.latent_dim)
+                 "model.latent_dim", "a positive integer", self.latent_dim)
         require(self.base_filters is None
                  or (isinstance(self.base_filters, int) and self.base_filters > 0),
-                 "base_filters", "a positive integer or None", self.base_filters)
+                 "model.base_filters", "a positive integer or None", self.base_filters)
 
     @property
     def num_blocks(self) -> int:
@@ -146,49 +161,63 @@ class TrainConfig:
       monitor_images, monitor_search_steps: that search's images and Γ.
     """
 
-    batch_size: int = 64
-    epochs: Optional[int] = None
-    updates: Optional[int] = None
-    learning_rate: float = 2e-4
-    beta_1: float = 0.5
-    seed: int = 0
-    ema_decay: float = 0.999
-    d_penalty: str = "r1"
-    r1_gamma: float = 0.1
-    augment: Optional[bool] = None
-    keep_best: bool = True
-    validation_fraction: float = 0.1
-    monitor_every_epochs: Optional[int] = None
+    batch_size: int = setting(64, help="Images per training step (per replica).")
+    epochs: Optional[int] = setting(
+        None, help="Training length in passes over the images, instead of updates.")
+    updates: Optional[int] = setting(
+        None, help="Generator updates (the training length). An epoch is one pass over the "
+        "images, but at least 50 updates.", default_words=str(DEFAULT_UPDATES))
+    learning_rate: float = setting(2e-4, help="Adam learning rate for G and D.")
+    beta_1: float = setting(0.5, help="Adam beta_1 for G and D.")
+    seed: int = setting(0, help="Seed for weights, noise, shuffling and the split.")
+    ema_decay: float = setting(
+        0.999, help="Decay of the moving average of G's weights that scoring uses (0: off, "
+        "score the raw G).")
+    d_penalty: str = setting("r1", choices=D_PENALTIES, help="Penalty on D: R1 on real images "
+                             "(Mescheder et al. 2018) or none.")
+    r1_gamma: float = setting(0.1, help="γ of the R1 penalty.")
+    augment: Optional[bool] = setting(
+        None, help="DiffAugment (translation, cutout) on what D sees.",
+        default_words="off: it lowered detection at every data size measured")
+    keep_best: bool = setting(
+        True, help="Keep G and D of the monitor evaluation with the lowest held-out "
+        "reconstruction error instead of the last epoch's.")
+    validation_fraction: float = setting(
+        0.1, help="Good images held out (never trained on) for validation and threshold "
+        "calibration.")
+    monitor_every_epochs: Optional[int] = setting(
+        None, help="Search held-out good images every N epochs, log it and keep the best "
+        "epoch; 0: off.", default_words=f"{SELECTION_EVALUATIONS} times per run")
     monitor_images: int = 64
-    monitor_search_steps: int = 50
+    monitor_search_steps: int = setting(50, help="Steps of the monitor's search.")
 
     def __post_init__(self):
-        require(self.batch_size > 0, "batch_size", "a positive integer", self.batch_size)
+        require(self.batch_size > 0, "train.batch_size", "a positive integer", self.batch_size)
         require(self.epochs is None or (isinstance(self.epochs, int) and self.epochs > 0),
-                 "epochs", "a positive integer or None", self.epochs)
+                 "train.epochs", "a positive integer or None", self.epochs)
         require(self.updates is None or (isinstance(self.updates, int) and self.updates > 0),
-                 "updates", "a positive integer or None", self.updates)
-        require(self.epochs is None or self.updates is None, "epochs",
+                 "train.updates", "a positive integer or None", self.updates)
+        require(self.epochs is None or self.updates is None, "train.epochs",
                  f"no updates with it (updates={self.updates}): both set the training length; "
                  "give one", self.epochs)
-        require(is_finite(self.learning_rate) and self.learning_rate > 0, "learning_rate",
+        require(is_finite(self.learning_rate) and self.learning_rate > 0, "train.learning_rate",
                  "a finite positive number", self.learning_rate)
-        require(0 <= self.beta_1 < 1, "beta_1", "a number in [0, 1)", self.beta_1)
-        require(is_finite(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay",
+        require(0 <= self.beta_1 < 1, "train.beta_1", "a number in [0, 1)", self.beta_1)
+        require(is_finite(self.ema_decay) and 0 <= self.ema_decay < 1, "train.ema_decay",
                  "a number in [0, 1)", self.ema_decay)
-        require(self.d_penalty in D_PENALTIES, "d_penalty", f"one of {D_PENALTIES}",
+        require(self.d_penalty in D_PENALTIES, "train.d_penalty", f"one of {D_PENALTIES}",
                  self.d_penalty)
-        require(is_finite(self.r1_gamma) and self.r1_gamma > 0, "r1_gamma",
+        require(is_finite(self.r1_gamma) and self.r1_gamma > 0, "train.r1_gamma",
                  "a finite positive number", self.r1_gamma)
-        require(self.augment in (None, True, False), "augment", "true, false or None",
+        require(self.augment in (None, True, False), "train.augment", "true, false or None",
                  self.augment)
-        require(0 <= self.validation_fraction < 1, "validation_fraction",
+        require(0 <= self.validation_fraction < 1, "train.validation_fraction",
                  "a number in [0, 1)", self.validation_fraction)
         require(self.monitor_every_epochs is None or self.monitor_every_epochs >= 0,
-                 "monitor_every_epochs", "an integer >= 0 or None", self.monitor_every_epochs)
-        require(self.monitor_images > 0, "monitor_images", "a positive integer",
+                 "train.monitor_every_epochs", "an integer >= 0 or None", self.monitor_every_epochs)
+        require(self.monitor_images > 0, "train.monitor_images", "a positive integer",
                  self.monitor_images)
-        require(self.monitor_search_steps > 0, "monitor_search_steps",
+        require(self.monitor_search_steps > 0, "train.monitor_search_steps",
                  "a positive integer", self.monitor_search_steps)
 
     def as_study_dcgan(self) -> "TrainConfig":
@@ -215,21 +244,23 @@ class EncoderConfig:
         swings from epoch to epoch (batch statistics against moving ones).
     """
 
-    epochs: int = 20
-    feature_weight: float = 1.0
-    batch_size: int = 64
-    learning_rate: float = 2e-4
+    epochs: int = setting(20, help="Encoder training epochs: passes over the images, at "
+                          "least 50 updates each.")
+    feature_weight: float = setting(
+        1.0, help="κ: weight of the feature residual in the encoder loss.")
+    batch_size: int = setting(64, help="Images per encoder training step (per replica).")
+    learning_rate: float = setting(2e-4, help="Adam learning rate of the encoder.")
     beta_1: float = 0.5
     seed: int = 0
     keep_best: bool = True
 
     def __post_init__(self):
-        require(isinstance(self.epochs, int) and self.epochs > 0, "encoder_epochs",
+        require(isinstance(self.epochs, int) and self.epochs > 0, "encoder.epochs",
                  "a positive integer", self.epochs)
         require(is_finite(self.feature_weight) and self.feature_weight >= 0,
-                 "encoder_feature_weight", "a finite number >= 0", self.feature_weight)
-        require(self.batch_size > 0, "encoder_batch_size", "a positive integer",
+                 "encoder.feature_weight", "a finite number >= 0", self.feature_weight)
+        require(self.batch_size > 0, "encoder.batch_size", "a positive integer",
                  self.batch_size)
         require(is_finite(self.learning_rate) and self.learning_rate > 0,
-                 "encoder_learning_rate", "a finite positive number", self.learning_rate)
-        require(0 <= self.beta_1 < 1, "encoder_beta_1", "a number in [0, 1)", self.beta_1)
+                 "encoder.learning_rate", "a finite positive number", self.learning_rate)
+        require(0 <= self.beta_1 < 1, "encoder.beta_1", "a number in [0, 1)", self.beta_1)

@@ -9,9 +9,21 @@ ValueError), so code that caught those keeps working.
 
 from __future__ import annotations
 
+from typing import Optional
+
 
 class IcAnoganError(Exception):
-    """Base of every error ic_anogan raises for a user to read and act on."""
+    """Base of every error ic_anogan raises for a user to read and act on.
+
+    Attributes:
+      remedy: settings that fix it, by field path (`recalibration.good`) and
+        value ("<good images>"; True: switch it on), for a command to add as
+        its own flags; the message says the same in words.
+    """
+
+    def __init__(self, *args, remedy: Optional[dict] = None):
+        super().__init__(*args)
+        self.remedy = dict(remedy or {})
 
 
 class SettingsFileError(IcAnoganError, ValueError):

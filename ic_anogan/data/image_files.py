@@ -42,7 +42,7 @@ def _decode(path: str, max_pixels: int, target_size: Optional[int]) -> tuple:
                 if width * height > max_pixels:
                     raise DataError(
                         f"{path}: {width}x{height} = {width * height} pixels, above the limit "
-                        f"of {max_pixels} pixels (--max_image_pixels); a model needs far "
+                        f"of {max_pixels} pixels (data.max_image_pixels); a model needs far "
                         "fewer. Raise the limit if the file is genuine")
                 if (target_size and image.format == "JPEG"
                         and min(width, height) >= 2 * DRAFT_MARGIN * target_size):
@@ -58,7 +58,7 @@ def _decode(path: str, max_pixels: int, target_size: Optional[int]) -> tuple:
                 pixels = np.array(image)
     except Image.DecompressionBombError as e:
         raise DataError(f"{path}: above the limit of {max_pixels} pixels "
-                        f"(--max_image_pixels), refused before decoding ({e}). Raise the limit "
+                        f"(data.max_image_pixels), refused before decoding ({e}). Raise the limit "
                         "if the file is genuine") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, zlib.error,
             MemoryError) as e:

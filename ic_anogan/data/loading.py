@@ -41,7 +41,7 @@ def load_training_set(data_config: DataConfig, image_size: int, seed: int = 0) -
                                    max_image_pixels=data_config.max_image_pixels)
 
 
-# Fewer good images than this cannot set a threshold by --calibrate_dir: the
+# Fewer good images than this cannot set a threshold by recalibration: the
 # 99th percentile of nine scores is their maximum, whatever the line's parts do.
 MIN_CALIBRATION_IMAGES = 10
 

@@ -1,4 +1,4 @@
-"""Which kind of source a `--data_dir` value names, without numpy or TensorFlow.
+"""Which kind of source a `data_dir` value names, without numpy or TensorFlow.
 
 A command therefore refuses a missing folder before anything heavy loads."""
 
@@ -29,7 +29,7 @@ _IDX_SPEC = re.compile(r"^idx:(?P<path>.+):(?P<cls>-?\d+)$")
 
 
 def resolve_source(spec: Optional[str]) -> Source:
-    """Parses a `--data_dir` value (see the module docstring).
+    """Parses a `data_dir` value (see the module docstring).
 
     Raises:
       DataError: the folder does not exist or the IDX spec is malformed.

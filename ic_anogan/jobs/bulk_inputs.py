@@ -13,7 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from ic_anogan.config import ImageScore
 from ic_anogan.jobs.bulk_transforms import Export, common_root
-from ic_anogan.jobs.score_request import UsageRefusal
+from ic_anogan.jobs.score_request import RequestError
 from ic_anogan.serving.signatures import (default_signature, mode_signature, read_settings,
                                           without_references)
 
@@ -23,7 +23,7 @@ def resolve_export(saved_model: str, mode: Optional[str]) -> Export:
     is not an export or does not serve `mode`.
 
     Raises:
-      UsageRefusal: naming --saved_model or --mode.
+      RequestError: naming bulk.saved_model or bulk.mode.
     """
     path = saved_model.rstrip("/")
     if FileSystems.exists(path) and not FileSystems.exists(f"{path}/saved_model.pb"):
@@ -33,17 +33,18 @@ def resolve_export(saved_model: str, mode: Optional[str]) -> Export:
         if versions:
             path = f"{path}/{versions[-1]}"
     if not FileSystems.exists(f"{path}/saved_model.pb"):
-        raise UsageRefusal(f"--saved_model={saved_model}: not an export (no saved_model.pb in "
-                           "it or in a numbered version folder under it); give EXPORT_DIR or "
-                           "EXPORT_DIR/<version> as written by export_main.py")
+        raise RequestError("bulk.saved_model", "not an export (no saved_model.pb in it or in "
+                           "a numbered version folder under it); give EXPORT_DIR or "
+                           "EXPORT_DIR/<version> as the export wrote them", saved_model)
     try:
         settings = read_settings(path)
     except Exception as e:  # noqa: BLE001 - any unreadable asset means "not our export"
-        raise UsageRefusal(f"--saved_model={saved_model}: not an ic-anogan export ({e})") from None
+        raise RequestError("bulk.saved_model", f"not an ic-anogan export ({e})",
+                           saved_model) from None
     modes = settings.get("modes") or {settings.get("mode", "search"): settings}
     chosen = mode or settings.get("mode", "search")
     if chosen not in modes:
-        raise UsageRefusal(f"--mode={chosen}: this export serves {', '.join(modes)}")
+        raise RequestError("bulk.mode", f"this export serves {', '.join(modes)}", chosen)
     record = modes[chosen]
     # Exports from before the modes existed have the default signatures only.
     signature = (mode_signature(chosen, "encoded") if "modes" in settings
@@ -52,8 +53,8 @@ def resolve_export(saved_model: str, mode: Optional[str]) -> Export:
     # and the maps (megabytes of base64) live in the SavedModel anyway.
     damage = export_damage(path)
     if damage:
-        raise UsageRefusal(f"--saved_model={saved_model}: a damaged export at {path}: {damage};"
-                           " export the model again")
+        raise RequestError("bulk.saved_model", f"a damaged export at {path}: {damage}; export "
+                           "the model again", saved_model)
     return Export(path, chosen, signature, without_references(settings),
                   record.get("image_score", ImageScore.STUDY.value), "map" in record)
 
@@ -78,7 +79,7 @@ def list_inputs(patterns: Sequence[str]) -> Inputs:
     file systems list what Beam's match lists.
 
     Raises:
-      UsageRefusal: a glob lists nothing.
+      RequestError: a glob lists nothing.
     """
     seen, paths, duplicates = set(), [], 0
     for pattern in patterns:
@@ -89,13 +90,13 @@ def list_inputs(patterns: Sequence[str]) -> Inputs:
                 found = []
         else:
             if not glob.has_magic(pattern) and os.path.isdir(pattern):
-                raise UsageRefusal(f"--input_pattern={pattern}: a folder; give a glob of its "
-                                   f"files, such as {os.path.join(pattern, '*.png')}")
+                raise RequestError("bulk.input_patterns", "a folder; give a glob of its "
+                                   f"files, such as {os.path.join(pattern, '*.png')}", pattern)
             walk = os.path.basename(pattern.rstrip("/")) == "**"
             found = sorted(p for p in glob.glob(pattern, recursive=True)
                            if not (walk and os.path.isdir(p) and not os.path.islink(p)))
         if not found:
-            raise UsageRefusal(f"--input_pattern={pattern}: no file matches")
+            raise RequestError("bulk.input_patterns", "no file matches", pattern)
         for path in found:
             key = path if "://" in path else os.path.abspath(path)
             if key in seen:
@@ -108,7 +109,7 @@ def list_inputs(patterns: Sequence[str]) -> Inputs:
 
 
 def output_prefix(output: str) -> str:
-    """--output as a path prefix: an existing local folder without its slash gets it."""
+    """The output as a path prefix: an existing local folder without its slash gets it."""
     if "://" not in output and os.path.isdir(output) and not output.endswith(os.sep):
         return output + os.sep
     return output

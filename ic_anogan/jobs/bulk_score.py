@@ -43,7 +43,7 @@ from ic_anogan.jobs.bulk_inputs import Inputs, list_inputs, output_prefix, resol
 from ic_anogan.jobs.bulk_transforms import (COLUMNS, Export, Screen, SplitResults, Summarise,
                                             WriteMasks, csv_line, failed_batch_errors,
                                             summary_json)
-from ic_anogan.jobs.score_request import UsageRefusal
+from ic_anogan.jobs.score_request import RequestError
 from ic_anogan.serving import beam_handler
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,8 @@ DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 
 @dataclasses.dataclass(frozen=True)
 class BulkRequest:
-    """What a bulk run is asked to do; checked by `check` before any work."""
+    """What a bulk run is asked to do; checked by `check` before any work. Its settings'
+    field paths are `bulk.<field>`."""
 
     saved_model: str
     input_patterns: Sequence[str]
@@ -77,7 +78,7 @@ class BulkPlan:
     request: BulkRequest
     export: Export
     inputs: Inputs
-    # --output as written to: an existing folder gets its trailing slash.
+    # The output prefix as written to: an existing folder gets its trailing slash.
     output: str
 
 
@@ -85,21 +86,22 @@ def check(request: BulkRequest) -> BulkPlan:
     """Refuses a request by name before any work, and lists its inputs.
 
     Raises:
-      UsageRefusal: no file matches; --saved_model is not an export, or a damaged one;
-      the mode is not in it; --output cannot be written; a batch size or limit out of
+      RequestError: no file matches; the saved model is not an export, or a damaged one;
+      the mode is not in it; the output cannot be written; a batch size or limit out of
       range.
     """
     if not 1 <= request.min_batch_size <= request.max_batch_size:
-        raise UsageRefusal(f"--min_batch_size={request.min_batch_size}, --max_batch_size="
-                           f"{request.max_batch_size}: expected 1 <= min <= max")
-    for flag, value in (("max_file_bytes", request.max_file_bytes),
-                        ("max_image_pixels", request.max_image_pixels)):
+        raise RequestError(("bulk.min_batch_size", "bulk.max_batch_size"),
+                           "expected 1 <= min <= max",
+                           values=(request.min_batch_size, request.max_batch_size))
+    for field in ("max_file_bytes", "max_image_pixels"):
+        value = getattr(request, field)
         if value <= 0:
-            raise UsageRefusal(f"--{flag}={value}: expected a positive integer")
+            raise RequestError(f"bulk.{field}", "expected a positive integer", value)
     if request.tf_threads is not None and request.tf_threads < 0:
-        raise UsageRefusal(f"--tf_threads={request.tf_threads}: expected an integer >= 0")
+        raise RequestError("bulk.tf_threads", "expected an integer >= 0", request.tf_threads)
     if not request.input_patterns:
-        raise UsageRefusal("--input_pattern: expected one or more globs")
+        raise RequestError("bulk.input_patterns", "expected one or more globs")
     inputs = list_inputs(request.input_patterns)
     output = output_prefix(request.output)
     if "://" not in output:  # local: checked here; remote: by the first write
@@ -107,13 +109,13 @@ def check(request: BulkRequest) -> BulkPlan:
             else os.path.abspath(output)
         reason = atomic_io.unwritable_reason(folder)
         if reason:
-            raise UsageRefusal(f"--output={request.output}: {reason}")
+            raise RequestError("bulk.output", reason, request.output)
     # Last: parsing the export's graph loads TensorFlow.
     export = resolve_export(request.saved_model, request.mode)
     if request.write_masks and not export.has_maps:
-        raise UsageRefusal(f"--write_masks: mode {export.mode} of this export has no good-part "
-                           "map statistics, so no defect masks; export a mode calibrated with "
-                           "them, or leave --write_masks out")
+        raise RequestError("bulk.write_masks", f"mode {export.mode} of this export has no "
+                           "good-part map statistics, so no defect masks; export a mode "
+                           "calibrated with them, or write no masks")
     return BulkPlan(request, export, inputs, output)
 
 
@@ -173,20 +175,63 @@ def build(pipeline: beam.Pipeline, plan: BulkPlan) -> None:
 
 
 def pipeline_options(beam_args: Sequence[str]):
-    """Beam's options from the command line's remaining flags; (runner, options). Without
-    --runner the pipeline runs in process on Beam's FnApiRunner, which needs no download
+    """Beam's options from its command-line arguments; (runner, options). Without a runner
+    option the pipeline runs in process on Beam's FnApiRunner, which needs no download
     (the DirectRunner first tries to fetch its Prism runner)."""
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
     options = PipelineOptions(list(beam_args))
-    if any(arg == "--runner" or arg.startswith("--runner=") for arg in beam_args):
+    if options.view_as(StandardOptions).runner is not None:
         return None, options
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
     return FnApiRunner(), options
 
 
-def run(plan: BulkPlan, beam_args: Sequence[str] = ()) -> dict:
-    """Runs the pipeline to completion and returns summary.json's content. Beam's
-    temporary folders beside the outputs are removed whether the run ends well or not.
+@dataclasses.dataclass(frozen=True)
+class BulkResult:
+    """What a bulk run did: summary.json's figures, and the scoring processes' peak memory.
+
+    Attributes:
+      files_matched: paths the globs listed, each once; `duplicates` the further
+        times one was listed.
+      scored, refused, anomalies: files scored, refused (errors-*.txt says why),
+        and judged anomalous.
+      mode, signature, saved_model: what scored them.
+      decided_by, decision_score: the image score that decides and its column.
+      decision_score_quantiles, anomaly_score_quantiles: quantile -> score.
+      export_settings: the export's settings, named (without their arrays).
+      worker_peak_memory_mb: pid -> peak resident memory of each scoring process.
+    """
+
+    files_matched: int
+    scored: int
+    refused: int
+    duplicates: int
+    anomalies: int
+    mode: str
+    signature: str
+    saved_model: str
+    decided_by: str
+    decision_score: str
+    decision_score_quantiles: dict
+    anomaly_score_quantiles: dict
+    export_settings: dict
+    worker_peak_memory_mb: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_summary(cls, summary: dict, worker_peak_memory_mb: dict) -> "BulkResult":
+        """From summary.json's content (keys of newer versions are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in summary.items() if k in names},
+                   worker_peak_memory_mb=dict(worker_peak_memory_mb))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def run(plan: BulkPlan, beam_args: Sequence[str] = ()) -> BulkResult:
+    """Runs the pipeline to completion and returns what it did (summary.json's figures).
+    Beam's temporary folders beside the outputs are removed whether the run ends well or
+    not.
     """
     runner, options = pipeline_options(beam_args)
     request, export = plan.request, plan.export
@@ -207,8 +252,7 @@ def run(plan: BulkPlan, beam_args: Sequence[str] = ()) -> dict:
             shutil.rmtree(folder, ignore_errors=True)
     with FileSystems.open(f"{plan.output}summary.json") as f:
         summary = json.loads(f.read().decode("utf-8"))
-    summary["worker_peak_memory_mb"] = worker_peak_memory(result)
-    return summary
+    return BulkResult.from_summary(summary, worker_peak_memory(result))
 
 
 def _temporary_folders(output: str) -> set:

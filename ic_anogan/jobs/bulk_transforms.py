@@ -62,14 +62,14 @@ class Screen(beam.DoFn):
         if not data.startswith(GRAPH_DECODABLE_MAGIC):
             yield beam.pvalue.TaggedOutput(self.ERRORS, (
                 path, "not a PNG, JPEG, BMP or GIF file (convert TIFF and other formats, or "
-                      "score them with score_main.py --saved_model)"))
+                      "score them with the export in process, which reads them)"))
             return
         pixels = _pixel_count(data)
         if pixels is None:
             yield beam.pvalue.TaggedOutput(self.ERRORS, (path, "not a decodable image"))
         elif pixels > self.max_image_pixels:
             yield beam.pvalue.TaggedOutput(self.ERRORS, (
-                path, f"{pixels} pixels, more than --max_image_pixels={self.max_image_pixels}"))
+                path, f"{pixels} pixels, more than the limit of {self.max_image_pixels}"))
         else:
             yield path, data
 
@@ -92,7 +92,7 @@ def read_file(path: str, max_file_bytes: int) -> tuple:
     except Exception:  # noqa: BLE001 - a path a file system lists but cannot stat
         size = None
     if size is not None and size > max_file_bytes:
-        return None, f"{size} bytes, more than --max_file_bytes={max_file_bytes}"
+        return None, f"{size} bytes, more than the limit of {max_file_bytes}"
     try:
         with FileSystems.open(path) as f:
             data = f.read(max_file_bytes + 1)
@@ -100,7 +100,7 @@ def read_file(path: str, max_file_bytes: int) -> tuple:
         cause = getattr(e, "__cause__", None) or e
         return None, f"cannot be read ({type(cause).__name__}: {_first_line(cause)})"
     if len(data) > max_file_bytes:
-        return None, f"more than --max_file_bytes={max_file_bytes} bytes"
+        return None, f"more than the limit of {max_file_bytes} bytes"
     return data, None
 
 
@@ -114,7 +114,7 @@ def _pixel_count(data: bytes) -> Optional[int]:
     from PIL import Image
 
     # Pillow refuses a header over its own pixel limit before saying the size; the
-    # caller compares with --max_image_pixels instead, so Pillow's limit is lifted here
+    # caller compares with its own pixel limit instead, so Pillow's limit is lifted here
     # (this worker decodes nothing larger: masks are drawn only for files that passed).
     Image.MAX_IMAGE_PIXELS = None
     try:
@@ -160,7 +160,7 @@ def failed_batch_errors(failure) -> list:
 
 
 def csv_line(path: str, served: dict, has_maps: bool) -> str:
-    """One scores.csv row (without labels), formatted as score_main.py writes it."""
+    """One scores.csv row (without labels), formatted as the score command writes it."""
     map_columns = ([f"{float(served['map_score']):.6f}", int(served["map_x"]),
                     int(served["map_y"])] if has_maps else ["", "", ""])
     values = {"path": path,

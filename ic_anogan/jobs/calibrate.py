@@ -1,6 +1,6 @@
 """Calibration of a model directory's modes on good images, in one routine.
 
-Training runs it on its held-out images and `--calibrate_dir` on new ones.
+Training runs it on its held-out images, and recalibration on new good images.
 Besides calibration.json it writes what a user should look at: a figure of
 the good images that scored like defects (OUTLIER_FIGURE), and a summary of
 each threshold's evidence in config.json ("calibration")."""
@@ -50,7 +50,7 @@ def calibrate_modes(model: TrainedModel, good: ImageSet, settings: Mapping[str, 
       threshold_rule, outliers: as CalibrationConfig's.
 
     Returns:
-      mode -> the calibration record written.
+      mode -> its `Calibration`, as written.
     """
     records = {}
     for mode, search_config in settings.items():
@@ -66,12 +66,11 @@ def calibrate_modes(model: TrainedModel, good: ImageSet, settings: Mapping[str, 
                  ", ".join(f"{name} {values['threshold']:.4f}"
                            for name, values in record["image_scores"].items()))
         for name in record["image_scores"]:
-            summary_line = threshold_evidence.describe_evidence(
-                threshold_evidence.evidence(record, name))
+            summary_line = threshold_evidence.describe_evidence(record.evidence(name))
             log.info("  %s threshold %s", name, summary_line)
         for name, why in record.get("map_settings", {}).items():
             log.info("  map %s = %s (%s)", name, why["value"], why["reason"])
-        if record["outliers"]:
+        if record.outliers:
             path = write_outlier_figure(run, os.path.join(
                 model.model_dir, OUTLIER_FIGURE.format(mode=mode)))
             log.warning("%s: the good images that scored like defects are drawn in %s", mode,
@@ -82,11 +81,12 @@ def calibrate_modes(model: TrainedModel, good: ImageSet, settings: Mapping[str, 
     return records
 
 
-def summary(records: Mapping[str, dict]) -> dict:
-    """config.json's "calibration": per mode, each threshold and what it rests on."""
+def summary(records: Mapping[str, Mapping]) -> dict:
+    """config.json's "calibration": per mode, each threshold and what it rests on (a
+    `Calibration`, or a record as stored)."""
     result = {}
     for mode, record in records.items():
-        if not isinstance(record, dict) or "image_scores" not in record:
+        if not isinstance(record, Mapping) or "image_scores" not in record:
             continue
         result[mode] = {
             "images": record.get("images", record.get("count")),
@@ -103,7 +103,7 @@ def summary(records: Mapping[str, dict]) -> dict:
 def write_outlier_figure(run: scorer.CalibrationRun, path: str) -> str:
     """A grid of the most extreme outliers: query, reconstruction, maps."""
     from ic_anogan.reporting import plots
-    chosen = run.record["outliers"][:MAX_OUTLIERS_DRAWN]
+    chosen = run.record.outliers[:MAX_OUTLIERS_DRAWN]
     index = np.array([o["index"] for o in chosen])
     outputs = run.outputs
     rows = plots.GridRows(

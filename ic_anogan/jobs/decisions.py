@@ -12,9 +12,10 @@ from typing import Optional, Sequence
 
 from ic_anogan import config as config_lib
 from ic_anogan.config import ImageScore, MapConfig, Mode, SearchConfig, SearchRuntime
-from ic_anogan.jobs.score_request import ScoringError, SearchOverrides, UsageRefusal
+from ic_anogan.jobs.score_request import RequestError, SearchOverrides
 from ic_anogan.models.model_dir import TrainedModel
-from ic_anogan.scoring import calibration, threshold_evidence
+from ic_anogan.scoring import calibration
+from ic_anogan.scoring.calibration_record import Calibration, CalibrationError
 from ic_anogan.scoring.scorer import Scorer, SearchScorer
 
 log = logging.getLogger(__name__)
@@ -50,22 +51,19 @@ def resolve_modes(supported: Sequence[str], requested: Optional[Sequence[str]],
     export serves its first mode as serving_default).
 
     Raises:
-      ScoringError: a mode is unknown or not supported by this model.
+      RequestError: a mode is unknown or not supported by this model.
     """
-    modes = []
+    modes = []  # names were checked by the request (ScoreRequest); support is checked here
     for mode in requested or [default]:
-        if mode not in config_lib.SCORING_MODES + ("all",):
-            raise UsageRefusal(f"--mode={mode}: expected a list of "
-                               f"{', '.join(config_lib.SCORING_MODES)} or all")
         every = [default] + [m for m in supported if m != default]
         for name in every if mode == "all" else [mode]:
             if name not in modes:
                 modes.append(name)
     missing = [m for m in modes if m not in supported]
     if missing:
-        raise ScoringError(f"--mode={','.join(missing)}: supports only {', '.join(supported)}"
-                           " (the encoder modes need an encoder: train_main.py trains one unless "
-                           "--noencoder)")
+        raise RequestError("score.modes", f"supports only {', '.join(supported)} (the encoder "
+                           "modes need an encoder: train the model with one)",
+                           ",".join(missing))
     return modes
 
 
@@ -76,11 +74,10 @@ def search_settings(mode: str, records: dict, overrides: SearchOverrides) -> Sea
     (λ, learning rate, seed, ...) are taken with the mode's default Γ.
     """
     if mode in records:
-        base = calibration.stored_search_config(records[mode])
+        base = records[mode].search_config
     else:
         base = config_lib.search_config_for_mode(
-            mode, calibration.stored_search_config(records[Mode.SEARCH])
-            if Mode.SEARCH in records else None)
+            mode, records[Mode.SEARCH].search_config if Mode.SEARCH in records else None)
     values = config_lib.to_dict(base)
     values.update({k: v for k, v in dataclasses.asdict(overrides).items() if v is not None})
     values.update(mode=mode)
@@ -91,7 +88,7 @@ def search_settings(mode: str, records: dict, overrides: SearchOverrides) -> Sea
 
 def usable_records(model_dir: str, image_size: int, latent_dim: Optional[int],
                    replacing: Sequence[str]) -> dict:
-    """The stored records that pass `calibration.check_record`. A damaged record of a
+    """The stored calibrations whose records pass their check. A damaged record of a
     mode in `replacing` is left out with a warning, so that recalibration replaces it
     without reading it; a damaged record of another mode is refused, before any search,
     naming the mode to recalibrate with it.
@@ -103,17 +100,17 @@ def usable_records(model_dir: str, image_size: int, latent_dim: Optional[int],
     path = os.path.join(model_dir, calibration.CALIBRATION_FILE)
     for mode, record in calibration.read_raw(model_dir).items():
         try:
-            calibration.check_record(record, mode, path, image_size, latent_dim)
-        except calibration.CalibrationError as e:
+            checked = Calibration.checked(record, mode, path, image_size, latent_dim)
+        except CalibrationError as e:
             problem = str(e).split("; recalibrate")[0]
             if mode not in replacing:
-                raise calibration.CalibrationError(
+                raise CalibrationError(
                     f"{problem}; mode {mode} is not being recalibrated and would stop scoring "
-                    f"after the search: recalibrate it too (--mode="
-                    f"{','.join(list(replacing) + [mode])})") from None
+                    f"after the search: recalibrate it too",
+                    mode=",".join(list(replacing) + [mode])) from None
             log.warning("replacing the damaged calibration of mode %s: %s", mode, problem)
             continue
-        usable[mode] = record
+        usable[mode] = checked
     return usable
 
 
@@ -125,7 +122,7 @@ def recalibration_map_config(records: dict, modes: Sequence[str], overrides: dic
     for the new images; one the user gave is kept.
     """
     mode = next((m for m in modes if m in records and "map" in records[m]), None)
-    stored = calibration.map_statistics(records[mode]) if mode else None
+    stored = records[mode].map_statistics if mode else None
     values = config_lib.to_dict(stored.config if stored else MapConfig())
     if stored is not None:
         resolution = records[mode].get("map_settings", {})
@@ -144,41 +141,42 @@ def decide(model: TrainedModel, modes: Sequence[str], overrides: SearchOverrides
 
     Raises:
       CalibrationError: a stored calibration is damaged.
-      ScoringError: a map score is asked for without map statistics.
+      RequestError: a map score is asked for without map statistics.
     """
     records = calibration.read_all(model.model_dir, model.model_config.image_size,
                                    model.model_config.latent_dim)
     decisions = []
     for mode in modes:
         settings = search_settings(mode, records, overrides)
-        statistics = calibration.map_statistics(records[mode]) if mode in records else None
-        thresholds = calibration.thresholds(records[mode]) if mode in records else {}
+        record = records.get(mode)
+        statistics = record.map_statistics if record else None
+        thresholds = record.thresholds if record else {}
         chosen = image_score or (config_lib.DEFAULT_IMAGE_SCORE if statistics
                                  else ImageScore.STUDY.value)
         if chosen != ImageScore.STUDY and statistics is None:
-            raise ScoringError(
-                f"--image_score={chosen}: {model.model_dir} has no good-part map statistics "
-                f"for mode {mode}; add them with --calibrate_dir=<good images> (or use "
-                "--image_score=study)")
+            raise RequestError(
+                "score.image_score", f"{model.model_dir} has no good-part map statistics for "
+                f"mode {mode}; add them by recalibrating on good images, or decide by study",
+                chosen, remedy={"recalibration.good": "<good images>"})
         if mode in records and statistics is None and image_score is None:
             log.warning("%s: mode %s was calibrated before the map scores; deciding with the "
-                        "study score A(x). Add the good-part map statistics with "
-                        "--calibrate_dir=<good images> to decide from the map (map_max).",
+                        "study score A(x). Recalibrate it on good images to add the "
+                        "good-part map statistics and decide from the map (map_max).",
                         model.model_dir, mode)
         if mode in records:
-            changed = calibration.mismatched_settings(records[mode], settings)
+            changed = records[mode].mismatched_settings(settings)
             if changed and threshold is None:
                 log.warning("the stored %s threshold was calibrated with other search settings "
-                            "(%s); its false-reject rate does not hold. Recalibrate with "
-                            "--calibrate_dir or give --threshold.", mode, ", ".join(changed))
+                            "(%s); its false-reject rate does not hold. Recalibrate it on good "
+                            "images, or give a threshold.", mode, ", ".join(changed))
         elif threshold is None:
             log.warning("%s has no calibration for mode %s: no threshold, is_anomaly left "
-                        "empty (calibrate with --calibrate_dir)", model.model_dir, mode)
+                        "empty (calibrate it on good images)", model.model_dir, mode)
         evidence = None
         if threshold is not None:
             thresholds[chosen] = threshold
         elif mode in records:
-            evidence = threshold_evidence.evidence(records[mode], chosen)
+            evidence = records[mode].evidence(chosen)
         decisions.append(ModeDecision(
             SearchScorer(model, settings, statistics, chunk_steps, runtime), chosen,
             thresholds.get(chosen), thresholds, evidence))
@@ -193,8 +191,8 @@ def decide_exported(exported, modes: Sequence[str], image_score: Optional[str] =
         scorer = exported.scorer(mode)
         chosen = image_score or scorer.image_score
         if chosen != ImageScore.STUDY and scorer.statistics is None:
-            raise ScoringError(f"--image_score={chosen}: the export has no good-part map "
-                               f"statistics for mode {mode}; use --image_score=study")
+            raise RequestError("score.image_score", "the export has no good-part map "
+                               f"statistics for mode {mode}; decide by study", chosen)
         if chosen != scorer.image_score:
             log.warning("the export decides mode %s by %s; %s has no threshold baked in, so "
                         "is_anomaly in scores.csv is left empty", mode, scorer.image_score,

@@ -22,7 +22,8 @@ from ic_anogan.jobs.calibrate import calibrate_modes
 from ic_anogan.jobs.decisions import (ModeDecision, decide, decide_exported,
                                       recalibration_map_config, resolve_modes, search_settings,
                                       signature_names, usable_records)
-from ic_anogan.jobs.score_request import Recalibration, ScoreRequest, SearchOverrides, UsageRefusal
+from ic_anogan.jobs.score_request import (REQUEST_FILE, Recalibration, RequestError,
+                                          ScoreRequest, SearchOverrides, request_to_dict)
 from ic_anogan.models.model_dir import TrainedModel, load_trained_model
 from ic_anogan.reporting import report as report_lib
 from ic_anogan.scoring import threshold_evidence
@@ -51,10 +52,7 @@ def recalibrate(model: TrainedModel, modes: Sequence[str], request: Recalibratio
     map_config = recalibration_map_config(records, modes, request.map_overrides)
     for mode in modes:  # refused before the search, against the model's image size
         search_settings(mode, records, overrides)
-    try:
-        map_config.check_image_size(model.model_config.image_size)
-    except config_lib.ConfigError as e:
-        raise UsageRefusal(e.as_flag()) from None
+    map_config.check_image_size(model.model_config.image_size)
     good, used = loading.load_calibration_set(request.good, model.model_config.image_size)
     log.info("recalibrating %s on %s: %s", ", ".join(modes), used, describe(good))
     calibrate_modes(model, good, {mode: search_settings(mode, records, overrides)
@@ -171,7 +169,9 @@ def run(request: ScoreRequest, progress_factory=None, default_log_root: str = ""
                               config_lib.default_mode(model.encoder is not None))
         image_size = model.model_config.image_size
     if request.threshold is not None and len(modes) > 1:
-        raise UsageRefusal("--threshold applies to one mode; give a single --mode")
+        raise RequestError(("score.threshold", "score.modes"), "a threshold applies to one "
+                           "mode; give a single mode", values=(request.threshold,
+                                                               ",".join(modes)))
     where = request.model_dir or request.saved_model
     output_root = request.output_dir or os.path.join(where, "scores")
     log_root = request.log_dir or default_log_root
@@ -179,10 +179,10 @@ def run(request: ScoreRequest, progress_factory=None, default_log_root: str = ""
               else [("output_dir", output_root), ("log_dir", log_root)])
     if request.recalibration:
         places.append(("model_dir", request.model_dir))
-    for flag, folder in places:
+    for field, folder in places:
         reason = atomic_io.unwritable_reason(folder)
         if reason:
-            raise UsageRefusal(f"--{flag}={folder}: {reason}")
+            raise RequestError(f"score.{field}", reason, folder)
 
     data = request.data
     if model is not None and request.data.data_dir is None:
@@ -203,4 +203,7 @@ def run(request: ScoreRequest, progress_factory=None, default_log_root: str = ""
         return RunResult(decisions, export_path=export(model, decisions, request.export_dir))
     results = score(decisions, data, image_size, output_root, log_root, request.batch_size,
                     os.path.abspath(where), progress_factory)
+    # What was asked, beside what it gave: the same request replays the run.
+    config_lib.write_json(os.path.join(output_root, REQUEST_FILE),
+                          {"score": request_to_dict(request)})
     return RunResult(decisions, results, output_dir=output_root)

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 from ic_anogan import config as config_lib
 from ic_anogan.config import CalibrationConfig, DataConfig, MapConfig, SearchConfig, SearchRuntime
+from ic_anogan.config.checks import SettingError
 from ic_anogan.core.errors import IcAnoganError
 
 
@@ -21,8 +22,9 @@ class ScoringError(IcAnoganError, ValueError):
     """The scoring request cannot be served as asked; the message says what to change."""
 
 
-class UsageRefusal(ScoringError):
-    """The request contradicts itself or names an unusable place (a usage error)."""
+class RequestError(ScoringError, SettingError):
+    """A request's setting contradicts another or names an unusable place, found before
+    any work; the message names the setting by its field path (`score.modes`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,12 +69,12 @@ class Recalibration:
                           outliers=self.outliers)
         MapConfig(**{k: v for k, v in self.map_overrides.items() if v is not None})
         if self.good.data_dir is None:
-            raise UsageRefusal("--calibrate_dir: expected a folder of good images")
+            raise RequestError("recalibration.good", "expected a folder of good images")
 
 
 @dataclasses.dataclass(frozen=True)
 class ScoreRequest:
-    """Everything a scoring (or export) run needs; score_main.py's flags, as values.
+    """Everything a scoring (or export) run needs, as values (the score command's flags).
 
     Attributes:
       model_dir: a trained model directory; or
@@ -107,27 +109,63 @@ class ScoreRequest:
 
     def __post_init__(self):
         if bool(self.model_dir) == bool(self.saved_model):
-            raise UsageRefusal("give one of --model_dir and --saved_model")
+            raise RequestError(("score.model_dir", "score.saved_model"),
+                               "give one of them, not both and not neither")
         if self.saved_model and (self.recalibration or self.export_dir
                                  or self.overrides != SearchOverrides()
                                  or self.runtime != SearchRuntime()):
-            raise UsageRefusal("--saved_model scores with the export's baked-in settings; "
-                               "search, calibration and export flags do not apply")
+            raise RequestError("score.saved_model", "an export scores with its baked-in "
+                               "settings; search, calibration and export settings do not apply",
+                               self.saved_model)
         for mode in self.modes or ():
             if mode not in config_lib.SCORING_MODES + ("all",):
-                raise UsageRefusal(f"--mode={mode}: expected a list of "
-                                   f"{', '.join(config_lib.SCORING_MODES)} or all")
+                raise RequestError("score.modes", "expected a list of "
+                                   f"{', '.join(config_lib.SCORING_MODES)} or all", mode)
         if self.image_score is not None and self.image_score not in config_lib.IMAGE_SCORES:
-            raise UsageRefusal(f"--image_score={self.image_score}: expected one of "
-                               f"{', '.join(config_lib.IMAGE_SCORES)}")
+            raise RequestError("score.image_score", "expected one of "
+                               f"{', '.join(config_lib.IMAGE_SCORES)}", self.image_score)
         if self.threshold is not None and not (
                 isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):
-            raise UsageRefusal(f"--threshold={self.threshold!r}: expected a finite number")
+            raise RequestError("score.threshold", "expected a finite number",
+                               repr(self.threshold))
         if self.batch_size <= 0:
-            raise UsageRefusal(f"--search_batch_size={self.batch_size}: expected a positive "
-                               "integer")
+            raise RequestError("score.batch_size", "expected a positive integer",
+                               self.batch_size)
         if self.chunk_steps is not None and self.chunk_steps <= 0:
-            raise UsageRefusal(f"--chunk_steps={self.chunk_steps}: expected a positive integer")
+            raise RequestError("score.chunk_steps", "expected a positive integer",
+                               self.chunk_steps)
+
+
+# Where a scoring run writes the request it ran (in its output folder), for a replay.
+REQUEST_FILE = "score_config.json"
+
+
+def request_to_dict(request: ScoreRequest) -> dict:
+    """The request as plain JSON values (score_config.json's `score` section)."""
+    values = dataclasses.asdict(request)
+    values["modes"] = None if request.modes is None else list(request.modes)
+    return values
+
+
+def request_from_dict(values: dict) -> ScoreRequest:
+    """The inverse of `request_to_dict`; unknown keys (from newer versions) are ignored and
+    every value is checked as the request is built.
+
+    Raises:
+      SettingError: a value is refused (naming its field path).
+      TypeError: `values` is not a request's JSON object.
+    """
+    if not isinstance(values, dict):
+        raise TypeError(f"expected a JSON object, not {type(values).__name__}")
+    recalibration = values.get("recalibration")
+    if recalibration is not None:
+        recalibration = config_lib.from_dict(Recalibration, {
+            **recalibration, "good": config_lib.from_dict(DataConfig, recalibration["good"])})
+    return config_lib.from_dict(ScoreRequest, {
+        **values, "data": config_lib.from_dict(DataConfig, values.get("data") or {}),
+        "overrides": config_lib.from_dict(SearchOverrides, values.get("overrides") or {}),
+        "runtime": config_lib.from_dict(SearchRuntime, values.get("runtime") or {}),
+        "recalibration": recalibration})
 
 
 def check_sources(request: ScoreRequest) -> None:
@@ -137,22 +175,22 @@ def check_sources(request: ScoreRequest) -> None:
     with a bad flag value and a missing folder names the flag first.
 
     Raises:
-      UsageRefusal: naming the flag and the place.
+      RequestError: naming the setting and the place.
     """
     import os
 
     from ic_anogan.data import sources
     from ic_anogan.data.image_set import DataError
-    for flag, place in (("model_dir", request.model_dir), ("saved_model", request.saved_model)):
+    for path, place in (("score.model_dir", request.model_dir),
+                        ("score.saved_model", request.saved_model)):
         if place and not os.path.isdir(place):
-            raise UsageRefusal(f"--{flag}={place}: "
-                               + ("not a folder" if os.path.exists(place) else "not found"))
-    folders = [("data_dir", request.data.data_dir)]
+            raise RequestError(path, "not a folder" if os.path.exists(place) else "not found",
+                               place)
+    folders = [("data.data_dir", request.data.data_dir)]
     if request.recalibration:
-        folders.append(("calibrate_dir", request.recalibration.good.data_dir))
-    for flag, folder in folders:
+        folders.append(("recalibration.good", request.recalibration.good.data_dir))
+    for path, folder in folders:
         try:
             sources.resolve_source(folder)
         except DataError as e:
-            raise UsageRefusal(f"--{flag}={folder}: {str(e).removeprefix(f'{folder}: ')}") \
-                from None
+            raise RequestError(path, str(e).removeprefix(f"{folder}: "), folder) from None

@@ -86,7 +86,7 @@ def check_same_run(model_dir: str, wanted: dict) -> None:
                 raise ModelDirError(
                     f"{model_dir}: holds a run with {section}.{key}="
                     f"{stored.get(section, {}).get(key)!r}, this command asks for {value!r}; "
-                    f"use another --model_dir or the original flags")
+                    f"use another model directory or the settings it was trained with")
 
 
 def load_trained_model(model_dir: str, image_size: Optional[int] = None,
@@ -102,8 +102,7 @@ def load_trained_model(model_dir: str, image_size: Optional[int] = None,
       ModelDirError: missing directory or files, or another image size.
     """
     if not os.path.isdir(model_dir):
-        raise ModelDirError(f"{model_dir}: model directory not found (train one with "
-                            f"train_main.py --model_dir={model_dir})")
+        raise ModelDirError(f"{model_dir}: model directory not found (train one into it)")
     for name in (CONFIG_FILE, GENERATOR_FILE, DISCRIMINATOR_FILE):
         if not os.path.exists(os.path.join(model_dir, name)):
             raise ModelDirError(f"{model_dir}: {name} missing; is training finished?")
@@ -111,11 +110,10 @@ def load_trained_model(model_dir: str, image_size: Optional[int] = None,
     try:
         metadata = config_lib.read_json(config_path)
     except ValueError as e:
-        raise ModelDirError(f"{e}; train again with train_main.py --model_dir={model_dir}"
-                            ) from None
+        raise ModelDirError(f"{e}; train into {model_dir} again") from None
     if not isinstance(metadata, dict) or not isinstance(metadata.get("model"), dict):
         raise ModelDirError(f"{config_path}: expected a JSON object with a 'model' section "
-                            "(image_size, latent_dim, base_filters), as train_main.py writes it")
+                            "(image_size, latent_dim, base_filters), as training writes it")
     try:
         model_config = config_lib.from_dict(ModelConfig, metadata["model"])
     except (config_lib.ConfigError, TypeError) as e:
@@ -132,8 +130,8 @@ def load_trained_model(model_dir: str, image_size: Optional[int] = None,
         try:
             encoder_record = config_lib.read_json(os.path.join(model_dir, ENCODER_CONFIG_FILE))
         except (FileNotFoundError, ValueError) as e:
-            raise ModelDirError(f"{e}; run train_main.py again with the same flags to retrain "
-                                "the encoder") from None
+            raise ModelDirError(f"{e}; train again with the same settings to retrain the "
+                                "encoder") from None
         if not isinstance(encoder_record, dict):
             encoder_record = {}
         if encoder_record.get("gan_fingerprint") == gan_fingerprint(generator, discriminator):
@@ -142,7 +140,7 @@ def load_trained_model(model_dir: str, image_size: Optional[int] = None,
         else:
             # The GAN was trained further after E: E's guesses are for another G.
             log.warning("%s: the encoder was trained against other generator weights and is "
-                        "ignored; train it again (train_main.py with the same flags)", model_dir)
+                        "ignored; train it again (the same settings)", model_dir)
     return TrainedModel(model_dir, model_config, generator, discriminator, features, metadata,
                         encoder)
 
@@ -154,8 +152,8 @@ def _load_weights(model: keras.Model, path: str) -> None:
     except (OSError, ValueError, KeyError) as e:
         raise ModelDirError(
             f"{path}: cannot be loaded ({type(e).__name__}: {str(e)[:200]}); the file is "
-            "damaged, cut off or from another model. Run train_main.py again with the same "
-            "--model_dir and flags: it resumes from checkpoint.npz and rewrites it") from None
+            "damaged, cut off or from another model. Train again into the same model directory "
+            "with the same settings: it resumes from checkpoint.npz and rewrites it") from None
 
 
 def gan_fingerprint(generator: Generator, discriminator: Discriminator) -> str:

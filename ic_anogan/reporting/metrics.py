@@ -102,7 +102,7 @@ def threshold_metrics(labels, scores, threshold: float) -> dict:
 def evaluate(labels, scores, defect_types: Sequence[str], threshold: Optional[float],
              anomaly_maps: Optional[np.ndarray] = None, masks: Optional[np.ndarray] = None,
              has_mask: Optional[np.ndarray] = None) -> dict:
-    """Every image- and pixel-level figure `score_main.py` reports.
+    """Every image- and pixel-level figure the score command reports.
 
     Pixel AUROC uses the defect images that have masks plus every good image
     (all of whose pixels are good), as MVTec-AD does.

@@ -192,9 +192,9 @@ def write_report(output_dir: str, images: ImageSet, outputs: ScoreOutputs,
     return Report(output_dir, scores_csv, metrics_json, figures, evaluation, threshold)
 
 
-def summary_text(report: Report, log_dir: Optional[str]) -> str:
-    """What score_main.py prints after a mode: each score's figures, the pixel figures,
-    the decision at the threshold, and where the files are."""
+def summary_text(report: Report) -> str:
+    """What the score command prints after a mode: each score's figures, the pixel
+    figures, the decision at the threshold, and where the files are."""
     lines = []
     evaluation = report.evaluation
     for name, e in evaluation.get("image_scores", {}).items():
@@ -220,8 +220,6 @@ def summary_text(report: Report, log_dir: Optional[str]) -> str:
     if overlays:
         lines.append(f"defect-mask overlays: {os.path.dirname(overlays[0])}/ "
                      f"({len(overlays)} images)")
-    if log_dir:
-        lines.append(f"TensorBoard: tensorboard --logdir {log_dir}")
     return "\n".join(lines)
 
 

@@ -27,38 +27,17 @@ score exactly as they did.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Optional, Sequence
 
 import numpy as np
 
 from ic_anogan import config as config_lib
-from ic_anogan.config import SCORE_DEFINING, Mode, SearchConfig
-from ic_anogan.core.errors import IcAnoganError
-from ic_anogan.scoring.map_calibration import MapCalibration
+from ic_anogan.config import Mode, SearchConfig
 from ic_anogan.scoring import threshold_evidence, thresholds as thresholds_lib
-from ic_anogan.scoring.map_statistics import MapStatistics
-
-CALIBRATION_FILE = "calibration.json"
-
-
-# What a refusal of a damaged calibration advises; recalibration replaces the
-# damaged records without reading them.
-RECALIBRATE = ("recalibrate the mode with score_main.py --model_dir=<model> "
-               "--calibrate_dir=<good images>")
-
-
-def recalibrate_hint(mode: str) -> str:
-    """What repairs `mode`'s damaged record, naming the mode (a repair that recalibrates
-    another mode leaves it damaged)."""
-    return (f"recalibrate it with score_main.py --model_dir=<model> --calibrate_dir=<good "
-            f"images> --mode={mode}")
-
-
-class CalibrationError(IcAnoganError, ValueError):
-    """No usable calibration in the model directory."""
-
+from ic_anogan.scoring.calibration_record import (CALIBRATION_FILE, RECALIBRATE, Calibration,
+                                                  CalibrationError)
+from ic_anogan.scoring.map_calibration import MapCalibration
 
 def _distribution(scores: np.ndarray, percentile: float, rule: str) -> dict:
     """The threshold, its evidence, and a summary of good images' scores."""
@@ -76,8 +55,8 @@ def _distribution(scores: np.ndarray, percentile: float, rule: str) -> dict:
 
 def calibrate(good_scores: np.ndarray, percentile: float, search_config: SearchConfig,
               source: str, maps: Optional[MapCalibration] = None, rule: str = "fitted",
-              outliers: Sequence[dict] = (), outlier_policy: str = "exclude") -> dict:
-    """A calibration record: thresholds, their evidence and the good-score distributions.
+              outliers: Sequence[dict] = (), outlier_policy: str = "exclude") -> Calibration:
+    """A mode's calibration: thresholds, their evidence and the good-score distributions.
 
     Args:
       good_scores: anomaly scores A(x) of the good images not trained on that
@@ -95,12 +74,13 @@ def calibrate(good_scores: np.ndarray, percentile: float, search_config: SearchC
     """
     scores = np.asarray(good_scores, np.float64)
     if scores.size == 0:
-        raise CalibrationError("calibration needs at least one good image")
+        raise CalibrationError("calibration needs at least one good image", remedy={})
     if not 0 < percentile <= 100:
-        raise CalibrationError(f"calibration_percentile={percentile}: expected a number in (0, 100]")
+        raise CalibrationError(f"calibration.percentile={percentile}: expected a number in "
+                               "(0, 100]", remedy={})
     if not np.all(np.isfinite(scores)):
         raise CalibrationError("calibration: some good images scored NaN or infinity; the "
-                               "model's weights are not usable")
+                               "model's weights are not usable", remedy={})
     study = _distribution(scores, percentile, rule)
     excluded = outlier_policy == "exclude"
     record = {**study, "percentile": float(percentile), "count": int(scores.size),
@@ -118,98 +98,7 @@ def calibrate(good_scores: np.ndarray, percentile: float, search_config: SearchC
     warning = threshold_evidence.few_images_warning(record)
     if warning:
         record["warnings"] = [warning]
-    return record
-
-
-def map_statistics(record: dict) -> Optional[MapStatistics]:
-    """The record's map statistics, or None for a record from before them.
-
-    Records from `read_all` were checked there; this re-raises a damaged
-    one's problem for records built by hand.
-    """
-    if "map" not in record:
-        return None
-    try:
-        return MapStatistics.from_dict(record["map"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CalibrationError(f"{CALIBRATION_FILE}: the {_record_mode(record)!r} map "
-                               f"statistics are unusable ({e}); "
-                               f"{recalibrate_hint(_record_mode(record))}") from None
-
-
-def thresholds(record: dict) -> dict:
-    """image score -> threshold, for every image score the record calibrated."""
-    per_score = {"study": float(record["threshold"])}
-    for name, values in record.get("image_scores", {}).items():
-        per_score[name] = float(values["threshold"])
-    return per_score
-
-
-def _record_mode(record: dict) -> str:
-    return record["search"].get("mode", Mode.SEARCH.value)
-
-
-def _finite_number(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-def check_record(record, mode: str, where: str, image_size: Optional[int] = None,
-                 latent_dim: Optional[int] = None) -> None:
-    """Refuses a damaged record, naming the field, its value and what was expected.
-
-    Checks every threshold (a finite number), the percentile, the search
-    settings (a valid SearchConfig of `mode`) and the map statistics (shape
-    `image_size` squared when given, finite, deviations positive, a finite
-    pixel threshold).
-
-    Raises:
-      CalibrationError: naming `where` (the file) and the field.
-    """
-    def refuse(field: str, problem: str):
-        raise CalibrationError(f"{where}: modes.{mode}.{field} {problem}; "
-                               f"{recalibrate_hint(mode)}")
-
-    if mode not in config_lib.SCORING_MODES:
-        raise CalibrationError(f"{where}: unknown mode {mode!r} (expected "
-                               f"{', '.join(config_lib.SCORING_MODES)}); {RECALIBRATE}")
-    if not isinstance(record, dict):
-        refuse("", f"is {type(record).__name__}; expected an object")
-    for key in ("threshold", "search"):
-        if key not in record:
-            refuse(key, "is missing")
-    if not _finite_number(record["threshold"]):
-        refuse("threshold", f"is {record['threshold']!r}; expected a finite number")
-    if "percentile" in record and not (_finite_number(record["percentile"])
-                                       and 0 < record["percentile"] <= 100):
-        refuse("percentile", f"is {record['percentile']!r}; expected a number in (0, 100]")
-    if not isinstance(record["search"], dict):
-        refuse("search", f"is {record['search']!r}; expected an object")
-    try:
-        search = stored_search_config(record)
-    except (TypeError, ValueError) as e:
-        refuse("search", f"is unusable ({e})")
-    if search.mode != mode:
-        refuse("search.mode", f"is {search.mode!r}; expected {mode!r}, the mode it is stored "
-               "under")
-    scores = record.get("image_scores", {})
-    if not isinstance(scores, dict):
-        refuse("image_scores", f"is {scores!r}; expected an object")
-    for name, values in scores.items():
-        if name not in config_lib.IMAGE_SCORES:
-            continue  # a score of a newer version: not read by this one
-        value = values.get("threshold") if isinstance(values, dict) else None
-        if not _finite_number(value):
-            refuse(f"image_scores.{name}.threshold", f"is {value!r}; expected a finite number")
-    if "map" in record:
-        try:
-            MapStatistics.from_dict(record["map"], image_size, latent_dim)
-        except (TypeError, ValueError) as e:
-            refuse("map", f"is unusable: {e}")
-        missing = [n for n in config_lib.MAP_SCORES if n not in scores]
-        if missing:
-            refuse("image_scores", f"has no threshold for {', '.join(missing)}, which its map "
-                   "statistics score")
+    return Calibration(record)
 
 
 def read_raw(model_dir: str) -> dict:
@@ -233,36 +122,23 @@ def read_raw(model_dir: str) -> dict:
 
 def read_all(model_dir: str, image_size: Optional[int] = None,
              latent_dim: Optional[int] = None) -> dict:
-    """mode -> calibration record, every record checked (`check_record`) against the
+    """mode -> its `Calibration`, every record checked (`check_record`) against the
     model's image size and latent size when given; {} when none."""
     path = os.path.join(model_dir, CALIBRATION_FILE)
-    records = read_raw(model_dir)
-    for mode, record in records.items():
-        check_record(record, mode, path, image_size, latent_dim)
-    return records
+    return {mode: Calibration.checked(record, mode, path, image_size, latent_dim)
+            for mode, record in read_raw(model_dir).items()}
 
 
-def write(model_dir: str, record: dict) -> str:
-    """Stores `record` as its mode's calibration, keeping the other modes' records as
-    they are (a damaged one stays refused until it is recalibrated itself)."""
+def write(model_dir: str, calibration: Calibration) -> str:
+    """Stores `calibration` as its mode's, keeping the other modes' records as they are
+    (a damaged one stays refused until it is recalibrated itself)."""
     records = read_raw(model_dir)
-    records[_record_mode(record)] = record
+    records[calibration.mode] = calibration.to_dict()
     path = os.path.join(model_dir, CALIBRATION_FILE)
     config_lib.write_json(path, {"modes": records})
     return path
 
 
-def read(model_dir: str, mode: str = Mode.SEARCH.value) -> Optional[dict]:
+def read(model_dir: str, mode: str = Mode.SEARCH.value) -> Optional[Calibration]:
     """The stored calibration of `mode`, or None when there is none."""
     return read_all(model_dir).get(mode)
-
-
-def stored_search_config(record: dict) -> SearchConfig:
-    return config_lib.from_dict(SearchConfig, record["search"])
-
-
-def mismatched_settings(record: dict, search_config: SearchConfig) -> list:
-    """Names of score-defining search settings that differ from the calibration's."""
-    stored = {"mode": Mode.SEARCH.value, **record["search"]}
-    current = config_lib.to_dict(search_config)
-    return [k for k in SCORE_DEFINING if stored.get(k) != current.get(k)]

@@ -95,9 +95,8 @@ class ScoreOutputs:
             return np.asarray(self.anomaly_score)
         if image_score not in (self.map_scores or {}):
             raise ValueError(f"image_score={image_score!r} needs the good parts' map "
-                             "statistics, which this model has not calibrated; add them with "
-                             "score_main.py --calibrate_dir=<good images>, or use image_score "
-                             "'study'")
+                             "statistics, which this model has not calibrated; add them by "
+                             "recalibrating on good images, or use image_score 'study'")
         return np.asarray(self.map_scores[image_score])
 
     @classmethod

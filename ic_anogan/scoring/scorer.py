@@ -2,7 +2,7 @@
 
 Two scorers implement it: `SearchScorer` runs the latent search in process on
 a trained model; `serving.ExportedScorer` sends the images through an
-exported SavedModel, as a TF Serving client would. score_main.py, the
+exported SavedModel, as a TF Serving client would. The score command, the
 pipeline, the benchmarks and the tests all score through it. `calibrate`
 scores held-out good images and stores the mode's thresholds and map
 statistics.
@@ -23,6 +23,7 @@ from ic_anogan.data.image_set import ImageSet
 from ic_anogan.models.model_dir import TrainedModel
 from ic_anogan.scoring import (anomaly_maps, calibration, map_calibration, map_statistics,
                                threshold_evidence)
+from ic_anogan.scoring.calibration_record import Calibration
 from ic_anogan.scoring.map_statistics import MapStatistics
 from ic_anogan.scoring.outputs import ScoreOutputs
 from ic_anogan.scoring.search import LatentSearch
@@ -142,7 +143,7 @@ class SearchScorer:
 class CalibrationRun:
     """A mode's calibration: the record written, and the scored good images."""
 
-    record: dict
+    record: Calibration
     good: ImageSet
     # The good images' outputs, with the map outputs of the stored statistics.
     outputs: ScoreOutputs
@@ -153,7 +154,7 @@ def calibrate(model: TrainedModel, good: ImageSet, search_config: SearchConfig,
               progress: Optional[Progress] = None, chunk_steps: Optional[int] = None,
               map_config: Optional[MapConfig] = MapConfig(), log_dir: Optional[str] = None,
               runtime: SearchRuntime = SearchRuntime(), threshold_rule: str = "fitted",
-              outliers: str = "exclude") -> dict:
+              outliers: str = "exclude") -> Calibration:
     """Scores good images the model never trained on and stores the mode's calibration.
 
     Args:
@@ -163,7 +164,7 @@ def calibrate(model: TrainedModel, good: ImageSet, search_config: SearchConfig,
       threshold_rule, outliers: as CalibrationConfig's.
 
     Returns:
-      The calibration record written to `model_dir/calibration.json` (under
+      The `Calibration` written to `model_dir/calibration.json` (under
       `search_config.mode`; other modes' records are kept): thresholds of
       every image score with their evidence, the outliers, the map statistics.
     """
@@ -208,7 +209,7 @@ def calibrate_run(model: TrainedModel, good: ImageSet, search_config: SearchConf
         log.info("%s: %s", search_config.mode, map_statistics.describe(maps.statistics))
     record = calibration.calibrate(outputs.anomaly_score[kept], percentile, search_config,
                                    source, maps, threshold_rule, found, outliers)
-    for warning in record.get("warnings", []):
+    for warning in record.warnings:
         log.warning("%s: %s", search_config.mode, warning)
     calibration.write(model.model_dir, record)
     if log_dir and maps is not None:

@@ -79,8 +79,7 @@ class LatentSearch(tf.Module):
         super().__init__(name=name)
         if config.mode != Mode.SEARCH and encoder is None:
             raise ModelDirError(f"mode={config.mode!r} needs an encoder and this model has none; "
-                             "train_main.py trains one unless --noencoder is given; or use "
-                             "mode 'search'")
+                             "train the model with an encoder, or use mode 'search'")
         self.generator = generator
         self.features = features
         self.encoder = encoder if config.mode != Mode.SEARCH else None

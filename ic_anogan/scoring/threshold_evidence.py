@@ -9,6 +9,7 @@ summarised for the score report, config.json and the export's metadata
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Optional, Sequence
 
 import numpy as np
@@ -45,7 +46,7 @@ def find_outliers(scores: dict, ids: Sequence[str]) -> list:
     return [{k: v for k, v in e.items() if k != "_far"} for e in ordered]
 
 
-def few_images_warning(record: dict) -> Optional[str]:
+def few_images_warning(record: Mapping) -> Optional[str]:
     """A warning when the thresholds rest on fewer than thresholds.FEW_SCORES images."""
     count = record.get("count", 0)
     if count >= thresholds_lib.FEW_SCORES:
@@ -56,12 +57,12 @@ def few_images_warning(record: dict) -> Optional[str]:
             "the model never trained on to narrow it")
 
 
-def evidence(record: dict, image_score: str) -> Optional[dict]:
+def evidence(record: Mapping, image_score: str) -> Optional[dict]:
     """What `image_score`'s threshold rests on, for reports and exports; None for a record
     from before thresholds carried their evidence."""
     values = (record if image_score == "study" else
               record.get("image_scores", {}).get(image_score, {}))
-    found = values.get("evidence") if isinstance(values, dict) else None
+    found = values.get("evidence") if isinstance(values, Mapping) else None
     if not isinstance(found, dict):
         return None
     summary = {"images": record.get("count"), "rule": found.get("rule"),

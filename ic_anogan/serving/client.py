@@ -3,7 +3,7 @@
 `ExportedModel` loads an export and reads its baked-in settings;
 `ExportedScorer` is the `scoring.Scorer` of one of its modes, so the same
 report can be produced from the artefact that is deployed
-(`score_main.py --saved_model`). It needs signatures.py, not the exporter
+(the score command with an export). It needs signatures.py, not the exporter
 or the trainer.
 """
 
@@ -35,11 +35,12 @@ def _check_version_folder(path: str) -> None:
     versions = sorted((int(d) for d in os.listdir(path)
                        if d.isdigit() and os.path.exists(os.path.join(path, d, "saved_model.pb"))))
     if versions:
-        raise ExportError(f"{path}: an export base, not a version folder; give "
-                          f"--saved_model={os.path.join(path, str(versions[-1]))} (the newest "
-                          f"of versions {', '.join(map(str, versions))})")
-    raise ExportError(f"{path}: no saved_model.pb; expected a version folder written by "
-                      "score_main.py --export_dir (EXPORT_DIR/<version>)")
+        newest = os.path.join(path, str(versions[-1]))
+        raise ExportError(f"{path}: an export base, not a version folder; give {newest} (the "
+                          f"newest of versions {', '.join(map(str, versions))})",
+                          remedy={"score.saved_model": newest})
+    raise ExportError(f"{path}: no saved_model.pb; expected a version folder an export wrote "
+                      "(EXPORT_DIR/<version>)")
 
 
 class ExportedModel:

@@ -19,7 +19,7 @@ What a deployment needs, and how this module provides it:
       by the same functions training data went through (preprocessing.py). This is what
       a REST client sends as {"instances": [{"b64": "..."}]};
     - score_float: images float32 [N, S, S, 1] in [-1, 1], for clients that
-      preprocess themselves (score_main.py --saved_model uses it for sources
+      preprocess themselves (scoring an export in process uses it for sources
       that are not files);
     - metadata: no input; the baked-in settings as named constants.
   Scoring modes (search, encoder, encoder_search): an export serves one or
@@ -118,7 +118,7 @@ def export_saved_model(model: TrainedModel, export_base: str, search_config: Sea
 
     Args:
       model: the trained model (with its encoder for the encoder modes).
-      export_base: the folder TF Serving's --model_base_path points at.
+      export_base: the folder TF Serving's model base path points at.
       search_config: the default mode's search baked into the graph (mode, Γ, λ, ...).
       threshold: the default mode's decision threshold (of `image_score`);
         None serves no decisions.
@@ -146,7 +146,7 @@ def export_saved_model(model: TrainedModel, export_base: str, search_config: Sea
     unsupported = [n for n in names if n not in model.scoring_modes]
     if unsupported:
         raise ExportError(f"{model.model_dir}: cannot export mode(s) {', '.join(unsupported)}: "
-                          "the model has no encoder (train one with train_main.py)")
+                          "the model has no encoder (train the model with one)")
     functions = [ServingFunctions(model, m) for m in served]
     size = functions[0].image_size
     record = settings(model, served)

@@ -47,8 +47,8 @@ class ServedMode:
                               f"{config_lib.IMAGE_SCORES}")
         if self.image_score != ImageScore.STUDY and self.statistics is None:
             raise ExportError(f"image_score={self.image_score!r} for mode {self.search.mode}: "
-                              "the model has no map statistics for it; calibrate them with "
-                              "score_main.py --calibrate_dir, or export image_score 'study'")
+                              "the model has no map statistics for it; calibrate them on good "
+                              "images, or export image_score 'study'")
 
 
 def _check_images(images: tf.Tensor, image_size: int, dtype_name: str) -> tf.Tensor:

@@ -51,7 +51,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """
 
     def __init__(self, checkpoint_path: str, names: Sequence[str] = ("d_loss", "g_loss"),
-                 advice: str = "Lower --learning_rate or check the images."):
+                 advice: str = "Lower the learning rate or check the images."):
         super().__init__()
         self.checkpoint_path = checkpoint_path
         self.names, self.advice = tuple(names), advice

@@ -20,19 +20,19 @@ import json
 import os
 from typing import Mapping, Optional
 
-from ic_anogan.core.errors import IcAnoganError
+from ic_anogan.config.checks import SettingError
 
 VARIABLE = "TF_CONFIG"
 TASK_TYPES = ("chief", "worker", "ps", "evaluator")
 
 
-class ClusterConfigError(IcAnoganError, ValueError):
+class ClusterConfigError(SettingError):
     """TF_CONFIG is unusable for the strategy asked for; the message names it and its value."""
 
 
 def _refuse(value: str, problem: str) -> ClusterConfigError:
     shown = value if len(value) <= 300 else value[:300] + "..."
-    return ClusterConfigError(f"{VARIABLE}={shown!r}: {problem}")
+    return ClusterConfigError(VARIABLE, problem, repr(shown))
 
 
 def parse(value: str) -> dict:
@@ -88,9 +88,9 @@ def check(strategy: str, environ: Mapping[str, str] = os.environ) -> Optional[di
     if not value.strip():
         if strategy == "multi_worker":
             raise ClusterConfigError(
-                f"--strategy=multi_worker: {VARIABLE} is not set, so this process would "
+                "distribution.strategy", f"{VARIABLE} is not set, so this process would "
                 f"train alone; set {VARIABLE} on every worker (README, 'Training across "
-                "machines'), or use --strategy=default for one machine")
+                "machines'), or use the default strategy for one machine", strategy)
         return None
     return parse(value)
 

@@ -62,10 +62,10 @@ def make_strategy(name: str,
       cluster.ClusterConfigError: TF_CONFIG is unset with multi_worker, or damaged.
     """
     if name not in STRATEGIES:
-        raise ValueError(f"--strategy={name}: expected one of {', '.join(STRATEGIES)}")
+        raise ValueError(f"strategy={name}: expected one of {', '.join(STRATEGIES)}")
     tf_config = cluster.check(name)
     if name in ("default", "mirrored") and os.environ.get(cluster.VARIABLE, "").strip():
-        log.warning("--strategy=%s trains on this machine: TF_CONFIG is set and ignored", name)
+        log.warning("strategy %s trains on this machine: TF_CONFIG is set and ignored", name)
     if name == "auto":
         if cluster.worker_count(tf_config) > 1:
             name = "multi_worker"

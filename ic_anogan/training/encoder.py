@@ -131,7 +131,7 @@ def _train_encoder(*, dirs: RunDirs, encoder_config, train_set, heldout, strateg
     global_batch = encoder_config.batch_size * strategy.num_replicas_in_sync
     if len(train_set) < global_batch:
         raise DataError(f"{len(train_set)} training images, fewer than one encoder "
-                        f"batch of {global_batch}; lower --encoder_batch_size")
+                        f"batch of {global_batch}; lower encoder.batch_size")
     keras.utils.set_random_seed(encoder_config.seed)
     with strategy.scope():
         gan = model_dir_lib.load_trained_model(dirs.model_dir, load_encoder=False)
@@ -175,7 +175,7 @@ def _train_encoder(*, dirs: RunDirs, encoder_config, train_set, heldout, strateg
                 train_set.images, global_batch, seed=encoder_config.seed,
                 start_batch=initial_epoch * updates_per_epoch)),
             tensorboard_dir=os.path.join(dirs.log_dir, "encoder"), loss_names=("loss",),
-            advice="Lower --encoder_learning_rate.",
+            advice="Lower encoder.learning_rate.",
             before_checkpoint=[KeepBestEpoch(trainer.best)] if keep_best else [],
             after_checkpoint=grids + [factory(trainer=trainer, log_dir=dirs.log_dir)
                                       for factory in extra_callbacks],

@@ -119,7 +119,7 @@ def _train(dirs: RunDirs, *, model_config, train_config, data_config, search_con
     if len(train_set) < global_batch:
         raise DataError(
             f"{data_config.data_dir or 'synthetic'}: {len(train_set)} training images after the "
-            f"hold-out, fewer than one batch of {global_batch}; lower --batch_size")
+            f"hold-out, fewer than one batch of {global_batch}; lower train.batch_size")
     log.info("training on %s; holding out %d for validation and calibration",
              describe(train_set), len(heldout))
     plan = training_plan.plan_training(len(train_set), global_batch, model_config, train_config)
@@ -195,7 +195,7 @@ def _fit(dirs: RunDirs, *, model_config, train_config, search_config, strategy,
             train_set.images, global_batch, seed=train_config.seed,
             start_batch=initial_epoch * plan.updates_per_epoch)),
         tensorboard_dir=dirs.log_dir, loss_names=("d_loss", "g_loss"),
-        advice="Lower --learning_rate or check the images.",
+        advice="Lower train.learning_rate or check the images.",
         # The monitor before the checkpoint, so that the checkpoint holds this epoch's choice.
         before_checkpoint=monitors, after_checkpoint=extras, verbose=verbose)
     return trainer, best, ran

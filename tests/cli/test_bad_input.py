@@ -54,7 +54,7 @@ def test_decompression_bomb_is_refused_by_name_or_skipped(tmp_path, rng):
     write_image(str(folder / "ok.png"), rng.integers(0, 256, (16, 16), dtype=np.uint8))
     bomb = _png_header_only(str(folder / "bomb.png"), 15000, 15000)
     with pytest.raises(image_set.DataError, match="bomb.png: .*above the limit of 100000000 pixels "
-                       "\\(--max_image_pixels\\)"):
+                       "\\(data.max_image_pixels\\)"):
         image_files.load_folder(str(folder), 16)
     # Under Pillow's own bomb limit, ours is what refuses.
     with pytest.raises(image_set.DataError, match="bomb.png: 15000x15000 = 225000000 pixels, above "
@@ -107,7 +107,7 @@ def test_truncated_weights_are_named_with_what_to_do(model_copy):
     weights = model_copy / model_dir_lib.GENERATOR_FILE
     weights.write_bytes(weights.read_bytes()[:500])
     with pytest.raises(model_dir_lib.ModelDirError, match="generator.weights.h5: cannot be loaded .*"
-                       "Run train_main.py again with the same --model_dir"):
+                       "Train again into the same model directory with the same settings"):
         model_dir_lib.load_trained_model(str(model_copy))
 
 
@@ -193,7 +193,7 @@ def test_a_run_stopped_before_its_first_checkpoint_leaves_no_model_dir(tmp_path)
 def test_scoring_refuses_output_places_before_the_search(trained_model_dir, tmp_path,
                                                         caplog):
     from ic_anogan.jobs import score_job
-    from ic_anogan.jobs.score_request import ScoreRequest, UsageRefusal
+    from ic_anogan.jobs.score_request import RequestError, ScoreRequest
     (tmp_path / "a_file").write_text("x")
     model_dir = trained_model_dir["model_dir"]
     caplog.set_level("INFO")
@@ -204,7 +204,7 @@ def test_scoring_refuses_output_places_before_the_search(trained_model_dir, tmp_
             ("export_dir", tmp_path / "a_file", "exists and is a file")):
         request = ScoreRequest(model_dir=model_dir, data=DataConfig(synthetic_counts={"good": 2}),
                                **{flag: str(folder)})
-        with pytest.raises(UsageRefusal, match=f"--{flag}={folder}: {message}"):
+        with pytest.raises(RequestError, match=f"score.{flag}={folder}: {message}"):
             score_job.run(request)
         assert "scoring" not in caplog.text  # refused before any image was searched
 
@@ -222,7 +222,7 @@ def small_export(exported_modes):
 
 def test_saved_model_paths_are_explained(small_export, tmp_path):
     with pytest.raises(ExportError, match="an export base, not a version folder; give "
-                       f"--saved_model={small_export['path']}"):
+                       f"{small_export['path']} "):
         serving.ExportedModel(small_export["base"])
     (tmp_path / "3").mkdir()
     with pytest.raises(ExportError, match="no saved_model.pb; expected a version folder"):

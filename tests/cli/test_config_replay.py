@@ -71,11 +71,45 @@ def test_every_flag_names_a_field_and_every_field_has_a_flag():
         "            yield from leaves(type(t), prefix + f.name + '.')\n"
         "        else:\n"
         "            yield prefix + f.name\n"
-        "print(json.dumps({'table': train.FLAG_FIELDS, 'sets': train.FLAG_FIELD_SETS,\n"
+        "print(json.dumps({'paths': [p for r in train.ROWS if r.is_setting\n"
+        "                            for p in (r.path,) + r.also],\n"
         "                  'fields': sorted(leaves(config.RunConfig, ''))}))")],
         capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0, listed.stderr[-1500:]
     found = __import__("json").loads(listed.stdout)
-    mapped = set(found["table"].values()) | {p for ps in found["sets"].values() for p in ps}
+    mapped = set(found["paths"])
     assert mapped <= set(found["fields"]), mapped - set(found["fields"])
-    assert set(found["fields"]) - mapped <= WITHOUT_A_FLAG, set(found["fields"]) - mapped
+    assert set(found["fields"]) - mapped == WITHOUT_A_FLAG, set(found["fields"]) - mapped
+
+
+def test_a_scoring_run_replays_from_the_request_it_wrote(trained_model_dir, tmp_path):
+    """A scoring run writes its request as score_config.json; --config replays it (the
+    same scores), and a flag beside it changes its one field."""
+    from ic_anogan.config import DataConfig
+    from ic_anogan.jobs import score_job, score_request
+    model_dir = trained_model_dir["model_dir"]
+    first = tmp_path / "first"
+    request = score_request.ScoreRequest(
+        model_dir=model_dir, modes=["encoder"], output_dir=str(first),
+        log_dir=str(tmp_path / "logs"), data=DataConfig(synthetic_counts={"good": 3,
+                                                                          "short_fill": 2}))
+    score_job.run(request)
+    written = json.load(open(first / score_request.REQUEST_FILE))
+    assert score_request.request_from_dict(written["score"]) == request
+    done = run_main("score_main.py", f"--config={first / score_request.REQUEST_FILE}",
+                    f"--output_dir={tmp_path / 'replay'}", "--search_batch_size=2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (open(tmp_path / "replay" / "scores.csv").read()
+            == open(first / "scores.csv").read())
+    replayed = json.load(open(tmp_path / "replay" / score_request.REQUEST_FILE))["score"]
+    assert replayed == {**written["score"], "output_dir": str(tmp_path / "replay"),
+                        "batch_size": 2}
+    # Settings that apply at calibration only need a calibration to apply to.
+    done = run_main("score_main.py", f"--config={first / score_request.REQUEST_FILE}",
+                    "--map_kernel_size=5")
+    assert done.returncode == 1 and "--map_kernel_size: sets how the map statistics" in \
+        done.stderr, done.stderr[-1500:]
+    (tmp_path / "train.json").write_text(json.dumps({"run": {}}))
+    done = run_main("score_main.py", f"--config={tmp_path / 'train.json'}")
+    assert done.returncode == 1 and "expected a scoring run's score_config.json" in \
+        done.stderr, done.stderr[-1500:]

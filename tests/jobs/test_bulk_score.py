@@ -3,6 +3,7 @@
 import csv
 import glob
 import io
+import json
 import os
 import shutil
 import zlib
@@ -13,7 +14,7 @@ from conftest import export_from_before_the_map_scores, run_main, write_image
 from PIL import Image
 
 from ic_anogan.jobs import bulk_score, bulk_transforms
-from ic_anogan.jobs.score_request import UsageRefusal
+from ic_anogan.jobs.score_request import RequestError
 
 GOOD_PNG = 24
 BAD = {"truncated.png": "the export could not score it: Invalid PNG data",
@@ -89,7 +90,7 @@ def in_process(exported_modes, archive, tmp_path_factory):
 def test_every_file_is_scored_as_the_signature_scores_it_or_named_with_why(
         in_process, exported_modes, archive):
     (summary, rows, errors), output = in_process
-    assert summary["mode"] == "encoder_search" and summary["signature"] == "encoder_search_encoded"
+    assert summary.mode == "encoder_search" and summary.signature == "encoder_search_encoded"
     good = sorted(p.name for p in archive.iterdir() if p.name not in BAD)
     assert sorted(rows) == good and len(good) == 28
     expected = {}
@@ -107,20 +108,24 @@ def test_every_file_is_scored_as_the_signature_scores_it_or_named_with_why(
     assert set(errors) == set(BAD)
     for name, reason in BAD.items():
         assert errors[name].startswith(reason), errors[name]
-    assert summary["files_matched"] == 30 == summary["scored"] + summary["refused"]
-    assert summary["refused"] == 2
+    assert summary.files_matched == 30 == summary.scored + summary.refused
+    assert summary.refused == 2
     anomalies = sum(row["is_anomaly"] == "1" for row in rows.values())
-    assert summary["anomalies"] == anomalies
+    assert summary.anomalies == anomalies
     decision = sorted(float(row["map_score"]) for row in rows.values())
-    assert summary["decision_score_quantiles"]["0.5"] == pytest.approx(np.median(decision),
+    assert summary.decision_score_quantiles["0.5"] == pytest.approx(np.median(decision),
                                                                          rel=1e-5)
-    assert summary["export_settings"]["mode"] == "encoder_search"
+    assert summary.export_settings["mode"] == "encoder_search"
     # The summary names the map settings, not the per-pixel statistics they produced.
-    for record in summary["export_settings"]["modes"].values():
+    for record in summary.export_settings["modes"].values():
         if "map" in record:
             assert "config" in record["map"] and "pixel_threshold" in record["map"]
             assert not {"mean", "std", "references"} & set(record["map"])
     assert os.path.getsize(f"{output}summary.json") < 20_000
+    # The typed result is summary.json, with each scoring process's peak memory beside it.
+    written = json.load(open(f"{output}summary.json"))
+    assert {**written, "worker_peak_memory_mb": summary.worker_peak_memory_mb} == \
+        summary.to_dict()
     masks = sorted(os.listdir(f"{output}masks"))
     assert len(masks) == 2 * anomalies
     for name in (n for n, row in rows.items() if row["is_anomaly"] == "1"):
@@ -137,14 +142,14 @@ def test_two_worker_processes_give_the_same_rows(in_process, exported_modes, arc
         exported_modes["path"], archive, tmp_path / "two_", large_model=True, tf_threads=1,
         beam_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
     _assert_rows_match(rows, expected)
-    assert errors_now == errors and summary["scored"] == 28
+    assert errors_now == errors and summary.scored == 28
 
 
 def test_an_export_from_before_the_map_scores_decides_by_study(exported, archive, tmp_path):
     # The search mode with its study threshold, as exported before the map scores.
     export_from_before_the_map_scores(exported["path"], str(tmp_path / "old" / "1"))
     summary, rows, errors = _run(str(tmp_path / "old"), archive, tmp_path / "old_")
-    assert summary["decided_by"] == "study" and summary["decision_score"] == "anomaly_score"
+    assert summary.decided_by == "study" and summary.decision_score == "anomaly_score"
     assert len(rows) == 28 and set(errors) == set(BAD)
     for row in rows.values():
         assert row["map_score"] == row["map_x"] == row["map_y"] == ""
@@ -154,22 +159,22 @@ def test_an_export_from_before_the_map_scores_decides_by_study(exported, archive
 def test_refused_by_name_before_any_work(exported_modes, archive, tmp_path):
     cases = [
         (dict(input_patterns=(str(tmp_path / "none" / "*.png"),)),
-         f"--input_pattern={tmp_path / 'none' / '*.png'}: no file matches"),
-        (dict(saved_model=str(archive)), f"--saved_model={archive}: not an export"),
-        (dict(input_patterns=(str(archive),)), f"--input_pattern={archive}: a folder; give a "
-                                               f"glob of its files, such as {archive}/*.png"),
+         f"bulk.input_patterns={tmp_path / 'none' / '*.png'}: no file matches"),
+        (dict(saved_model=str(archive)), f"bulk.saved_model={archive}: not an export"),
+        (dict(input_patterns=(str(archive),)), f"bulk.input_patterns={archive}: a folder; give "
+                                               f"a glob of its files, such as {archive}/*.png"),
         (dict(saved_model=exported_modes["search_only"], mode="encoder"),
-         "--mode=encoder: this export serves search"),
-        (dict(output=str(archive / "notes.png" / "out_")), "--output="),
-        (dict(min_batch_size=9, max_batch_size=8), "--min_batch_size=9, --max_batch_size=8"),
+         "bulk.mode=encoder: this export serves search"),
+        (dict(output=str(archive / "notes.png" / "out_")), "bulk.output="),
+        (dict(min_batch_size=9, max_batch_size=8), "bulk.min_batch_size=9, bulk.max_batch_size=8"),
         (dict(saved_model=exported_modes["search_only"], write_masks=True),
-         "--write_masks: mode search of this export has no good-part map statistics"),
+         "bulk.write_masks: mode search of this export has no good-part map statistics"),
     ]
     for fields, message in cases:
         request = bulk_score.BulkRequest(**{
             "saved_model": exported_modes["path"], "input_patterns": (str(archive / "*"),),
             "output": str(tmp_path / "out_"), **fields})
-        with pytest.raises(UsageRefusal, match=None) as refused:
+        with pytest.raises(RequestError, match=None) as refused:
             bulk_score.check(request)
         assert str(refused.value).startswith(message), (fields, str(refused.value))
     assert not list(tmp_path.glob("out_*"))
@@ -177,7 +182,8 @@ def test_refused_by_name_before_any_work(exported_modes, archive, tmp_path):
     done = run_main("bulk_score_main.py", f"--saved_model={exported_modes['path']}",
                     f"--input_pattern={tmp_path / 'none' / '*.png'}",
                     f"--output={tmp_path / 'out_'}")
-    assert done.returncode == 1 and "no file matches" in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"--input_pattern={tmp_path / 'none' / '*.png'}: no file matches" in done.stderr
     assert "oneDNN" not in done.stderr and "Traceback" not in done.stderr
 
 
@@ -204,10 +210,10 @@ def test_screening_names_what_it_refuses(tmp_path):
 
     screen = bulk_transforms.Screen(max_file_bytes=1000, max_image_pixels=100_000_000)
     cases = {"empty.png": (b"", "empty file"),
-             "big.bmp": (b"BM" + b"\0" * 2000, "2002 bytes, more than --max_file_bytes=1000"),
+             "big.bmp": (b"BM" + b"\0" * 2000, "2002 bytes, more than the limit of 1000"),
              "scan.tif": (b"II*\0" + b"\0" * 100, "not a PNG, JPEG, BMP or GIF file"),
              "bomb.png": (png_header(20000, 20000),
-                          "400000000 pixels, more than --max_image_pixels=100000000"),
+                          "400000000 pixels, more than the limit of 100000000"),
              "garbage.png": (b"\x89PNG\r\n\x1a\n" + b"\1" * 40, "not a decodable image")}
     for name, (data, reason) in cases.items():
         (tmp_path / name).write_bytes(data)
@@ -270,8 +276,8 @@ def test_every_path_is_one_row_or_one_error_and_no_temp_folder_stays(exported_mo
     summary, rows, errors = _run(exported_modes["path"], hostile, str(output),
                                  patterns=patterns, write_masks=True)
     assert (output / "summary.json").exists()
-    assert summary["files_matched"] == 10 == summary["scored"] + summary["refused"]
-    assert summary["duplicates"] == 6  # *.png lists 6 of *'s paths again
+    assert summary.files_matched == 10 == summary.scored + summary.refused
+    assert summary.duplicates == 6  # *.png lists 6 of *'s paths again
     assert errors == {"folder.png": "a folder, not a file",
                       "dangling.png": f"a symbolic link to a missing file "
                                       f"({hostile / 'missing.png'})",
@@ -313,12 +319,12 @@ def test_a_damaged_export_is_refused_before_the_pipeline(exported_modes, archive
     request = bulk_score.BulkRequest(saved_model=str(damaged),
                                      input_patterns=(str(archive / "*"),),
                                      output=str(tmp_path / "out_"))
-    with pytest.raises(UsageRefusal, match=f"--saved_model={damaged}: a damaged export at "
+    with pytest.raises(RequestError, match=f"bulk.saved_model={damaged}: a damaged export at "
                        f"{damaged}: saved_model.pb does not parse"):
         bulk_score.check(request)
     shutil.copytree(exported_modes["path"], damaged, dirs_exist_ok=True)
     shutil.rmtree(damaged / "variables")
-    with pytest.raises(UsageRefusal, match="variables/variables.index is missing"):
+    with pytest.raises(RequestError, match="variables/variables.index is missing"):
         bulk_score.check(request)
 
 

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from conftest import run_main, write_image
 
-from ic_anogan.config import DataConfig
+from ic_anogan.config import ConfigError, DataConfig
 from ic_anogan.data import loading as data
 from ic_anogan.data.image_set import DataError
 from ic_anogan.jobs import score_job
-from ic_anogan.jobs.score_request import Recalibration, ScoreRequest, UsageRefusal
+from ic_anogan.jobs.score_request import Recalibration, ScoreRequest
 from ic_anogan.scoring import calibration
 from ic_anogan.scoring.calibration import CalibrationError
 from ic_anogan.training import cluster
@@ -84,7 +84,8 @@ def test_damaged_calibration_is_refused_by_field_when_read(model_copy, what, cha
     with pytest.raises(CalibrationError, match=message) as refused:
         calibration.read_all(model_copy, image_size=16)
     assert str(refused.value).startswith(_path(model_copy))
-    assert "--calibrate_dir" in str(refused.value)  # says what repairs it
+    assert "; recalibrate " in str(refused.value)  # says what repairs it, and the command
+    assert refused.value.remedy["recalibration.good"] == "<good images>"  # says it as flags
     assert open(_path(model_copy)).read() == damaged  # left as it was
 
 
@@ -134,14 +135,17 @@ def test_recalibrating_one_mode_refuses_another_damaged_one_before_the_search(
     caplog.set_level(logging.INFO)
     with pytest.raises(CalibrationError, match=r"modes\.encoder\.image_scores\.map_max\."
                        r"threshold is nan; expected a finite number; mode encoder is not being "
-                       r"recalibrated .* recalibrate it too \(--mode=search,encoder\)"):
+                       r"recalibrated .* recalibrate it too") as refused:
         _recalibrate(model_copy, tmp_path)
     assert "recalibrating" not in caplog.text  # refused before the images or the search
     assert "replacing" not in caplog.text  # the encoder mode is not being replaced
     assert open(_path(model_copy)).read() == damaged
     # The hint of a refusal when read names the mode to recalibrate.
-    with pytest.raises(CalibrationError, match="--mode=encoder"):
+    assert refused.value.remedy == {"recalibration.good": "<good images>",
+                                    "score.modes": "search,encoder"}
+    with pytest.raises(CalibrationError, match="recalibrate mode encoder") as refused:
         calibration.read_all(model_copy, 16)
+    assert refused.value.remedy["score.modes"] == "encoder"
 
 
 def test_reference_latents_of_another_width_are_refused_when_read(model_copy, tmp_path, rng):
@@ -199,7 +203,7 @@ def test_calibrate_dir_with_an_mvtec_root_is_refused(tmp_path, rng):
 def test_map_kernel_wider_than_the_image_is_refused_before_the_search(model_copy, tmp_path, rng):
     _good_folder(tmp_path / "good", rng, 10)
     before = open(_path(model_copy)).read()
-    with pytest.raises(UsageRefusal, match=r"--map_kernel_size=101: expected an odd integer no "
+    with pytest.raises(ConfigError, match=r"map.kernel_size=101: expected an odd integer no "
                        "larger than the image size 16"):
         _recalibrate(model_copy, tmp_path, map_overrides={"kernel_size": 101})
     assert open(_path(model_copy)).read() == before
@@ -244,8 +248,8 @@ def test_tf_config_is_read_only_by_the_strategies_that_use_it():
     stray = {"TF_CONFIG": "not json"}
     assert cluster.check("default", stray) is None and cluster.check("mirrored", stray) is None
     assert cluster.check("auto", {}) is None
-    with pytest.raises(cluster.ClusterConfigError, match="--strategy=multi_worker: TF_CONFIG is "
-                       "not set, so this process would train alone"):
+    with pytest.raises(cluster.ClusterConfigError, match="distribution.strategy=multi_worker: "
+                       "TF_CONFIG is not set, so this process would train alone"):
         cluster.check("multi_worker", {})
     good = json.dumps({"cluster": WORKERS, "task": {"type": "worker", "index": 1}})
     assert cluster.describe_task(cluster.check("auto", {"TF_CONFIG": good})) == "worker 1 of 2"

@@ -20,6 +20,7 @@ from ic_anogan.reporting import metrics
 from ic_anogan.scoring import (anomaly_maps, calibration, comparisons, map_calibration,
                                map_statistics,
                                scorer as scoring)
+from ic_anogan.scoring.calibration_record import Calibration
 from ic_anogan.scoring.map_statistics import MapStatistics
 from ic_anogan.scoring.outputs import CSV_COLUMNS, SERVED_MAP_OUTPUTS, SERVED_OUTPUTS, ScoreOutputs
 from ic_anogan.serving import client as serving
@@ -125,7 +126,7 @@ def test_calibration_with_few_images_cross_fits_and_says_how_many(caplog):
 def test_statistics_round_trip_through_the_model_dir(trained_model_dir):
     for mode in ("search", "encoder", "encoder_search"):
         record = calibration.read(trained_model_dir["model_dir"], mode)
-        statistics = calibration.map_statistics(record)
+        statistics = record.map_statistics
         assert statistics.mean.shape == (16, 16) and statistics.count == len(
             trained_model_dir["result"].heldout)
         again = MapStatistics.from_dict(json.loads(json.dumps(statistics.to_dict())))
@@ -133,7 +134,7 @@ def test_statistics_round_trip_through_the_model_dir(trained_model_dir):
         np.testing.assert_array_equal(again.std, statistics.std)
         resolved = MapConfig().resolve(16, len(trained_model_dir["result"].heldout))[0]
         assert again.config == statistics.config == resolved
-        assert set(calibration.thresholds(record)) == {"study", "map_max", "map_topk"}
+        assert set(record.thresholds) == {"study", "map_max", "map_topk"}
 
 
 def test_map_max_threshold_rejects_about_the_percentile_of_new_good_images(trained_model_dir):
@@ -142,29 +143,30 @@ def test_map_max_threshold_rejects_about_the_percentile_of_new_good_images(train
     model = model_dir_lib.load_trained_model(trained_model_dir["model_dir"])
     record = calibration.read(model.model_dir, "encoder")
     good = synthetic.render_set("validation", 16, good=200, seed=0)
-    outputs = scoring.SearchScorer(model, calibration.stored_search_config(record),
-                                   calibration.map_statistics(record)).score(good, 64)
-    rejected = np.mean(outputs.score("map_max") > calibration.thresholds(record)["map_max"])
+    outputs = scoring.SearchScorer(model, record.search_config,
+                                   record.map_statistics).score(good, 64)
+    rejected = np.mean(outputs.score("map_max") > record.thresholds["map_max"])
     assert rejected < 0.2  # 1% calibrated on 4 held-out images: loose, but not in-sample low
 
 
 def test_old_calibration_without_statistics_scores_with_study_only(trained_model_dir):
-    record = dict(calibration.read(trained_model_dir["model_dir"], "search"))
+    record = calibration.read(trained_model_dir["model_dir"], "search").to_dict()
     record.pop("map")
-    assert calibration.map_statistics(record) is None
+    old = Calibration.checked(record, "search", "calibration.json", 16)
+    assert old.map_statistics is None and set(old.thresholds) == {"study", "map_max", "map_topk"}
     outputs = ScoreOutputs(anomaly_score=np.ones(2), residual_score=np.ones(2),
                            discrimination_score=np.ones(2),
                            reconstruction=np.zeros((2, 16, 16, 1)),
                            anomaly_map=np.zeros((2, 16, 16, 1)))
     assert outputs.available_scores() == ["study"]
-    with pytest.raises(ValueError, match="--calibrate_dir"):
+    with pytest.raises(ValueError, match="recalibrating on good images"):
         outputs.score("map_max")
 
 
 def test_bad_map_settings_name_the_flag():
-    with pytest.raises(ConfigError, match="map_kernel_size"):
+    with pytest.raises(ConfigError, match="map.kernel_size"):
         MapConfig(kernel_size=4)
-    with pytest.raises(ConfigError, match="pixel_percentile"):
+    with pytest.raises(ConfigError, match="map.pixel_percentile"):
         MapConfig(pixel_percentile=float("nan"))
     with pytest.raises(ValueError, match="std"):
         MapStatistics.from_dict({**_statistics(np.zeros((4, 4)), np.ones((4, 4))).to_dict(),
@@ -262,13 +264,15 @@ def test_reports_carry_both_scores_and_old_dirs_say_how_to_add_them(trained_mode
     score_job.run(ScoreRequest(model_dir=str(old), output_dir=str(tmp_path / "o"),
                                     log_dir=str(tmp_path / "logs2"), modes=["encoder"],
                                     data=counts))
-    assert "--calibrate_dir" in caplog.text and "study" in caplog.text
+    assert "Recalibrate it on good images" in caplog.text and "study" in caplog.text
     written = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert written["image_score"] == "study" and list(written["image_scores"]) == ["study"]
-    with pytest.raises(ScoringError, match="--calibrate_dir"):
+    with pytest.raises(ScoringError, match="recalibrating on good images") as refused:
         score_job.run(ScoreRequest(model_dir=str(old), output_dir=str(tmp_path / "p"),
                                         log_dir=str(tmp_path / "logs2"), modes=["encoder"],
                                         image_score="map_max", data=counts))
+    assert refused.value.paths == ("score.image_score",)
+    assert refused.value.remedy == {"recalibration.good": "<good images>"}
 
 
 def test_an_export_from_before_the_map_scores_still_scores(trained_model_dir, exported,
@@ -338,13 +342,13 @@ def test_statistics_from_before_the_alignment_tolerance_keep_the_exact_residual(
         alignment_tolerance=2, neighbours=16)
 
 
-def test_bad_alignment_tolerance_names_the_flag():
+def test_bad_alignment_tolerance_names_the_field():
     for value in (-1, 4, True, 1.5):
-        with pytest.raises(ConfigError, match="map_alignment_tolerance"):
+        with pytest.raises(ConfigError, match="map.alignment_tolerance"):
             MapConfig(alignment_tolerance=value)
-    with pytest.raises(ConfigError, match="map_alignment_tolerance"):
+    with pytest.raises(ConfigError, match="map.alignment_tolerance"):
         MapConfig(alignment_tolerance=3, kernel_size=1).check_image_size(6)
-    with pytest.raises(ConfigError, match="map_kernel_size.*image size 16"):
+    with pytest.raises(ConfigError, match="map.kernel_size.*image size 16"):
         MapConfig(kernel_size=17).check_image_size(16)
 
 

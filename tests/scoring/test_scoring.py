@@ -12,7 +12,7 @@ from ic_anogan.core import runtime
 from ic_anogan.data import image_set, loading as data
 from ic_anogan.jobs import score_job
 from ic_anogan.jobs.score_request import (Recalibration, ScoreRequest, ScoringError,
-                                          SearchOverrides, UsageRefusal)
+                                          SearchOverrides, RequestError)
 from ic_anogan.models import model_dir as model_dir_lib
 from ic_anogan.reporting import plots, report as report_lib
 from ic_anogan.scoring import calibration, outputs, scorer as scoring, thresholds
@@ -74,9 +74,9 @@ def test_calibration_is_stored_and_reread(trained_model_dir):
     assert record["threshold_rule"] == "fitted" and record["evidence"]["rule"] == "fitted"
     assert record["evidence"]["count"] == 4
     assert record["warnings"] and "rest on 4 good images" in record["warnings"][0]
-    assert calibration.stored_search_config(record) == SearchConfig(steps=5)
-    assert calibration.mismatched_settings(record, SearchConfig(steps=5)) == []
-    assert calibration.mismatched_settings(record, SearchConfig(steps=9)) == ["steps"]
+    assert record.search_config == SearchConfig(steps=5)
+    assert record.mismatched_settings(SearchConfig(steps=5)) == []
+    assert record.mismatched_settings(SearchConfig(steps=9)) == ["steps"]
 
 
 def test_report_files(trained_model_dir, tmp_path):
@@ -199,8 +199,9 @@ def test_score_main_refuses_bad_flags_before_any_work(tmp_path):
         (["--model_dir=m", "--search_steps=-1"], "--search_steps=-1: expected an integer >= 0"),
         (["--model_dir=m", "--synthetic_counts=good"], "--synthetic_counts: 'good' is not "
                                                         "type:count"),
-        (["--model_dir=m", "--saved_model=e"], "give one of --model_dir and --saved_model"),
-        (["--saved_model=e", "--search_steps=3"], "--saved_model scores with the export's "
+        (["--model_dir=m", "--saved_model=e"],
+         "--model_dir, --saved_model: give one of them, not both"),
+        (["--saved_model=e", "--search_steps=3"], "--saved_model=e: an export scores with its "
                                                   "baked-in settings"),
         (["--model_dir=m", "--seed=1", "--search_seed=2"],
          "--seed=1 and --search_seed=2: --seed is the old name of --search_seed; give one"),
@@ -234,12 +235,12 @@ def test_bad_scoring_requests_are_refused_naming_what_to_change(trained_model_di
          ValueError, "unknown defect type 'crack'"),
         (dict(model_dir=model_dir, data=DataConfig(data_dir=str(tmp_path / "bad"))),
          image_set.DataError, "x.png: not a decodable"),
-        (dict(model_dir=model_dir, modes=["fastest"]), UsageRefusal,
-         "--mode=fastest: expected a list of"),
-        (dict(model_dir=model_dir, modes=["search", "encoder"], threshold=3.0), UsageRefusal,
-         "--threshold applies to one mode"),
+        (dict(model_dir=model_dir, modes=["fastest"]), RequestError,
+         "score.modes=fastest: expected a list of"),
+        (dict(model_dir=model_dir, modes=["search", "encoder"], threshold=3.0), RequestError,
+         "score.threshold=3.0, score.modes=search,encoder: a threshold applies to one mode"),
         (dict(model_dir=bare, modes=["encoder"]), ScoringError,
-         "--mode=encoder: supports only search"),
+         "score.modes=encoder: supports only search"),
     ]
     for fields, error, message in cases:
         with pytest.raises(error, match=message):

@@ -107,9 +107,9 @@ def test_area_statistics_round_trip_and_refuse_damage():
                                 if k != "area_scales"}}
     old.pop("area_normalisation")
     assert MapStatistics.from_dict(old, 32, 8).config.area_scales == 0
-    with pytest.raises(ConfigError, match="map_area_scales"):
+    with pytest.raises(ConfigError, match="map.area_scales"):
         MapConfig(area_scales=9)
-    with pytest.raises(ConfigError, match="map_residual"):
+    with pytest.raises(ConfigError, match="map.residual"):
         MapConfig(residual="edges")
 
 

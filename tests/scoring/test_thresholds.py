@@ -123,16 +123,43 @@ def test_record_carries_evidence_outliers_and_a_warning():
     assert threshold_evidence.evidence({"threshold": 1.0, "count": 5}, "study") is None
 
 
+def test_a_calibration_is_a_typed_read_only_record_that_round_trips(tmp_path):
+    """What calibrate returns reads through typed properties, cannot be changed by its
+    reader, and is stored and read back as the same record (with newer keys kept)."""
+    scores = _gumbel(60, 5)
+    made = calibration.calibrate(scores, 99, SearchConfig(steps=3, seed=2), "held-out")
+    assert made.mode == "search" and made.search_config == SearchConfig(steps=3, seed=2)
+    assert made.thresholds == {"study": made.threshold} and made.map_statistics is None
+    assert made.outliers == [] and made.evidence("study")["images"] == 60
+    with pytest.raises(TypeError):
+        made["threshold"] = 0.0  # noqa: the record is read-only
+    copy = made.to_dict()
+    copy["threshold"] = -1.0
+    assert made.threshold != -1.0  # to_dict hands out a copy
+    stored = {**made.to_dict(), "from_a_newer_version": {"kept": True}}
+    checked = calibration.Calibration.checked(stored, "search", "calibration.json")
+    calibration.write(str(tmp_path), checked)
+    again = calibration.read(str(tmp_path))
+    assert again.to_dict() == stored and again.threshold == made.threshold
+    with pytest.raises(calibration.CalibrationError,
+                       match=r"calibration.json: modes.search.threshold is 'x'; expected a "
+                             "finite number; recalibrate mode search") as refused:
+        calibration.Calibration.checked({**stored, "threshold": "x"}, "search",
+                                        "calibration.json")
+    assert refused.value.remedy == {"recalibration.good": "<good images>",
+                                    "score.modes": "search"}
+
+
 def test_calibration_settings_are_checked():
-    with pytest.raises(ConfigError, match="threshold_rule"):
+    with pytest.raises(ConfigError, match="calibration.threshold_rule"):
         CalibrationConfig(threshold_rule="mean")
-    with pytest.raises(ConfigError, match="calibration_outliers"):
+    with pytest.raises(ConfigError, match="calibration.outliers"):
         CalibrationConfig(outliers="drop")
 
 
 def test_neighbour_counts_that_cannot_be_meant_are_refused():
     for value in (10 ** 12, 1025, -1):
         with pytest.raises(ConfigError,
-                           match="map_neighbours=.*expected an integer from 0 to 1024"):
+                           match="map.neighbours=.*expected an integer from 0 to 1024"):
             MapConfig(neighbours=value)
     assert MapConfig(neighbours=1024).neighbours == 1024

@@ -17,7 +17,7 @@ from ic_anogan.config import DataConfig, SearchConfig, search_config_for_mode
 from ic_anogan.data import image_files, preprocessing
 from ic_anogan.data.image_set import ImageSet
 from ic_anogan.jobs import score_job
-from ic_anogan.jobs.score_request import ScoreRequest, ScoringError, UsageRefusal
+from ic_anogan.jobs.score_request import RequestError, ScoreRequest, ScoringError
 from ic_anogan.scoring import scorer as scoring
 from ic_anogan.scoring.outputs import SERVED_OUTPUTS
 from ic_anogan.scoring.search import LatentSearch
@@ -285,10 +285,10 @@ def test_scores_through_the_export_equal_the_model_dir_s(trained_model_dir, expo
         served_modes=[served_mode] if served_mode else None)
     assert len(rows[0]) == 7
     assert json.load(open(tmp_path / "served" / "metrics.json"))["mode"] == mode
-    with pytest.raises(UsageRefusal, match="baked-in settings"):
+    with pytest.raises(RequestError, match="baked-in settings"):
         ScoreRequest(saved_model=exported_modes["path"],
                      overrides=score_job.SearchOverrides(steps=9))
-    with pytest.raises(ScoringError, match="--mode=encoder_search: supports only search"):
+    with pytest.raises(ScoringError, match="score.modes=encoder_search: supports only search"):
         score_job.run(ScoreRequest(saved_model=exported_modes["search_only"],
                                         modes=["encoder_search"],
                                         output_dir=str(tmp_path / "x")))

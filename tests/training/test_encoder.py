@@ -157,14 +157,14 @@ def test_modes_need_an_encoder_and_encoder_mode_takes_no_steps(tiny_models):
     generator, _, features = tiny_models
     with pytest.raises(ValueError, match="mode='encoder_search' needs an encoder"):
         LatentSearch(generator, features, SearchConfig(mode="encoder_search", steps=5))
-    with pytest.raises(ConfigError, match="search_steps=0 and restarts=1 with mode 'encoder'"):
+    with pytest.raises(ConfigError, match="steps=0 and restarts=1 with mode 'encoder'"):
         SearchConfig(mode="encoder", steps=5)
     with pytest.raises(ConfigError, match="mode='fast': expected one of"):
         SearchConfig(mode="fast")
     assert search_config_for_mode("encoder_search").steps == 50  # chosen under map_max
     assert search_config_for_mode("encoder", SearchConfig(steps=9, restarts=3)).steps == 0
     assert search_config_for_mode("encoder_search", SearchConfig(steps=9), steps=4).steps == 4
-    with pytest.raises(ConfigError, match="encoder_feature_weight"):
+    with pytest.raises(ConfigError, match="encoder.feature_weight"):
         EncoderConfig(feature_weight=-1.0)
 
 
@@ -319,8 +319,8 @@ def test_calibration_keeps_one_record_per_mode(tmp_path):
     assert calibration.read(model_dir, "encoder")["source"] == "b"
     assert calibration.read(model_dir, "encoder_search") is None
     # A file written before modes existed reads as the search mode's record.
-    legacy = dict(first)
+    legacy = first.to_dict()
     del legacy["search"]["mode"]
     json.dump(legacy, open(tmp_path / calibration.CALIBRATION_FILE, "w"))
     assert list(calibration.read_all(model_dir)) == ["search"]
-    assert calibration.mismatched_settings(calibration.read(model_dir), SearchConfig(steps=5)) == []
+    assert calibration.read(model_dir).mismatched_settings(SearchConfig(steps=5)) == []
