@@ -196,3 +196,83 @@ def test_the_check_finds_a_stale_import_a_stale_flag_and_a_missing_file():
                        "--learnt") == ["benchmarks/real_surfaces.py --learnt: no such flag"]
     assert check_shell(".venv/bin/python benchmarks/nothing_here.py") == [
         "benchmarks/nothing_here.py: no such file in the repository"]
+
+
+# The user's path through the docs, run for real on tiny data: the commands a user
+# copies for their own images, with the docs' placeholders standing for tiny stand-ins.
+# The demo and the benchmark recipes are long; they are checked above, not run.
+RUN_COMMANDS = ("train_main.py", "score_main.py", "export_main.py", "bulk_score_main.py")
+PLACEHOLDERS = ("/path/to/good_images", "/path/to/test", "models/line3", "models/demo",
+                "out/line3", "serving/ic_anogan", "/archive/2026-11/*.png", "bulk/2026-11/")
+# Appended to a documented training command: later flags win, so the doc's own flags are
+# parsed and checked, and the run is tiny.
+TINY_TRAINING = ["--image_size=16", "--latent_dim=8", "--base_filters=4", "--batch_size=8",
+                 "--encoder_epochs=1", "--search_steps=2", "--encoder_search_steps=2",
+                 "--monitor_every_epochs=0", "--synthetic_train_count=48"]
+
+
+def runnable_commands() -> list:
+    """The documented commands of RUN_COMMANDS whose places are all PLACEHOLDERS, each once,
+    in the order a user runs them (train, score, export, bulk)."""
+    found = []
+    for document in DOCS:
+        for language, code, _ in blocks(document):
+            if language not in ("bash", "sh", ""):
+                continue
+            for command in shell_commands(code):
+                script = next((w for w in command if w in RUN_COMMANDS), None)
+                if script is None or any("=" in w and not w.startswith("--") for w in command):
+                    continue  # not a user command, or one with an environment (TF_CONFIG)
+                arguments = command[command.index(script) + 1:]
+                places = [a.split("=", 1)[1] for a in arguments
+                          if a.split("=", 1)[0] in ("--data_dir", "--model_dir", "--output_dir",
+                                                    "--export_dir", "--saved_model",
+                                                    "--input_pattern", "--output")]
+                if all(p in PLACEHOLDERS for p in places) and (script, arguments) not in found:
+                    found.append((script, arguments))
+    # A training command on the user's own images first: it trains the one model.
+    return sorted(found, key=lambda c: (RUN_COMMANDS.index(c[0]),
+                                        not any(a.startswith("--data_dir") for a in c[1])))
+
+
+def test_the_documented_user_path_runs_on_tiny_data(tmp_path):
+    from ic_anogan.data import synthetic
+    commands = runnable_commands()
+    assert {script for script, _ in commands} == set(RUN_COMMANDS), commands
+    root = synthetic.write_mvtec(str(tmp_path / "data"), image_size=16, train_good=48,
+                                 test_counts={"good": 4, "short_fill": 3})
+    os.makedirs(tmp_path / "archive")
+    for name in sorted(os.listdir(os.path.join(root, "test", "short_fill")))[:2]:
+        os.link(os.path.join(root, "test", "short_fill", name), tmp_path / "archive" / name)
+    # Both model placeholders are the one model the documented training writes.
+    places = {"/path/to/good_images": os.path.join(root, "train", "good"),
+              "/path/to/test": os.path.join(root, "test"),
+              "models/line3": str(tmp_path / "model"), "models/demo": str(tmp_path / "model"),
+              "out/line3": str(tmp_path / "out"), "serving/ic_anogan": str(tmp_path / "serving"),
+              "/archive/2026-11/*.png": str(tmp_path / "archive" / "*.png"),
+              "bulk/2026-11/": str(tmp_path / "bulk") + "/"}
+    trained = False
+    for script, arguments in commands:
+        arguments = [re.sub(r"=(.*)$", lambda m: "=" + places.get(m.group(1), m.group(1)), a)
+                     for a in arguments]
+        if script == "train_main.py":
+            if trained:  # one model for every placeholder
+                continue
+            arguments += TINY_TRAINING + ["--epochs=1", f"--log_dir={tmp_path / 'logs'}"]
+            trained = True
+        elif script == "score_main.py":
+            arguments += [f"--log_dir={tmp_path / 'logs'}"]
+        done = subprocess.run([sys.executable, os.path.join(REPO, script), *arguments],
+                              capture_output=True, text=True, timeout=600, cwd=str(tmp_path),
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        assert done.returncode == 0, (script, arguments, done.stderr[-2000:])
+    assert os.path.exists(tmp_path / "out" / "scores.csv")
+    assert os.path.exists(tmp_path / "model" / "calibration.json")
+    assert sorted(os.listdir(tmp_path / "serving")) == ["1", "2"]  # both documented exports
+    assert open(glob_one(str(tmp_path / "bulk" / "scores-*.csv"))).read().count("\n") == 3
+
+
+def glob_one(pattern: str) -> str:
+    import glob
+    (found,) = glob.glob(pattern)
+    return found
