@@ -16,6 +16,7 @@ Imports absl and ic_anogan.config only, so that flag errors answer at once.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import typing
 from typing import Any, Callable, Optional, Sequence
 
@@ -160,6 +161,8 @@ class FlagSet:
     rows: tuple
     holders: dict
     old: dict = dataclasses.field(default_factory=dict)
+    # Old names already warned about: one warning per run, however often it is read.
+    warned: set = dataclasses.field(default_factory=set)
 
     def value(self, name: str) -> Any:
         """The flag's value, from its old name (with a warning) when only that is given.
@@ -176,10 +179,11 @@ class FlagSet:
                     raise app.UsageError(
                         f"--{old_name}={old.value} and --{name}={holder.value}: --{old_name} "
                         f"is the old name of --{name}; give one")
-                import sys
-                print(f"WARNING: --{old_name} is deprecated; use --{name} (the same setting)."
-                      f" --{old_name} will be removed in a later release.", file=sys.stderr,
-                      flush=True)
+                if old_name not in self.warned:
+                    self.warned.add(old_name)
+                    print(f"WARNING: --{old_name} is deprecated; use --{name} (the same "
+                          f"setting). --{old_name} will be removed in a later release.",
+                          file=sys.stderr, flush=True)
                 return old.value
         return holder.value
 
@@ -203,16 +207,19 @@ class FlagSet:
         fallback's value (unless `only_given`: the flags given), rows left unset omitted."""
         values = {}
         for row in self.rows:
-            if not row.is_setting or (only_given and not self.present(row.name)):
+            paths = [p for p in (row.path,) + row.also if p.startswith(prefix)]
+            if not row.is_setting or not paths or only_given and not self.present(row.name):
                 continue
             value = self.parsed(row.name)
             for path in (row.path,) + row.also:
                 values[path] = value
         for row in self.rows:  # a replay's given flags set their own fields only
             if row.fallback and values.get(row.path) is None and not only_given:
-                values[row.path] = values[row.fallback]
+                values[row.path] = values.get(row.fallback, self.parsed(
+                    self.row_of(row.fallback).name))
         return {path[len(prefix):]: value for path, value in values.items()
-                if path.startswith(prefix) and (value is not None or not self.row_of(path).unset)}
+                if path.startswith(prefix)
+                and (value is not None or not self.row_of(path).unset)}
 
     def row_of(self, path: str) -> Optional[Flag]:
         """The row whose flag sets `path`: a full path, or the tail a library error names
@@ -249,11 +256,10 @@ def sections_from(values: dict) -> dict:
     return tree
 
 
-def translate(error: BaseException, table: Optional[FlagSet],
-              name_of: Optional[Callable[[str], str]] = None) -> str:
+def translate(error: BaseException, table: Optional[FlagSet]) -> str:
     """An error's message in a command's words: field paths as its flags, and its
-    remedy, when it has one, as the flags that apply it."""
-    name_of = name_of or (table.flag_of if table else (lambda p: p))
+    remedy, when it has one, as the flags that apply it (`table`: None keeps the paths)."""
+    name_of = table.flag_of if table else (lambda path: path)
     message = error.render(name_of) if isinstance(error, config.SettingError) else str(error)
     remedy = getattr(error, "remedy", None)
     if remedy and table is not None:
