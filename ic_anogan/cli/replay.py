@@ -121,8 +121,8 @@ def replayed_score_request(path: str, table: flag_table.FlagSet, rows_given: lis
                     raise app.UsageError(f"--{table.row_of(field).name}: sets how the map "
                                          "statistics are computed, at calibration: give "
                                          "--calibrate_dir too")
-                overrides = {**request.recalibration.map_overrides, field[4:]: value}
-                request = with_field(request, "recalibration.map_overrides", overrides)
+                request = with_field(request, f"recalibration.map_overrides.{field[4:]}",
+                                     value)
             elif field.startswith("calibration.") and request.recalibration is None:
                 raise app.UsageError(f"--{table.row_of(field).name}: applies to a "
                                      "recalibration: give --calibrate_dir too")

@@ -125,7 +125,7 @@ def build_request():
         good=config.DataConfig(data_dir=FLAGS.value("calibrate_dir"),
                                skip_corrupt=data_values["skip_corrupt"],
                                max_image_pixels=data_values["max_image_pixels"]),
-        map_overrides=FLAGS.field_values("map."),
+        map_overrides=score_request.MapOverrides(**FLAGS.field_values("map.")),
         **FLAGS.field_values("calibration.")) if FLAGS.value("calibrate_dir") else None
     return score_request.ScoreRequest(
         model_dir=FLAGS.value("model_dir"), saved_model=FLAGS.value("saved_model"),

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 from ic_anogan import config as config_lib
 from ic_anogan.config import ImageScore, MapConfig, Mode, SearchConfig, SearchRuntime
-from ic_anogan.jobs.score_request import RequestError, SearchOverrides
+from ic_anogan.jobs.score_request import MapOverrides, RequestError, SearchOverrides
 from ic_anogan.models.model_dir import TrainedModel
 from ic_anogan.scoring import calibration
 from ic_anogan.scoring.calibration_record import Calibration, CalibrationError
@@ -114,7 +114,8 @@ def usable_records(model_dir: str, image_size: int, latent_dim: Optional[int],
     return usable
 
 
-def recalibration_map_config(records: dict, modes: Sequence[str], overrides: dict) -> MapConfig:
+def recalibration_map_config(records: dict, modes: Sequence[str],
+                             overrides: MapOverrides) -> MapConfig:
     """The map settings of a recalibration: overrides, else the stored ones, else defaults.
 
     A stored setting that was resolved from the data (MapConfig.resolve), or
@@ -130,7 +131,7 @@ def recalibration_map_config(records: dict, modes: Sequence[str], overrides: dic
             given = resolution.get(field, {})
             if not (isinstance(given, dict) and given.get("given") is True):
                 values[field] = None
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update(overrides.given())
     return MapConfig(**values)
 
 

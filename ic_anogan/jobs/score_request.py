@@ -44,14 +44,40 @@ class SearchOverrides:
 
 
 @dataclasses.dataclass(frozen=True)
+class MapOverrides:
+    """Map settings asked for at a recalibration (MapConfig's fields); None keeps the stored
+    value, or resolves it again from the new images where the stored one was (see
+    Recalibration)."""
+
+    residual: Optional[str] = None
+    kernel: Optional[str] = None
+    kernel_size: Optional[int] = None
+    alignment_tolerance: Optional[int] = None
+    neighbours: Optional[int] = None
+    area_scales: Optional[int] = None
+    pixel_percentile: Optional[float] = None
+    prior_images: Optional[float] = None
+    std_floor: Optional[float] = None
+    top_fraction: Optional[float] = None
+    folds: Optional[int] = None
+
+    def __post_init__(self):
+        # Each value gets MapConfig's own check, before any model is loaded.
+        MapConfig(**self.given())
+
+    def given(self) -> dict:
+        """The fields given (not None)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
 class Recalibration:
     """Recalibrate before scoring, on good images only.
 
     Attributes:
       good: where the good images come from.
       percentile: each threshold estimates this percentile of their scores.
-      map_overrides: MapConfig fields to change (residual, kernel,
-        kernel_size, pixel_percentile, ...); the rest as stored, except
+      map_overrides: MapConfig fields to change; the rest as stored, except
         settings the stored record resolved from its data, which are
         resolved again for the new images (MapConfig.resolve).
       threshold_rule, outliers: as CalibrationConfig's.
@@ -59,7 +85,7 @@ class Recalibration:
 
     good: DataConfig
     percentile: float = 99.0
-    map_overrides: dict = dataclasses.field(default_factory=dict)
+    map_overrides: MapOverrides = MapOverrides()
     threshold_rule: str = "fitted"
     outliers: str = "exclude"
 
@@ -67,7 +93,6 @@ class Recalibration:
         # The checks of the configs these values end up in, before any work.
         CalibrationConfig(percentile=self.percentile, threshold_rule=self.threshold_rule,
                           outliers=self.outliers)
-        MapConfig(**{k: v for k, v in self.map_overrides.items() if v is not None})
         if self.good.data_dir is None:
             raise RequestError("recalibration.good", "expected a folder of good images")
 
@@ -160,7 +185,9 @@ def request_from_dict(values: dict) -> ScoreRequest:
     recalibration = values.get("recalibration")
     if recalibration is not None:
         recalibration = config_lib.from_dict(Recalibration, {
-            **recalibration, "good": config_lib.from_dict(DataConfig, recalibration["good"])})
+            **recalibration, "good": config_lib.from_dict(DataConfig, recalibration["good"]),
+            "map_overrides": config_lib.from_dict(
+                MapOverrides, recalibration.get("map_overrides") or {})})
     return config_lib.from_dict(ScoreRequest, {
         **values, "data": config_lib.from_dict(DataConfig, values.get("data") or {}),
         "overrides": config_lib.from_dict(SearchOverrides, values.get("overrides") or {}),

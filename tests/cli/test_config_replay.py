@@ -113,3 +113,24 @@ def test_a_scoring_run_replays_from_the_request_it_wrote(trained_model_dir, tmp_
     done = run_main("score_main.py", f"--config={tmp_path / 'train.json'}")
     assert done.returncode == 1 and "expected a scoring run's score_config.json" in \
         done.stderr, done.stderr[-1500:]
+
+
+def test_a_score_request_round_trips_through_json_and_is_checked_when_read():
+    from ic_anogan.config import DataConfig, SearchRuntime
+    from ic_anogan.jobs import score_request
+    request = score_request.ScoreRequest(
+        model_dir="m", modes=("search", "encoder"), threshold=None, batch_size=8,
+        data=DataConfig(data_dir="d", skip_corrupt=True),
+        overrides=score_request.SearchOverrides(steps=7, seed=3),
+        recalibration=score_request.Recalibration(
+            DataConfig(data_dir="good"), percentile=98.0, threshold_rule="percentile",
+            map_overrides=score_request.MapOverrides(kernel_size=5, residual="signed")),
+        runtime=SearchRuntime(jit_compile=True))
+    values = json.loads(json.dumps(score_request.request_to_dict(request)))
+    assert score_request.request_from_dict(values) == \
+        __import__("dataclasses").replace(request, modes=["search", "encoder"])
+    values["recalibration"]["map_overrides"]["kernel_size"] = 4
+    import pytest
+    from ic_anogan.config import ConfigError
+    with pytest.raises(ConfigError, match=r"^map.kernel_size=4: expected an odd integer"):
+        score_request.request_from_dict(values)

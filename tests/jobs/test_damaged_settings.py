@@ -18,7 +18,7 @@ from ic_anogan.config import ConfigError, DataConfig
 from ic_anogan.data import loading as data
 from ic_anogan.data.image_set import DataError
 from ic_anogan.jobs import score_job
-from ic_anogan.jobs.score_request import Recalibration, ScoreRequest
+from ic_anogan.jobs.score_request import MapOverrides, Recalibration, ScoreRequest
 from ic_anogan.scoring import calibration
 from ic_anogan.scoring.calibration import CalibrationError
 from ic_anogan.training import cluster
@@ -205,7 +205,7 @@ def test_map_kernel_wider_than_the_image_is_refused_before_the_search(model_copy
     before = open(_path(model_copy)).read()
     with pytest.raises(ConfigError, match=r"map.kernel_size=101: expected an odd integer no "
                        "larger than the image size 16"):
-        _recalibrate(model_copy, tmp_path, map_overrides={"kernel_size": 101})
+        _recalibrate(model_copy, tmp_path, map_overrides=MapOverrides(kernel_size=101))
     assert open(_path(model_copy)).read() == before
 
 

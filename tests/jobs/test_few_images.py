@@ -14,7 +14,7 @@ from ic_anogan.config import DataConfig
 from ic_anogan.data import synthetic
 from ic_anogan.data.preprocessing import from_model_range
 from ic_anogan.jobs import calibrate as calibrate_job, score_job
-from ic_anogan.jobs.score_request import Recalibration, ScoreRequest
+from ic_anogan.jobs.score_request import MapOverrides, Recalibration, ScoreRequest
 from ic_anogan.models import model_dir as model_dir_lib
 from ic_anogan.scoring import calibration
 from ic_anogan.serving.client import ExportedModel
@@ -111,7 +111,7 @@ def test_a_map_setting_given_is_kept_by_later_recalibrations(
     stored = calibration.read(model_copy, "search")
     assert stored["map_settings"]["neighbours"]["value"] == 0  # 4 held-out images: none
     _recalibrate(model_copy, good_folder_with_an_odd_part, tmp_path,
-                 map_overrides={"neighbours": 5})
+                 map_overrides=MapOverrides(neighbours=5))
     _recalibrate(model_copy, good_folder_with_an_odd_part, tmp_path)
     kept = calibration.read(model_copy, "search")
     assert kept["map"]["config"]["neighbours"] == 5

@@ -11,8 +11,8 @@ from ic_anogan.config import DataConfig, SearchConfig
 from ic_anogan.core import runtime
 from ic_anogan.data import image_set, loading as data
 from ic_anogan.jobs import score_job
-from ic_anogan.jobs.score_request import (Recalibration, ScoreRequest, ScoringError,
-                                          SearchOverrides, RequestError)
+from ic_anogan.jobs.score_request import (MapOverrides, Recalibration, RequestError,
+                                          ScoreRequest, ScoringError, SearchOverrides)
 from ic_anogan.models import model_dir as model_dir_lib
 from ic_anogan.reporting import plots, report as report_lib
 from ic_anogan.scoring import calibration, outputs, scorer as scoring, thresholds
@@ -160,8 +160,8 @@ def test_recalibration_and_overrides(trained_model_dir, tmp_path, rng, caplog):
          overrides=SearchOverrides(steps=3),
          recalibration=Recalibration(
              DataConfig(data_dir=str(tmp_path / "good")), percentile=50.0,
-             map_overrides={"kernel_size": 5, "residual": "signed", "pixel_percentile": 99.0,
-                            "area_scales": 2}))
+             map_overrides=MapOverrides(kernel_size=5, residual="signed", pixel_percentile=99.0,
+                                        area_scales=2)))
     record = calibration.read(model_dir)
     assert record["source"] == str(tmp_path / "good") and record["percentile"] == 50.0
     assert record["search"]["steps"] == 3
