@@ -43,6 +43,7 @@ from ic_anogan.data.image_set import DataError, ImageSet
 from ic_anogan.models import model_dir as model_dir_lib
 from ic_anogan.models.networks import build_encoder
 from ic_anogan.training import distribution
+from ic_anogan.training.training_plan import fitting_batch
 from ic_anogan.training.encoder_trainer import (EncoderReconstructionGrid,
                                                 EncoderTrainer, KeepBestEpoch)
 from ic_anogan.training.fit_loop import FitFiles, RunDirs, fit, rollback_unless_checkpointed
@@ -131,7 +132,9 @@ def _train_encoder(*, dirs: RunDirs, encoder_config, train_set, heldout, strateg
     global_batch = encoder_config.batch_size * strategy.num_replicas_in_sync
     if len(train_set) < global_batch:
         raise DataError(f"{len(train_set)} training images, fewer than one encoder "
-                        f"batch of {global_batch}; lower encoder.batch_size")
+                        f"batch of {global_batch}; lower the encoder's batch size",
+                        remedy={"encoder.batch_size": fitting_batch(
+                            len(train_set), strategy.num_replicas_in_sync)})
     keras.utils.set_random_seed(encoder_config.seed)
     with strategy.scope():
         gan = model_dir_lib.load_trained_model(dirs.model_dir, load_encoder=False)

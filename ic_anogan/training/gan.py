@@ -119,7 +119,9 @@ def _train(dirs: RunDirs, *, model_config, train_config, data_config, search_con
     if len(train_set) < global_batch:
         raise DataError(
             f"{data_config.data_dir or 'synthetic'}: {len(train_set)} training images after the "
-            f"hold-out, fewer than one batch of {global_batch}; lower train.batch_size")
+            f"hold-out, fewer than one batch of {global_batch}; lower the batch size",
+            remedy={"train.batch_size": training_plan.fitting_batch(
+                len(train_set), strategy.num_replicas_in_sync)})
     log.info("training on %s; holding out %d for validation and calibration",
              describe(train_set), len(heldout))
     plan = training_plan.plan_training(len(train_set), global_batch, model_config, train_config)

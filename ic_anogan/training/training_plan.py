@@ -88,3 +88,10 @@ def describe(plan: TrainingPlan, train_images: int, batch: int) -> str:
             f"{plan.updates} generator updates = {plan.epochs} epochs of {plan.updates_per_epoch}"
             f" ({passes:.1f} passes over the images; {plan.reasons['length']}); held-out "
             f"monitor {monitor}")
+
+
+def fitting_batch(train_images: int, replicas: int = 1) -> int:
+    """The largest power-of-two batch per replica of which `train_images` hold one global
+    batch: what a refusal of too large a batch suggests (at least 1)."""
+    per_replica = max(train_images // max(replicas, 1), 1)
+    return 2 ** int(math.log2(per_replica))

@@ -184,10 +184,17 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
 
 
 def test_too_few_images_for_a_batch(tmp_path):
-    with pytest.raises(image_set.DataError, match="fewer than one batch of 64"):
+    """Refused with the batch that fits: in words from the library, as a flag from train."""
+    with pytest.raises(image_set.DataError, match="fewer than one batch of 64") as refused:
         gan.train(model_dir=str(tmp_path / "m"), log_dir=str(tmp_path / "l"),
                     model_config=ModelConfig(**TINY), train_config=TrainConfig(batch_size=64),
                     data_config=DataConfig(synthetic_train_count=20), verbose=0)
+    assert refused.value.remedy == {"train.batch_size": 16}  # 18 images after the hold-out
+    done = run_main("train_main.py", f"--model_dir={tmp_path / 'm2'}",
+                    f"--log_dir={tmp_path / 'l2'}", "--image_size=16", "--latent_dim=8",
+                    "--base_filters=4", "--synthetic_train_count=20")
+    assert done.returncode == 1, done.stderr[-1500:]
+    assert "fewer than one batch of 64; lower the batch size (--batch_size=16)" in done.stderr
 
 
 def test_mirrored_strategy_on_two_cpu_devices(tmp_path):
