@@ -276,3 +276,54 @@ def glob_one(pattern: str) -> str:
     import glob
     (found,) = glob.glob(pattern)
     return found
+
+
+# The docs' tables of training flags: each names flags of train_main.py, and a numeric
+# default beside a single flag is that flag's default.
+FLAG_TABLES = {"README.md": "| flag |", os.path.join("docs", "training.md"): "| flag |",
+               os.path.join("docs", "generator_training.md"): "| technique | setting (flag) |"}
+
+
+@functools.lru_cache(maxsize=None)
+def train_defaults() -> dict:
+    """train_main.py's flag -> its default, as --helpfull prints it ('64', 'r1', ...)."""
+    done = subprocess.run([sys.executable, os.path.join(REPO, "train_main.py"), "--helpfull"],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    defaults, flag = {}, None
+    for line in done.stdout.splitlines():
+        named = re.match(r"^\s+--(?:\[no\])?(\w+):", line)
+        if named:
+            flag = named.group(1)
+        default = re.search(r"\(default: '([^']*)'\)", line)
+        if default and flag:
+            defaults[flag] = default.group(1)
+    return defaults
+
+
+def check_flag_table(document: str, header: str) -> list:
+    problems, rows = [], []
+    lines = open(os.path.join(REPO, document)).read().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    column = 1 if "technique" in header else 0
+    for cells in rows:
+        named = re.findall(r"`--(?:no)?(\w+)`", cells[column])
+        for flag in named:
+            if flag not in absl_flags("train"):
+                problems.append(f"{document}: `--{flag}`: no such flag of train_main.py")
+        default = cells[column + 1]
+        if len(named) == 1 and re.fullmatch(r"-?[\d.e-]+", default) and \
+                named[0] in train_defaults():
+            if float(default) != float(train_defaults()[named[0]]):
+                problems.append(f"{document}: `--{named[0]}` default {default}, but the flag's "
+                                f"is {train_defaults()[named[0]]}")
+    return problems
+
+
+@pytest.mark.parametrize("document", sorted(FLAG_TABLES))
+def test_flag_tables_name_real_flags_and_their_defaults(document):
+    assert check_flag_table(document, FLAG_TABLES[document]) == []
