@@ -79,7 +79,7 @@ def search_settings(mode: str, records: dict, overrides: SearchOverrides) -> Sea
         base = config_lib.search_config_for_mode(
             mode, records[Mode.SEARCH].search_config if Mode.SEARCH in records else None)
     values = config_lib.to_dict(base)
-    values.update({k: v for k, v in dataclasses.asdict(overrides).items() if v is not None})
+    values.update(overrides.given())
     values.update(mode=mode)
     if mode == Mode.ENCODER:  # no search: Γ and restarts do not apply
         values.update(steps=0, restarts=1)

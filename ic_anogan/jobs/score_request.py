@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import ClassVar, Optional, Sequence
 
 from ic_anogan import config as config_lib
 from ic_anogan.config import CalibrationConfig, DataConfig, MapConfig, SearchConfig, SearchRuntime
@@ -28,9 +28,25 @@ class RequestError(ScoringError, SettingError):
 
 
 @dataclasses.dataclass(frozen=True)
-class SearchOverrides:
+class _Overrides:
+    """Settings of a config asked for instead of the stored ones; None keeps a stored value.
+    Each value given gets the config's own check (`CHECKED_BY`), before any model loads."""
+
+    CHECKED_BY: ClassVar[type]
+
+    def __post_init__(self):
+        self.CHECKED_BY(**self.given())
+
+    def given(self) -> dict:
+        """The fields given (not None)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchOverrides(_Overrides):
     """Search settings asked for at scoring time; None keeps the calibrated value."""
 
+    CHECKED_BY: ClassVar[type] = SearchConfig
     steps: Optional[int] = None
     discrimination_weight: Optional[float] = None
     learning_rate: Optional[float] = None
@@ -38,17 +54,14 @@ class SearchOverrides:
     clip_z: Optional[float] = None
     seed: Optional[int] = None
 
-    def __post_init__(self):
-        # Each value gets SearchConfig's own check, before any model is loaded.
-        SearchConfig(**{k: v for k, v in dataclasses.asdict(self).items() if v is not None})
-
 
 @dataclasses.dataclass(frozen=True)
-class MapOverrides:
+class MapOverrides(_Overrides):
     """Map settings asked for at a recalibration (MapConfig's fields); None keeps the stored
     value, or resolves it again from the new images where the stored one was (see
     Recalibration)."""
 
+    CHECKED_BY: ClassVar[type] = MapConfig
     residual: Optional[str] = None
     kernel: Optional[str] = None
     kernel_size: Optional[int] = None
@@ -60,14 +73,6 @@ class MapOverrides:
     std_floor: Optional[float] = None
     top_fraction: Optional[float] = None
     folds: Optional[int] = None
-
-    def __post_init__(self):
-        # Each value gets MapConfig's own check, before any model is loaded.
-        MapConfig(**self.given())
-
-    def given(self) -> dict:
-        """The fields given (not None)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 @dataclasses.dataclass(frozen=True)
