@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import TYPE_CHECKING
 
 from absl import app
 
 from ic_anogan import config
 from ic_anogan.cli import flag_table
+
+if TYPE_CHECKING:  # the request module is imported when a scoring run is replayed
+    from ic_anogan.jobs.score_request import ScoreRequest
 
 
 def _default(section: str):
@@ -92,7 +96,8 @@ def _request_path(path: str) -> str:
     raise KeyError(path)
 
 
-def replayed_score_request(path: str, table: flag_table.FlagSet, rows_given: list):
+def replayed_score_request(path: str, table: flag_table.FlagSet,
+                           rows_given: list) -> "ScoreRequest":
     """The ScoreRequest of a scoring run's score_config.json, with each flag given beside it
     applied to its one field (`rows_given`: the rows of the flags given).
 
