@@ -55,6 +55,7 @@ class Flag:
       help, kind, choices: for a flag without a config field (kind: string, integer,
         float, bool, enum, list or multi_string); `help` also replaces a field's.
       old_names: deprecated spellings that still set it, with a warning.
+      bounds: absl's lower_bound / upper_bound of a number flag without a config field.
     """
 
     name: str

@@ -104,22 +104,27 @@ def run_config_from_flags() -> config_lib.RunConfig:
       app.UsageError: a value is refused; the message names its flag.
     """
     from ic_anogan import config
-    from ic_anogan.cli import replay
-    try:
-        run_config = config.RunConfig.from_dict(flag_table.sections_from(FLAGS.field_values()))
-        run_config.calibration.map.check_image_size(run_config.model.image_size)
-    except config.SettingError as e:
-        raise _usage(e) from None
-    run_config = dataclasses.replace(
-        run_config, encoder=run_config.encoder if FLAGS.value("encoder") else None,
-        calibration=run_config.calibration if FLAGS.value("calibrate") else None)
     if FLAGS.value("config"):
+        from ic_anogan.cli import replay
         run_config = replay.replayed_run_config(FLAGS.value("config"), FLAGS, STEP_FLAGS)
-    if run_config.calibration is not None:
+        checked = run_config.calibration
+    else:
         try:
-            run_config.calibration.map.check_image_size(run_config.model.image_size)
+            run_config = config.RunConfig.from_dict(
+                flag_table.sections_from(FLAGS.field_values()))
         except config.SettingError as e:
             raise _usage(e) from None
+        # Checked even when --nocalibrate drops it: a bad value is refused whatever else
+        # is set.
+        checked = run_config.calibration
+        run_config = dataclasses.replace(
+            run_config, encoder=run_config.encoder if FLAGS.value("encoder") else None,
+            calibration=run_config.calibration if FLAGS.value("calibrate") else None)
+    try:
+        if checked is not None and checked.map is not None:
+            checked.map.check_image_size(run_config.model.image_size)
+    except config.SettingError as e:
+        raise _usage(e) from None
     return run_config
 
 
